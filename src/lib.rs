@@ -1,0 +1,2 @@
+//! berth: a low-level OCI container runtime. The library does the work; `main.rs` only parses
+//! the command line.
