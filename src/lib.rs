@@ -1,2 +1,17 @@
 //! berth: a low-level OCI container runtime. The library does the work; `main.rs` only parses
 //! the command line.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod container;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+pub mod syscall;
+
+#[cfg(test)]
+mod testutil;

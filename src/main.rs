@@ -1,1 +1,100 @@
-fn main() {}
+//! The `berth` command line: global flags and one subcommand per file under `commands/`; the
+//! library does the work.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "berth", version = commands::VERSION_LINE, about = "A low-level OCI container runtime with host and bridge networking")]
+struct Cli {
+    /// Folder for the containers' state
+    #[arg(long, global = true, default_value = berth::state::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Write log lines to this file
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of log lines
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log debug messages
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Manage cgroups through systemd (cgroupsPath is then slice:prefix:name)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for compatibility with runc's command line
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container that waits for `start`
+    Create(commands::create::CreateArgs),
+    /// Start a created container
+    Start(commands::start::Args),
+    /// Create and start a container, and wait for it unless --detach
+    Run(commands::run::Args),
+    /// Print a container's state as OCI state JSON
+    State(commands::state::Args),
+    /// Send a signal to a container (default SIGTERM)
+    Kill(commands::kill::Args),
+    /// Remove a container
+    Delete(commands::delete::Args),
+    /// List containers
+    #[command(alias = "ls")]
+    List(commands::list::Args),
+    /// Write a config.json template
+    Spec(commands::spec::Args),
+    /// Print the runtime-spec features berth supports, as JSON
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormat::Text => berth::logging::Format::Text,
+        LogFormat::Json => berth::logging::Format::Json,
+    };
+    if let Err(err) = berth::logging::init(cli.log.as_deref(), format, cli.debug) {
+        eprintln!(
+            "berth: cannot open log file {:?}: {err}",
+            cli.log.unwrap_or_default()
+        );
+        return ExitCode::from(1);
+    }
+    let global = commands::Global {
+        root: berth::state::Root::new(cli.root),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    let result = match cli.command {
+        Command::Create(args) => commands::create::run(&global, args),
+        Command::Start(args) => commands::start::run(&global, args),
+        Command::Run(args) => commands::run::run(&global, args),
+        Command::State(args) => commands::state::run(&global, args),
+        Command::Kill(args) => commands::kill::run(&global, args),
+        Command::Delete(args) => commands::delete::run(&global, args),
+        Command::List(args) => commands::list::run(&global, args),
+        Command::Spec(args) => commands::spec::run(args),
+        Command::Features => commands::features::run(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            berth::logging::report_error(&format!("{err:#}"));
+            ExitCode::from(1)
+        }
+    }
+}

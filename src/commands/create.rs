@@ -1,0 +1,59 @@
+//! `berth create`: make a container that waits for `start`.
+
+use std::path::PathBuf;
+
+use berth::container::{self, CreateOptions};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// The bundle folder (holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init's pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket that receives the pty master when process.terminal is true
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of making a new one
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass descriptors 3 .. 3+N-1 to the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Network mode: host, bridge or none (overrides the io.berth.network.mode annotation)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Publish a port: HOST:CONTAINER[/tcp|/udp] (repeatable)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// The container id
+    pub id: String,
+}
+
+impl CreateArgs {
+    pub fn options(self, global: &Global) -> CreateOptions {
+        CreateOptions {
+            id: self.id,
+            bundle: self.bundle,
+            pid_file: self.pid_file,
+            console_socket: self.console_socket,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds,
+            network: self.network,
+            publish: self.publish,
+            systemd_cgroup: global.systemd_cgroup,
+        }
+    }
+}
+
+pub fn run(global: &Global, args: CreateArgs) -> super::Result {
+    container::create(&global.root, &args.options(global))?;
+    Ok(0)
+}

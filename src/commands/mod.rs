@@ -1,0 +1,29 @@
+//! One module per subcommand: each parses its own flags and calls the library.
+
+pub mod create;
+pub mod delete;
+pub mod features;
+pub mod kill;
+pub mod list;
+pub mod run;
+pub mod spec;
+pub mod start;
+pub mod state;
+
+use berth::state::Root;
+
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("BERTH_COMMIT"),
+    "\nspec: ",
+    "1.2.1"
+);
+
+/// The global flags every subcommand sees.
+pub struct Global {
+    pub root: Root,
+    pub systemd_cgroup: bool,
+}
+
+pub type Result = anyhow::Result<u8>;

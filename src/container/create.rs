@@ -1,0 +1,416 @@
+//! `create`: check the bundle, make the state folder and cgroup, clone the init into its
+//! namespaces, run the create-time hooks, and return once the init waits for `start`. A failure
+//! at any step undoes the steps before it.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxIdMapping;
+
+use super::{oci_state, process_start_time, ContainerError};
+use crate::cgroups::{self, CgroupConfig, Layout};
+use crate::namespaces::Namespaces;
+use crate::process::channel::{self, Channel, Message};
+use crate::process::clone::{clone, Cloned};
+use crate::process::init::{self, InitPlan};
+use crate::process::ProcessPlan;
+use crate::rootfs::RootfsPlan;
+use crate::spec::{self, Bundle};
+use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+
+/// The `create` and `run` flags.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    pub network: Option<String>,
+    pub publish: Vec<String>,
+    pub systemd_cgroup: bool,
+}
+
+/// A container just created: its locked folder, its state, and its init.
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: State,
+    pub pid: Pid,
+}
+
+/// What has been made so far, to undo on failure.
+#[derive(Default)]
+struct Made {
+    cgroup: Option<CgroupConfig>,
+    /// Processes of ours to kill and reap: the init, and the intermediate of the two-stage path.
+    children: Vec<Pid>,
+}
+
+pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
+    let bundle = spec::load(&opts.bundle)?;
+    let dir = root.create_container(&opts.id)?;
+    let mut made = Made::default();
+    match build(&dir, opts, &bundle, &mut made) {
+        Ok((state, pid)) => Ok(Created { dir, state, pid }),
+        Err(err) => {
+            undo(dir, made);
+            Err(err)
+        }
+    }
+}
+
+fn undo(dir: ContainerDir, made: Made) {
+    for pid in made.children {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+    if let Some(cgroup) = made.cgroup {
+        let manager = cgroups::manager(&cgroup);
+        for pid in manager.pids().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if let Err(err) = manager.remove() {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
+    if let Err(err) = dir.remove() {
+        crate::logging::warn(&format!("cleaning up: {err}"));
+    }
+}
+
+fn sys<'a>(
+    id: &'a str,
+    what: &'static str,
+) -> impl FnOnce(nix::errno::Errno) -> ContainerError + 'a {
+    move |source| ContainerError::Sys {
+        id: id.to_string(),
+        what,
+        source,
+    }
+}
+
+fn build(
+    dir: &ContainerDir,
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    made: &mut Made,
+) -> Result<(State, Pid), ContainerError> {
+    let id = opts.id.as_str();
+    let spec = &bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("spec::check requires process");
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(ContainerError::Unsupported(
+            "process.terminal is true but no --console-socket was given".into(),
+        ));
+    }
+    let linux = spec.linux().as_ref();
+    let network_override = None;
+    let mut namespaces = Namespaces::from_spec(spec, network_override)?;
+    let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = cgroups::config_for(cgroups_path, id)?;
+
+    // The first state is written before anything else is made, so `delete --force` can find the
+    // cgroup even if berth is killed half-way.
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: id.to_string(),
+        status: Status::Creating,
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        owner: owner_name(),
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cgroup: cgroup.clone(),
+        network: None,
+        hooks: spec.hooks().clone(),
+        own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
+    };
+    dir.write_state(&state)?;
+    dir.write_config(&bundle.raw)?;
+
+    let manager = cgroups::manager(&cgroup);
+    made.cgroup = Some(cgroup.clone());
+    manager.create()?;
+
+    let new = namespaces.new;
+    let userns = namespaces.has_user();
+    // With a user namespace, namespaces given by path must be joined before the new ones are
+    // made, so the new ones belong to the new user namespace: that takes one more process.
+    let two_stage = userns && !namespaces.join.is_empty();
+    let cgroup_dir = match cgroup.layout {
+        Some(Layout::Unified) => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
+        _ => None,
+    };
+    let (clone_flags, unshare) = if two_stage {
+        (CloneFlags::empty(), new)
+    } else if new.contains(CloneFlags::CLONE_NEWCGROUP) && cgroup_dir.is_none() {
+        // The cgroup namespace is rooted where the process is when it is made: after the move.
+        (
+            new - CloneFlags::CLONE_NEWCGROUP,
+            CloneFlags::CLONE_NEWCGROUP,
+        )
+    } else {
+        (new, CloneFlags::empty())
+    };
+    let wait_go = !two_stage && (new.contains(CloneFlags::CLONE_NEWUSER) || !unshare.is_empty());
+
+    // A pid namespace given by path is entered by berth itself for the clone, then left.
+    let join_pid = namespaces
+        .join
+        .iter()
+        .position(|j| j.flag == CloneFlags::CLONE_NEWPID)
+        .map(|i| namespaces.join.remove(i));
+
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    #[allow(deprecated)]
+    let (prestart, create_runtime) = (
+        hooks.prestart().clone().unwrap_or_default(),
+        hooks.create_runtime().clone().unwrap_or_default(),
+    );
+    let create_container = hooks.create_container().clone().unwrap_or_default();
+    let start_container = hooks.start_container().clone().unwrap_or_default();
+    let hooks_point = !(prestart.is_empty()
+        && create_runtime.is_empty()
+        && create_container.is_empty()
+        && start_container.is_empty());
+
+    let rootfs = RootfsPlan::from_spec(
+        spec,
+        &bundle.dir,
+        &bundle.rootfs,
+        opts.no_pivot,
+        cgroup.clone(),
+        namespaces.has(CloneFlags::CLONE_NEWCGROUP),
+        userns,
+    )?;
+    let process_plan = ProcessPlan::from_spec(process, opts.preserve_fds)?;
+
+    let fifo_path = dir.fifo_path();
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .map_err(sys(id, "make the exec fifo"))?;
+    // Read-write, so the init's read blocks until `start` writes rather than seeing end-of-file.
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys(id, "open the exec fifo"))?;
+
+    let plan = InitPlan {
+        join: std::mem::take(&mut namespaces.join),
+        unshare,
+        two_stage,
+        wait_go,
+        userns,
+        new_netns: new.contains(CloneFlags::CLONE_NEWNET),
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        rootfs,
+        process: process_plan,
+        hooks_point,
+        create_container_hooks: create_container,
+        start_container_hooks: start_container,
+        fifo,
+        session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
+        lock_fd: dir.lock_fd(),
+    };
+    let (ours, theirs) = channel::pair().map_err(sys(id, "make the init channel"))?;
+
+    let own_pid_ns = match &join_pid {
+        Some(target) => {
+            let own = open_path(Path::new("/proc/self/ns/pid"))
+                .map_err(sys(id, "open berth's pid namespace"))?;
+            setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(sys(id, "join the pid namespace"))?;
+            Some(own)
+        }
+        None => None,
+    };
+    let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
+    if let Some(own) = own_pid_ns {
+        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(sys(id, "return to berth's pid namespace"))?;
+    }
+    let (first, in_cgroup) = match cloned.map_err(sys(id, "clone the init"))? {
+        Cloned::Child => {
+            drop(ours);
+            init::run(plan, theirs)
+        }
+        Cloned::Parent { pid, in_cgroup } => (pid, in_cgroup),
+    };
+    drop(plan);
+    drop(theirs);
+    made.children.push(first);
+    if !in_cgroup {
+        manager.add_process(first.as_raw())?;
+    }
+    let linux_maps = |l: &oci_spec::runtime::Linux| {
+        (
+            l.uid_mappings().clone().unwrap_or_default(),
+            l.gid_mappings().clone().unwrap_or_default(),
+        )
+    };
+    let (uid_maps, gid_maps) = linux.map(linux_maps).unwrap_or_default();
+
+    let pid = if two_stage {
+        // The intermediate asks for maps once it made the new user namespace, then forks the init.
+        expect(id, &ours, Message::HooksPoint, first)?;
+        if new.contains(CloneFlags::CLONE_NEWUSER) {
+            write_id_maps(id, first, &uid_maps, &gid_maps)?;
+        }
+        ours.send(&Message::Go).map_err(|_| init_lost(id, first))?;
+        let pidfd = match ours.recv_with_fd() {
+            Ok((Message::Fd, Some(fd))) => fd,
+            Ok((Message::Error(reason), _)) => {
+                return Err(ContainerError::Init {
+                    id: id.into(),
+                    reason,
+                })
+            }
+            _ => return Err(init_lost(id, first)),
+        };
+        let _ = nix::sys::wait::waitpid(first, None);
+        made.children.clear();
+        let pid = pid_of_pidfd(&pidfd).ok_or_else(|| init_lost(id, first))?;
+        made.children.push(pid);
+        pid
+    } else {
+        if new.contains(CloneFlags::CLONE_NEWUSER) {
+            write_id_maps(id, first, &uid_maps, &gid_maps)?;
+        }
+        if wait_go {
+            ours.send(&Message::Go).map_err(|_| init_lost(id, first))?;
+        }
+        first
+    };
+    if let Some(score) = process.oom_score_adj() {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
+            ContainerError::Init {
+                id: id.into(),
+                reason: format!("cannot set process.oomScoreAdj to {score}: {e}"),
+            }
+        })?;
+    }
+    state.pid = pid.as_raw();
+    state.pid_start = process_start_time(state.pid)
+        .map(|(_, start)| start)
+        .unwrap_or(0);
+    dir.write_state(&state)?;
+
+    loop {
+        match ours.recv() {
+            Ok(Message::HooksPoint) => {
+                let json = oci_state(&state, Status::Creating).to_string();
+                crate::hooks::run("prestart", &prestart, &json)?;
+                crate::hooks::run("createRuntime", &create_runtime, &json)?;
+                ours.send(&Message::State(json))
+                    .map_err(|_| init_lost(id, pid))?;
+            }
+            Ok(Message::Ready) => break,
+            Ok(Message::Error(reason)) => {
+                return Err(ContainerError::Init {
+                    id: id.into(),
+                    reason,
+                })
+            }
+            _ => return Err(init_lost(id, pid)),
+        }
+    }
+    state.status = Status::Created;
+    dir.write_state(&state)?;
+    if let Some(path) = &opts.pid_file {
+        write_atomic(path, pid.as_raw().to_string().as_bytes()).map_err(|e| match e {
+            crate::state::StateError::Io { source, .. } => ContainerError::PidFile {
+                path: path.clone(),
+                source,
+            },
+            other => other.into(),
+        })?;
+    }
+    Ok((state, pid))
+}
+
+/// The name of the user running berth, as `list` shows it.
+fn owner_name() -> String {
+    let uid = nix::unistd::getuid().as_raw();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2].parse() == Ok(uid))
+        .map(|f| f[0].to_string())
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn open_path(path: &Path) -> Result<OwnedFd, nix::errno::Errno> {
+    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+fn setns(fd: std::os::fd::BorrowedFd, flag: CloneFlags) -> Result<(), nix::errno::Errno> {
+    nix::sched::setns(fd, flag)
+}
+
+fn expect(id: &str, channel: &Channel, wanted: Message, pid: Pid) -> Result<(), ContainerError> {
+    match channel.recv() {
+        Ok(m) if m == wanted => Ok(()),
+        Ok(Message::Error(reason)) => Err(ContainerError::Init {
+            id: id.into(),
+            reason,
+        }),
+        _ => Err(init_lost(id, pid)),
+    }
+}
+
+/// The init went away without saying why: reap it and say how it ended.
+fn init_lost(id: &str, pid: Pid) -> ContainerError {
+    let how = match nix::sys::wait::waitpid(pid, None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        _ => "went away".to_string(),
+    };
+    ContainerError::Init {
+        id: id.into(),
+        reason: format!("the init process {how} before the container was ready"),
+    }
+}
+
+fn write_id_maps(
+    id: &str,
+    pid: Pid,
+    uid_maps: &[LinuxIdMapping],
+    gid_maps: &[LinuxIdMapping],
+) -> Result<(), ContainerError> {
+    for (file, maps) in [("uid_map", uid_maps), ("gid_map", gid_maps)] {
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        std::fs::write(format!("/proc/{pid}/{file}"), &text).map_err(|e| ContainerError::Init {
+            id: id.into(),
+            reason: format!("cannot write {file} {:?}: {e}", text.trim_end()),
+        })?;
+    }
+    Ok(())
+}
+
+/// The pid, in berth's pid namespace, of the process a pidfd refers to.
+fn pid_of_pidfd(pidfd: &OwnedFd) -> Option<Pid> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Pid::from_raw)
+}

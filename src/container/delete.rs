@@ -1,0 +1,74 @@
+//! `delete`: remove a stopped container (or, with `--force`, kill it first): its processes,
+//! cgroup, network, state folder, and then the poststop hooks.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::{oci_state, status, ContainerError};
+use crate::state::{ContainerDir, Root, State, StateError, Status};
+
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<(), ContainerError> {
+    let dir = match root.open_container(id) {
+        Ok(dir) => dir,
+        Err(StateError::NotExist(_)) if force => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    let state = match dir.read_state() {
+        Ok(state) => state,
+        // A folder without state: a create that died before writing any. Nothing else was made.
+        Err(StateError::NotExist(_)) | Err(StateError::Corrupt { .. }) if force => {
+            dir.remove()?;
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let current = status(&state, &dir.path);
+    match current {
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(ContainerError::NotStopped {
+                id: id.into(),
+                status: current,
+            })
+        }
+    }
+    destroy(dir, &state)
+}
+
+/// Kills what is left of the container and removes everything it holds.
+pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
+    let manager = crate::cgroups::manager(&state.cgroup);
+    if super::init_alive(state) {
+        let _ = super::kill::signal_init(state, Signal::SIGKILL);
+    }
+    // Processes left in the cgroup (no pid namespace of its own, or a paused container).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = manager.pids().unwrap_or_default();
+        if pids.is_empty() && !super::init_alive(state) {
+            break;
+        }
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    manager.remove()?;
+    let poststop = state
+        .hooks
+        .as_ref()
+        .and_then(|h| h.poststop().clone())
+        .unwrap_or_default();
+    let json = oci_state(state, Status::Stopped).to_string();
+    dir.remove()?;
+    if let Err(err) = crate::hooks::run("poststop", &poststop, &json) {
+        crate::logging::warn(&err.to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `start`: release a created container's init by writing into its exec fifo, then run the
+//! poststart hooks.
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::{oci_state, status, ContainerError};
+use crate::state::{ContainerDir, Root, State, Status};
+
+pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
+    let dir = root.open_container(id)?;
+    let mut state = dir.read_state()?;
+    start_locked(&dir, &mut state)
+}
+
+/// Starts a container whose folder the caller holds locked (`run` does).
+pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), ContainerError> {
+    let current = status(state, &dir.path);
+    if current != Status::Created {
+        return Err(ContainerError::NotCreated {
+            id: state.id.clone(),
+            status: current,
+        });
+    }
+    let fifo = dir.fifo_path();
+    // Non-blocking: with no reader (the init died) this fails at once instead of hanging.
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ContainerError::Sys {
+        id: state.id.clone(),
+        what: "reach the waiting init through the exec fifo",
+        source,
+    })?;
+    nix::unistd::write(&fd, b"0").map_err(|source| ContainerError::Sys {
+        id: state.id.clone(),
+        what: "start the init",
+        source,
+    })?;
+    drop(fd);
+    let _ = std::fs::remove_file(&fifo);
+    state.status = Status::Running;
+    dir.write_state(state)?;
+    let poststart = state
+        .hooks
+        .as_ref()
+        .and_then(|h| h.poststart().clone())
+        .unwrap_or_default();
+    if !poststart.is_empty() {
+        let json = oci_state(state, Status::Running).to_string();
+        if let Err(err) = crate::hooks::run("poststart", &poststart, &json) {
+            crate::logging::warn(&err.to_string());
+        }
+    }
+    Ok(())
+}

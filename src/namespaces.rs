@@ -1,0 +1,186 @@
+//! Namespaces: which ones a container makes of its own and which it joins by path, and the
+//! order in which they are entered.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::syscall::Kernel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("cannot open the {kind} namespace {path}: {source}")]
+    Open {
+        kind: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot join the {kind} namespace {path}: {source}")]
+    Join {
+        kind: &'static str,
+        path: PathBuf,
+        source: nix::errno::Errno,
+    },
+    #[error("cannot make new namespaces ({flags}): {source}")]
+    Unshare {
+        flags: String,
+        source: nix::errno::Errno,
+    },
+}
+
+/// The clone flag of a namespace type.
+pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
+    match typ {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The short name the kernel uses in /proc/PID/ns for a clone flag.
+pub fn name(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWNS => "mnt",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWNET => "net",
+        _ => "time",
+    }
+}
+
+/// A namespace to join, opened before the container's process exists.
+pub struct Join {
+    pub flag: CloneFlags,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The container's namespaces.
+pub struct Namespaces {
+    /// Namespaces to make.
+    pub new: CloneFlags,
+    /// Namespaces to join, user first (joining it changes what the others allow).
+    pub join: Vec<Join>,
+}
+
+impl Namespaces {
+    /// Reads `linux.namespaces`. `network` overrides the network entry: `Some(None)` asks for a
+    /// fresh namespace, `Some(Some(path))` to join one, and `None` for the host's.
+    pub fn from_spec(
+        spec: &Spec,
+        network: Option<Option<&Path>>,
+    ) -> Result<Namespaces, NamespaceError> {
+        let mut new = CloneFlags::empty();
+        let mut join = Vec::new();
+        let listed = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|ns| ns.typ() != LinuxNamespaceType::Network)
+            .map(|ns| (flag(ns.typ()), ns.path().clone()));
+        let net = network.map(|path| (CloneFlags::CLONE_NEWNET, path.map(Path::to_path_buf)));
+        for (flag, path) in listed.chain(net) {
+            match path {
+                None => new |= flag,
+                Some(path) => {
+                    let file = File::open(&path).map_err(|source| NamespaceError::Open {
+                        kind: name(flag),
+                        path: path.clone(),
+                        source,
+                    })?;
+                    join.push(Join {
+                        flag,
+                        path,
+                        fd: file.into(),
+                    });
+                }
+            }
+        }
+        join.sort_by_key(|j| j.flag != CloneFlags::CLONE_NEWUSER);
+        Ok(Namespaces { new, join })
+    }
+
+    /// Whether the container has a user namespace, new or joined.
+    pub fn has_user(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUSER) || self.joins(CloneFlags::CLONE_NEWUSER)
+    }
+
+    pub fn joins(&self, flag: CloneFlags) -> bool {
+        self.join.iter().any(|j| j.flag == flag)
+    }
+
+    /// Whether the container has a namespace of `flag` of its own or joined, rather than the host's.
+    pub fn has(&self, flag: CloneFlags) -> bool {
+        self.new.contains(flag) || self.joins(flag)
+    }
+}
+
+/// Joins each namespace in `join` (in order) except those in `skip`.
+pub fn enter(kernel: &dyn Kernel, join: &[Join], skip: CloneFlags) -> Result<(), NamespaceError> {
+    for ns in join.iter().filter(|j| !skip.contains(j.flag)) {
+        kernel
+            .setns(ns.fd.as_raw_fd(), ns.flag)
+            .map_err(|source| NamespaceError::Join {
+                kind: name(ns.flag),
+                path: ns.path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(namespaces: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":{namespaces}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn new_and_joined() {
+        let s = spec(
+            r#"[{"type":"pid"},{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"},{"type":"mount"}]"#,
+        );
+        let ns = Namespaces::from_spec(&s, Some(Some(Path::new("/proc/self/ns/net")))).unwrap();
+        assert_eq!(ns.new, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
+        let joined: Vec<_> = ns.join.iter().map(|j| name(j.flag)).collect();
+        assert_eq!(joined, ["user", "net"]);
+        assert!(ns.has_user());
+    }
+
+    #[test]
+    fn network_override() {
+        let s = spec(r#"[{"type":"pid"},{"type":"network"}]"#);
+        let host = Namespaces::from_spec(&s, None).unwrap();
+        assert!(!host.has(CloneFlags::CLONE_NEWNET));
+        let fresh = Namespaces::from_spec(&s, Some(None)).unwrap();
+        assert!(fresh.new.contains(CloneFlags::CLONE_NEWNET));
+    }
+
+    #[test]
+    fn missing_path_is_named() {
+        let s = spec(r#"[{"type":"ipc","path":"/nonexistent/ns"}]"#);
+        let err = Namespaces::from_spec(&s, None).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot open the ipc namespace /nonexistent/ns"),
+            "{err}"
+        );
+    }
+}

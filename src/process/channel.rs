@@ -1,0 +1,203 @@
+//! The channel between berth and the container's init: a SOCK_SEQPACKET socketpair carrying
+//! small tagged messages (and descriptors), so the init's errors become the command's error.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+
+/// The largest message: an error text or the state JSON.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// init → berth: setting up failed; the text says why.
+    Error(String),
+    /// init → berth: namespaces and mounts are made; run the prestart and createRuntime hooks.
+    HooksPoint,
+    /// init → berth: the container is created and waits for `start`.
+    Ready,
+    /// intermediate → berth: the pid of the init it forked.
+    Pid(i32),
+    /// berth → init: go on (uid/gid maps written, cgroup joined).
+    Go,
+    /// berth → init: the hooks ran; here is the state for the createContainer hooks.
+    State(String),
+    /// init → berth: a descriptor follows (a console master, a seccomp listener).
+    Fd,
+}
+
+impl Message {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, body): (u8, &[u8]) = match self {
+            Message::Error(text) => (b'E', text.as_bytes()),
+            Message::HooksPoint => (b'H', b""),
+            Message::Ready => (b'R', b""),
+            Message::Pid(_) => (b'P', b""),
+            Message::Go => (b'G', b""),
+            Message::State(json) => (b'S', json.as_bytes()),
+            Message::Fd => (b'F', b""),
+        };
+        let mut out = Vec::with_capacity(1 + body.len() + 4);
+        out.push(tag);
+        match self {
+            Message::Pid(pid) => out.extend_from_slice(&pid.to_le_bytes()),
+            _ => out.extend_from_slice(&body[..body.len().min(MAX_MESSAGE - 1)]),
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Message, ChannelError> {
+        let (tag, body) = bytes.split_first().ok_or(ChannelError::Closed)?;
+        let text = || String::from_utf8_lossy(body).into_owned();
+        Ok(match tag {
+            b'E' => Message::Error(text()),
+            b'H' => Message::HooksPoint,
+            b'R' => Message::Ready,
+            b'P' => Message::Pid(i32::from_le_bytes(
+                body.try_into().map_err(|_| ChannelError::Garbled)?,
+            )),
+            b'G' => Message::Go,
+            b'S' => Message::State(text()),
+            b'F' => Message::Fd,
+            _ => return Err(ChannelError::Garbled),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("the other end closed the channel")]
+    Closed,
+    #[error("a garbled message arrived on the channel")]
+    Garbled,
+    #[error("channel: {0}")]
+    Io(#[from] Errno),
+}
+
+/// One end of the channel.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Makes both ends, close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), Errno> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, message: &Message) -> Result<(), ChannelError> {
+        let bytes = message.encode();
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Sends a descriptor with a `Fd` message.
+    pub fn send_fd(&self, fd: RawFd) -> Result<(), ChannelError> {
+        let bytes = Message::Fd.encode();
+        let fds = [fd];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Waits for the next message. A closed peer is `ChannelError::Closed`.
+    pub fn recv(&self) -> Result<Message, ChannelError> {
+        self.recv_with_fd().map(|(message, _)| message)
+    }
+
+    /// Waits for the next message and the descriptor that came with it, if any.
+    pub fn recv_with_fd(&self) -> Result<(Message, Option<OwnedFd>), ChannelError> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fd = None;
+                    for cmsg in msg.cmsgs().map_err(ChannelError::Io)? {
+                        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                            // SAFETY: the kernel just gave us these descriptors; we own them now.
+                            fd = fds.first().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) });
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if len == 0 {
+            return Err(ChannelError::Closed);
+        }
+        Ok((Message::decode(&buf[..len])?, fd))
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let (a, b) = pair().unwrap();
+        let messages = [
+            Message::Error("cannot mount proc".into()),
+            Message::HooksPoint,
+            Message::Ready,
+            Message::Pid(4242),
+            Message::Go,
+            Message::State("{\"id\":\"x\"}".into()),
+        ];
+        for m in &messages {
+            a.send(m).unwrap();
+            assert_eq!(&b.recv().unwrap(), m);
+        }
+        drop(a);
+        assert!(matches!(b.recv(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn descriptors_travel() {
+        let (a, b) = pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        a.send_fd(w.as_raw_fd()).unwrap();
+        drop(w);
+        let (message, fd) = b.recv_with_fd().unwrap();
+        assert_eq!(message, Message::Fd);
+        nix::unistd::write(fd.unwrap(), b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        nix::unistd::read(&r, &mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+}

@@ -1,0 +1,537 @@
+//! Loading and checking a bundle's `config.json`: every error names the file or the field, and
+//! nothing is created before the whole configuration has been checked.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// The runtime-spec versions berth accepts (it implements 1.0 to 1.2).
+pub const OCI_VERSION_MIN: &str = "1.0.0";
+pub const OCI_VERSION_MAX: &str = "1.2.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid runtime spec: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("unsupported ociVersion {0:?}: berth supports {OCI_VERSION_MIN} to {OCI_VERSION_MAX}")]
+    Version(String),
+    #[error("config.json has no {0:?} section")]
+    Missing(&'static str),
+    #[error("root.path {path:?} does not exist (resolved to {resolved})")]
+    NoRootfs { path: PathBuf, resolved: PathBuf },
+    #[error("root.path {0} is not a directory")]
+    RootfsNotDir(PathBuf),
+    #[error("process.args must name a program")]
+    NoArgs,
+    #[error("process.cwd {0:?} must be an absolute path")]
+    RelativeCwd(PathBuf),
+    #[error("linux.namespaces lists {0:?} twice")]
+    DuplicateNamespace(String),
+    #[error("linux.namespaces: the {0} namespace path {1} does not exist")]
+    NoNamespacePath(String, PathBuf),
+    #[error("linux.uidMappings and linux.gidMappings are required with a new user namespace")]
+    NoIdMappings,
+    #[error("linux.uidMappings are set but there is no user namespace")]
+    MappingsWithoutUserns,
+    #[error("{0} is set but the container has no uts namespace of its own")]
+    NeedsUts(&'static str),
+    #[error("mounts[{0}].destination is empty")]
+    EmptyDestination(usize),
+    #[error("mounts[{index}] ({destination}): {reason}")]
+    BadMount {
+        index: usize,
+        destination: String,
+        reason: String,
+    },
+    #[error("linux.sysctl {0:?}: {1}")]
+    Sysctl(String, &'static str),
+    #[error("process.rlimits lists {0} twice")]
+    Rlimit(String),
+    #[error("process.rlimits: the soft limit of {0} is above its hard limit")]
+    RlimitOrder(String),
+    #[error(
+        "linux.namespaces must include a mount namespace: berth builds the root filesystem in it"
+    )]
+    NoMountNamespace,
+    #[error("hooks.{0}[{1}].path {2:?} must be absolute")]
+    HookPath(&'static str, usize, String),
+}
+
+/// A loaded bundle: the parsed spec, the raw bytes (kept in the state folder for `exec`), and the
+/// root filesystem resolved against the bundle.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub raw: Vec<u8>,
+    pub rootfs: PathBuf,
+}
+
+/// Reads `DIR/config.json` and checks it.
+pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
+    let dir = std::path::absolute(bundle_dir).map_err(|source| SpecError::Read {
+        path: bundle_dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join("config.json");
+    let raw = std::fs::read(&path).map_err(|source| SpecError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let spec: Spec = serde_json::from_slice(&raw).map_err(|source| SpecError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    let rootfs = check(&spec, &dir)?;
+    Ok(Bundle {
+        dir,
+        spec,
+        raw,
+        rootfs,
+    })
+}
+
+/// Whether `version` is a runtime-spec version berth implements: 1.0.x to 1.2.x, including the
+/// `-dev`/`-rc` forms runc's template writes.
+pub fn version_supported(version: &str) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+    match (parts.len(), number(0), number(1), number(2)) {
+        (3, Some(1), Some(minor), Some(_)) => minor <= 2,
+        _ => false,
+    }
+}
+
+/// Checks what a container needs and returns the absolute root filesystem.
+pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
+    if !version_supported(spec.version()) {
+        return Err(SpecError::Version(spec.version().clone()));
+    }
+    let root = spec.root().as_ref().ok_or(SpecError::Missing("root"))?;
+    let rootfs = bundle.join(root.path());
+    match std::fs::metadata(&rootfs) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(SpecError::RootfsNotDir(rootfs)),
+        Err(_) => {
+            return Err(SpecError::NoRootfs {
+                path: root.path().clone(),
+                resolved: rootfs,
+            })
+        }
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(SpecError::Missing("process"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(SpecError::NoArgs),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(SpecError::RelativeCwd(process.cwd().clone()));
+    }
+    let mut seen = HashSet::new();
+    for limit in process.rlimits().iter().flatten() {
+        if !seen.insert(crate::process::rlimit(limit.typ()).1) {
+            return Err(SpecError::Rlimit(
+                crate::process::rlimit(limit.typ()).1.into(),
+            ));
+        }
+        if limit.soft() > limit.hard() {
+            return Err(SpecError::RlimitOrder(
+                crate::process::rlimit(limit.typ()).1.into(),
+            ));
+        }
+    }
+    let mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| list.iter().any(|ns| ns.typ() == LinuxNamespaceType::Mount));
+    if !mount_ns {
+        return Err(SpecError::NoMountNamespace);
+    }
+    check_namespaces(spec)?;
+    check_mounts(spec)?;
+    check_sysctl(spec)?;
+    check_hooks(spec)?;
+    Ok(rootfs)
+}
+
+/// The namespace types the container gets of its own or joins, by type.
+pub fn namespace_types(spec: &Spec) -> HashSet<LinuxNamespaceType> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|list| list.iter().map(|ns| ns.typ()).collect())
+        .unwrap_or_default()
+}
+
+fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
+    let linux = spec.linux().as_ref();
+    let mut seen = HashSet::new();
+    let mut new_user = false;
+    for ns in linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if !seen.insert(ns.typ()) {
+            return Err(SpecError::DuplicateNamespace(ns.typ().to_string()));
+        }
+        match ns.path() {
+            Some(path) if !path.exists() => {
+                return Err(SpecError::NoNamespacePath(
+                    ns.typ().to_string(),
+                    path.clone(),
+                ))
+            }
+            None if ns.typ() == LinuxNamespaceType::User => new_user = true,
+            _ => {}
+        }
+    }
+    let has_maps = linux.is_some_and(|l| {
+        l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+    });
+    if new_user && !has_maps {
+        return Err(SpecError::NoIdMappings);
+    }
+    if has_maps && !seen.contains(&LinuxNamespaceType::User) {
+        return Err(SpecError::MappingsWithoutUserns);
+    }
+    let own_uts = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Uts);
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !own_uts {
+        return Err(SpecError::NeedsUts("hostname"));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !own_uts {
+        return Err(SpecError::NeedsUts("domainname"));
+    }
+    Ok(())
+}
+
+fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        let destination = mount.destination();
+        if destination.as_os_str().is_empty() {
+            return Err(SpecError::EmptyDestination(index));
+        }
+        let bad = |reason: &str| SpecError::BadMount {
+            index,
+            destination: destination.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let options = mount.options().as_deref().unwrap_or_default();
+        let is_bind = mount.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        if is_bind {
+            let source = mount
+                .source()
+                .as_ref()
+                .ok_or_else(|| bad("a bind mount needs a source"))?;
+            if !source.exists() && source.is_absolute() {
+                return Err(bad(&format!("source {} does not exist", source.display())));
+            }
+        } else if mount.typ().as_deref().unwrap_or("").is_empty() {
+            return Err(bad("type is missing"));
+        }
+    }
+    Ok(())
+}
+
+/// Sysctls are namespaced: berth refuses those whose namespace the container does not own,
+/// as runc does, since writing them would change the host.
+fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    let own = |typ| {
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+            .any(|ns| ns.typ() == typ)
+    };
+    for key in sysctl.keys() {
+        if key.is_empty()
+            || key
+                .split(['.', '/'])
+                .any(|part| part.is_empty() || part == "..")
+        {
+            return Err(SpecError::Sysctl(key.clone(), "is not a sysctl name"));
+        }
+        let ipc = key.starts_with("fs.mqueue.")
+            || [
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+            ]
+            .contains(&key.as_str())
+            || key.starts_with("kernel.shm");
+        if ipc {
+            if !own(LinuxNamespaceType::Ipc) {
+                return Err(SpecError::Sysctl(key.clone(), "needs an ipc namespace"));
+            }
+        } else if key.starts_with("net.") {
+            if !own(LinuxNamespaceType::Network) {
+                return Err(SpecError::Sysctl(
+                    key.clone(),
+                    "would change the host's network namespace",
+                ));
+            }
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            if !own(LinuxNamespaceType::Uts) {
+                return Err(SpecError::Sysctl(key.clone(), "needs a uts namespace"));
+            }
+        } else {
+            return Err(SpecError::Sysctl(key.clone(), "is not namespaced"));
+        }
+    }
+    Ok(())
+}
+
+fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
+    let Some(hooks) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let lists = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (name, list) in lists {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(SpecError::HookPath(
+                    name,
+                    i,
+                    hook.path().display().to_string(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The network modes `berth spec --network` knows.
+pub const NETWORK_MODES: &[&str] = &["host", "bridge", "none"];
+
+/// A runc-style `config.json` template: a busybox-friendly shell in `rootfs`, with the default
+/// mounts, capabilities and masked paths. `network` picks the mode (`none` is runc's default: a
+/// namespace with only `lo`); `rootless` maps the calling user to root in a user namespace.
+pub fn template(network: &str, rootless: bool) -> serde_json::Value {
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let mut namespaces = vec!["pid", "ipc", "uts", "mount", "cgroup"];
+    if network != "host" {
+        namespaces.insert(1, "network");
+    }
+    let mut spec = serde_json::json!({
+        "ociVersion": OCI_VERSION_MAX,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": namespaces.iter().map(|t| serde_json::json!({"type": t})).collect::<Vec<_>>(),
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
+    if network == "bridge" {
+        spec["annotations"] = serde_json::json!({"io.berth.network.mode": "bridge"});
+    }
+    if rootless {
+        // SAFETY: getuid and getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let linux = &mut spec["linux"];
+        linux["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        linux.as_object_mut().unwrap().remove("resources");
+        for mount in spec["mounts"].as_array_mut().unwrap() {
+            if mount["type"] == "sysfs" {
+                *mount = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            } else if mount["type"] == "devpts" {
+                mount["options"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|o| o != "gid=5");
+            }
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn spec_from(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const MINIMAL: &str = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+        "process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"},
+        "linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#;
+
+    fn bundle_with_rootfs() -> TempDir {
+        let dir = TempDir::new("spec");
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn versions() {
+        for good in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.2.0-rc.1"] {
+            assert!(version_supported(good), "{good}");
+        }
+        for bad in ["", "1", "1.0", "2.0.0", "0.9.0", "1.3.0", "one.two.three"] {
+            assert!(!version_supported(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn minimal_spec_passes() {
+        let dir = bundle_with_rootfs();
+        let rootfs = check(&spec_from(MINIMAL), dir.path()).unwrap();
+        assert_eq!(rootfs, dir.path().join("rootfs"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = bundle_with_rootfs();
+        let cases = [
+            (
+                r#""ociVersion":"1.0.2""#,
+                r#""ociVersion":"3.0.0""#,
+                "unsupported ociVersion \"3.0.0\"",
+            ),
+            (
+                r#""args":["sh"]"#,
+                r#""args":[]"#,
+                "process.args must name a program",
+            ),
+            (
+                r#""cwd":"/""#,
+                r#""cwd":"tmp""#,
+                "process.cwd \"tmp\" must be an absolute path",
+            ),
+            (
+                r#""path":"rootfs""#,
+                r#""path":"nothere""#,
+                "root.path \"nothere\" does not exist",
+            ),
+            (
+                r#"{"type":"mount"}"#,
+                r#"{"type":"mount"},{"type":"pid"}"#,
+                "linux.namespaces lists \"pid\" twice",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let json = MINIMAL.replace(from, to);
+            let err = check(&spec_from(&json), dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let dir = bundle_with_rootfs();
+        let json = MINIMAL.replace(
+            r#""ociVersion":"1.0.2","#,
+            r#""ociVersion":"1.0.2","hostname":"h","#,
+        );
+        let err = check(&spec_from(&json), dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hostname is set but the container has no uts namespace of its own"
+        );
+    }
+
+    #[test]
+    fn net_sysctl_needs_a_network_namespace() {
+        let dir = bundle_with_rootfs();
+        let json = MINIMAL.replace(
+            r#""linux":{"#,
+            r#""linux":{"sysctl":{"net.ipv4.ip_forward":"1"},"#,
+        );
+        let err = check(&spec_from(&json), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("network namespace"), "{err}");
+    }
+
+    #[test]
+    fn user_namespace_needs_mappings() {
+        let dir = bundle_with_rootfs();
+        let json = MINIMAL.replace(r#"{"type":"pid"}"#, r#"{"type":"pid"},{"type":"user"}"#);
+        let err = check(&spec_from(&json), dir.path()).unwrap_err();
+        assert!(matches!(err, SpecError::NoIdMappings));
+    }
+
+    #[test]
+    fn templates_load_and_pass_the_checks() {
+        let dir = bundle_with_rootfs();
+        for network in NETWORK_MODES {
+            for rootless in [false, true] {
+                let spec: Spec = serde_json::from_value(template(network, rootless)).unwrap();
+                check(&spec, dir.path()).unwrap();
+                let has_netns = namespace_types(&spec).contains(&LinuxNamespaceType::Network);
+                assert_eq!(has_netns, *network != "host");
+            }
+        }
+    }
+}
