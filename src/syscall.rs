@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -133,9 +133,11 @@ fn names<B: bitflags::Flags>(flags: B) -> String {
 
 /// Shows `/proc/self/fd/N` targets as the path they stand for, so recorded calls read naturally.
 fn shown(path: &Path) -> String {
-    if path.starts_with("/proc/self/fd") {
-        if let Ok(real) = std::fs::read_link(path) {
-            return real.display().to_string();
+    let mut parts = path.components();
+    let fd_dir: PathBuf = parts.by_ref().take(4).collect();
+    if fd_dir.starts_with("/proc/self/fd") && fd_dir.components().count() == 4 {
+        if let Ok(real) = std::fs::read_link(&fd_dir) {
+            return real.join(parts.as_path()).display().to_string();
         }
     }
     path.display().to_string()
