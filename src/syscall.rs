@@ -134,8 +134,8 @@ fn names<B: bitflags::Flags>(flags: B) -> String {
 /// Shows `/proc/self/fd/N` targets as the path they stand for, so recorded calls read naturally.
 fn shown(path: &Path) -> String {
     let mut parts = path.components();
-    let fd_dir: PathBuf = parts.by_ref().take(4).collect();
-    if fd_dir.starts_with("/proc/self/fd") && fd_dir.components().count() == 4 {
+    let fd_dir: PathBuf = parts.by_ref().take(5).collect();
+    if fd_dir.starts_with("/proc/self/fd") && fd_dir.components().count() == 5 {
         if let Ok(real) = std::fs::read_link(&fd_dir) {
             return real.join(parts.as_path()).display().to_string();
         }
