@@ -137,7 +137,13 @@ fn shown(path: &Path) -> String {
     let fd_dir: PathBuf = parts.by_ref().take(5).collect();
     if fd_dir.starts_with("/proc/self/fd") && fd_dir.components().count() == 5 {
         if let Ok(real) = std::fs::read_link(&fd_dir) {
-            return real.join(parts.as_path()).display().to_string();
+            let rest = parts.as_path();
+            let real = if rest.as_os_str().is_empty() {
+                real
+            } else {
+                real.join(rest)
+            };
+            return real.display().to_string();
         }
     }
     path.display().to_string()
