@@ -13,6 +13,8 @@
 
 mod bpf;
 mod compile;
+#[cfg(test)]
+mod kernel_tests;
 mod syscall_table;
 
 use std::io::{IoSlice, Write};
