@@ -306,7 +306,8 @@ fn kernel_flags(
 
 /// Whether the kernel knows these filter flags. It checks the flags before it reads the program,
 /// so a null program fails with EFAULT for known flags and EINVAL for unknown ones, and installs
-/// nothing (the probe libseccomp uses).
+/// nothing (the probe libseccomp uses). Any other failure (seccomp itself refused) is left for
+/// `install` to report.
 pub(super) fn kernel_accepts(flags: libc::c_ulong) -> bool {
     // SAFETY: seccomp(2) only reads the program pointer, and a null one makes it fail with EFAULT.
     let rc = unsafe {
@@ -317,7 +318,7 @@ pub(super) fn kernel_accepts(flags: libc::c_ulong) -> bool {
             std::ptr::null::<libc::sock_fprog>(),
         )
     };
-    rc == -1 && Errno::last() == Errno::EFAULT
+    rc == -1 && Errno::last() != Errno::EINVAL
 }
 
 /// The whole program: dispatch on the architecture, then one search tree per architecture.
