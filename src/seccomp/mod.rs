@@ -1,0 +1,171 @@
+//! seccomp: compiles `linux.seccomp` into a BPF filter (our own compiler, no libseccomp),
+//! installs it in the container's process, and hands a SCMP_ACT_NOTIFY listener to the agent.
+//!
+//! The runtime calls [`compile`] at create time, before any process exists, so a bad profile fails
+//! early; the container's init (or exec) calls [`install`] right before execve; the runtime then
+//! passes a notify listener to `listenerPath` with [`send_to_listener`].
+//!
+//! The filter follows libseccomp where the runtime spec is silent: the native architecture is
+//! always handled; a syscall of an architecture the filter does not handle kills the process;
+//! a rule whose action equals the default is dropped (as runc does); for one syscall the first
+//! unconditional rule wins, otherwise its conditional rules are tried in profile order; arguments
+//! are compared on 64 bits, or on their low 32 bits for the x86 and x32 ABIs.
+
+mod bpf;
+mod compile;
+#[cfg(test)]
+mod kernel_tests;
+mod syscall_table;
+
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use oci_spec::runtime::{
+    ContainerProcessState, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag,
+    SECCOMP_FD_NAME,
+};
+
+/// A compiled seccomp filter, ready to install.
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+    /// Flags for seccomp(2), NEW_LISTENER included when a rule notifies.
+    flags: libc::c_ulong,
+    has_notify: bool,
+}
+
+impl Filter {
+    /// Whether a rule uses SCMP_ACT_NOTIFY, so that [`install`] returns a listener that the
+    /// runtime must pass to `listenerPath`.
+    pub fn has_notify(&self) -> bool {
+        self.has_notify
+    }
+
+    /// The number of BPF instructions.
+    pub fn instructions(&self) -> usize {
+        self.program.len()
+    }
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("instructions", &self.program.len())
+            .field("flags", &format_args!("{:#x}", self.flags))
+            .field("has_notify", &self.has_notify)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("linux.seccomp.{field} is {value}, more than 65535")]
+    ErrnoRange { field: String, value: u32 },
+    #[error("linux.seccomp.{field} is set, but {action} takes no errno")]
+    ErrnoNotAllowed {
+        field: String,
+        action: LinuxSeccompAction,
+    },
+    #[error("linux.seccomp.defaultAction cannot be SCMP_ACT_NOTIFY")]
+    NotifyDefault,
+    #[error("linux.seccomp.syscalls[{index}].names is empty")]
+    NoNames { index: usize },
+    #[error("linux.seccomp.syscalls[{syscall}].args[{arg}].index is {value}, more than 5")]
+    ArgIndex {
+        syscall: usize,
+        arg: usize,
+        value: usize,
+    },
+    #[error("linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY")]
+    NotifyWithoutListener,
+    #[error("linux.seccomp.listenerMetadata is set without listenerPath")]
+    MetadataWithoutListener,
+    #[error("linux.seccomp.flags: this kernel does not support {flag}")]
+    FlagUnsupported { flag: LinuxSeccompFilterFlag },
+    #[error("the seccomp filter has {instructions} instructions, more than the kernel's 4096")]
+    TooLarge { instructions: usize },
+    #[error("installing the seccomp filter: {0}")]
+    Install(Errno),
+    #[error("installing the seccomp filter: thread {tid} could not be synchronized (TSYNC)")]
+    ThreadSync { tid: i64 },
+    #[error("encoding the container process state for the seccomp listener: {0}")]
+    StateJson(#[from] serde_json::Error),
+    #[error("sending the seccomp listener to {}: {source}", path.display())]
+    SendListener {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Compiles `linux.seccomp`: checks the profile, resolves syscall names for each architecture
+/// (names an architecture lacks are skipped) and generates the BPF program.
+pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+    compile::compile(spec)
+}
+
+/// Installs the filter in the calling thread (all threads with TSYNC). Allocates nothing, so it is
+/// safe between fork and exec. Needs no_new_privs or CAP_SYS_ADMIN. Returns the notify listener
+/// when the filter has SCMP_ACT_NOTIFY rules.
+pub fn install(filter: &Filter) -> Result<Option<OwnedFd>, SeccompError> {
+    let program = libc::sock_fprog {
+        // compile keeps programs within the kernel's 4096 instructions.
+        len: filter.program.len() as u16,
+        filter: filter.program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `program` points at `filter.program`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            filter.flags,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(SeccompError::Install(Errno::last()));
+    }
+    if filter.has_notify {
+        // SAFETY: with NEW_LISTENER the kernel returns a new fd that nothing else owns.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+    }
+    if rc > 0 {
+        // TSYNC without ESRCH reports a thread it could not synchronize by its id.
+        return Err(SeccompError::ThreadSync { tid: rc });
+    }
+    Ok(None)
+}
+
+/// Sends the notify listener to the seccomp agent at `path`, as the runtime spec says: one
+/// connection to a SOCK_STREAM unix socket carrying the container process state as JSON, with
+/// `fds` set to `["seccompFd"]`, `metadata` to `listenerMetadata` (left out when empty), and the
+/// listener passed with SCM_RIGHTS in the first sendmsg; then the connection is closed.
+pub fn send_to_listener(
+    path: &Path,
+    metadata: &str,
+    state: &ContainerProcessState,
+    fd: BorrowedFd,
+) -> Result<(), SeccompError> {
+    let mut message = state.clone();
+    message.set_fds(vec![SECCOMP_FD_NAME.to_string()]);
+    message.set_metadata((!metadata.is_empty()).then(|| metadata.to_string()));
+    let payload = serde_json::to_vec(&message)?;
+    let failed = |source| SeccompError::SendListener {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(failed)?;
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(&payload)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|errno| failed(errno.into()))?;
+    stream.write_all(&payload[sent..]).map_err(failed)?;
+    Ok(())
+}
