@@ -1,0 +1,1 @@
+//! Root tests of the network module, each in a throwaway network namespace.
