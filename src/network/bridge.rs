@@ -14,7 +14,7 @@ use super::ports::held_ports;
 use super::store::{BridgeRecord, LeaseRecord, Owner, PortRecord, Store};
 use super::{Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation};
 
-const MTU: u32 = 1500;
+pub(super) const MTU: u32 = 1500;
 const CONTAINER_INTERFACE: &str = "eth0";
 
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
@@ -126,6 +126,7 @@ fn choose_lease(
         taken.extend(host.addresses(link.index)?.into_iter().map(|(ip, _)| ip));
         taken.extend(host.neighbours(link.index)?);
     }
+    let host_veth = free_veth_name(store, &mut host, root, id)?;
     let made_by_berth = store
         .bridge(&req.bridge)?
         .is_some_and(|record| record.made_by_berth);
@@ -146,20 +147,48 @@ fn choose_lease(
         address,
         gateway: req.subnet.gateway(),
         mac: ipam::format_mac(&ipam::mac_for(address)),
-        host_veth: veth_name(root, id),
+        host_veth,
     })
 }
 
-/// `veth` and 7 hex digits of an FNV-1a hash of the root and the id: the same container always
-/// gets the same name, so it can be found again without saved state.
-pub fn veth_name(root: &Path, id: &str) -> String {
-    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = root.as_os_str().as_encoded_bytes().iter();
-    for byte in bytes.chain(&[0]).chain(id.as_bytes()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+/// The first of the container's candidate veth names that neither another lease nor an
+/// existing link uses, so that release never deletes a link that is not this container's.
+fn free_veth_name(
+    store: &Store,
+    host: &mut Netlink,
+    root: &Path,
+    id: &str,
+) -> Result<String, NetworkError> {
+    let leased: HashSet<String> = store
+        .leases()?
+        .into_iter()
+        .map(|record| record.lease.host_veth)
+        .collect();
+    for attempt in 0..16 {
+        let name = veth_name(root, id, attempt);
+        if !leased.contains(&name) && host.link(&name)?.is_none() {
+            return Ok(name);
+        }
     }
+    Err(NetworkError::Bridge {
+        bridge: veth_name(root, id, 0),
+        reason: "this and 15 further veth names for the container are all taken".to_string(),
+    })
+}
+
+/// `veth` and 7 hex digits of an FNV-1a hash of the root, the id and, after a collision, the
+/// attempt number: a container gets the same name each time, and it is kept in its lease.
+pub fn veth_name(root: &Path, id: &str, attempt: u32) -> String {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut input = root.into_os_string().into_encoded_bytes();
+    input.push(0);
+    input.extend(id.as_bytes());
+    if attempt > 0 {
+        input.extend(attempt.to_string().as_bytes());
+    }
+    let hash = input.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
     format!("veth{:07x}", hash & 0x0fff_ffff)
 }
 
@@ -204,6 +233,7 @@ pub fn attach(
         lease.address,
         lease.subnet.prefix_len(),
     )?;
+    inside.set_up(eth0.index, CONTAINER_INTERFACE)?;
     let lo = inside.link("lo")?.ok_or_else(|| missing("lo"))?;
     if !lo.up {
         inside.set_up(lo.index, "lo")?;
@@ -236,7 +266,11 @@ fn write_sysctl(path: &Path) -> Result<(), NetworkError> {
 /// Makes the bridge if it is missing (up, MTU 1500, a fixed MAC), gives it the gateway address,
 /// and installs its NAT rules once; returns its index. Called with the store locked, so
 /// concurrent creates make the bridge once.
-fn ensure_bridge(store: &Store, host: &mut Netlink, lease: &Lease) -> Result<u32, NetworkError> {
+pub(super) fn ensure_bridge(
+    store: &Store,
+    host: &mut Netlink,
+    lease: &Lease,
+) -> Result<u32, NetworkError> {
     let name = &lease.bridge;
     let mut record = store.bridge(name)?;
     let link = match host.link(name)? {
@@ -429,10 +463,12 @@ mod tests {
     #[test]
     fn veth_names_are_stable_and_short() {
         let root = Path::new("/run/berth-test-does-not-exist");
-        let name = veth_name(root, "web");
-        assert_eq!(name, veth_name(root, "web"));
-        assert_ne!(name, veth_name(root, "db"));
-        assert_ne!(name, veth_name(Path::new("/run/other"), "web"));
+        let name = veth_name(root, "web", 0);
+        // fixed, so the same root and id give the same name across berth versions
+        assert_eq!(name, "veth1eda94e");
+        assert_ne!(name, veth_name(root, "db", 0));
+        assert_ne!(name, veth_name(root, "web", 1));
+        assert_ne!(name, veth_name(Path::new("/run/other"), "web", 0));
         assert_eq!(name.len(), 11);
         assert!(name.starts_with("veth"));
         assert!(name[4..].chars().all(|c| c.is_ascii_hexdigit()));

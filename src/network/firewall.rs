@@ -227,7 +227,9 @@ fn iptables_bridge_rules(bridge: &str, subnet: Ipv4Net) -> Vec<String> {
         format!("OUTPUT -m addrtype --dst-type LOCAL -j {c}"),
         format!("POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE"),
         format!("POSTROUTING -s 127.0.0.0/8 -o {bridge} -j MASQUERADE"),
-        format!("POSTROUTING -i {bridge} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE"),
+        // iptables has no input interface in POSTROUTING; routed traffic from the subnet back
+        // out of the bridge is only ever a container reaching a port published by its own host
+        format!("POSTROUTING -s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE"),
     ]
 }
 

@@ -202,7 +202,8 @@ impl Netlink {
     }
 
     /// Makes a veth pair in one request: `host_name` here, up and attached to the bridge
-    /// `bridge_index`, and its peer born up inside `peer_netns` as `peer_name` with `peer_mac`.
+    /// `bridge_index`, and its peer born (down) inside `peer_netns` as `peer_name` with
+    /// `peer_mac`.
     pub fn create_veth(
         &mut self,
         host_name: &str,
@@ -213,9 +214,9 @@ impl Netlink {
         peer_netns: &File,
     ) -> Result<(), NetlinkError> {
         use std::os::fd::AsRawFd;
+        // the peer cannot be set up here: the kernel opens it before the pair is linked and
+        // answers ENOTCONN, so it is set up from inside its namespace afterwards
         let mut peer = LinkMessage::default();
-        peer.header.flags = LinkFlags::Up;
-        peer.header.change_mask = LinkFlags::Up;
         peer.attributes = vec![
             LinkAttribute::IfName(peer_name.to_string()),
             LinkAttribute::Mtu(mtu),
