@@ -56,10 +56,14 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
             published_to: published_to.clone(),
         })
         .collect();
-    let written = write_records(&store, lease_record.as_ref(), &port_records);
-    if let Err(e) = written {
-        // a refusal leaves nothing behind; the first error is the one to report
-        let _ = release_records(&store, lease_record.as_slice(), &port_records);
+    if let Err(e) = write_records(&store, lease_record.as_ref(), &port_records) {
+        // a refusal leaves nothing behind; the write error is the one to report
+        for port in &port_records {
+            let _ = store.remove_port(&port.mapping);
+        }
+        if let Some(record) = &lease_record {
+            let _ = store.remove_lease(&record.lease);
+        }
         return Err(e);
     }
     Ok(Reservation {
@@ -170,10 +174,7 @@ fn free_veth_name(
             return Ok(name);
         }
     }
-    Err(NetworkError::Bridge {
-        bridge: veth_name(root, id, 0),
-        reason: "this and 15 further veth names for the container are all taken".to_string(),
-    })
+    Err(NetworkError::NoVethName { id: id.to_string() })
 }
 
 /// `veth` and 7 hex digits of an FNV-1a hash of the root, the id and, after a collision, the
@@ -194,7 +195,6 @@ pub fn veth_name(root: &Path, id: &str, attempt: u32) -> String {
 
 pub fn attach(
     root: &Path,
-    _id: &str,
     lease: &Lease,
     ports: &[PortMapping],
     pid: i32,

@@ -82,7 +82,7 @@ pub fn setup_bridge(bridge: &str, subnet: Ipv4Net) -> Result<(), FirewallError> 
     match backend()? {
         Backend::Nft(nft) => run(&nft, &["-f", "-"], Some(&nft_setup(bridge, subnet))),
         Backend::Iptables(iptables) => {
-            iptables_teardown(&iptables, bridge, Some(subnet));
+            iptables_teardown(&iptables, bridge, subnet);
             let restore = iptables.with_file_name("iptables-restore");
             run(
                 &restore,
@@ -104,7 +104,7 @@ pub fn teardown_bridge(bridge: &str, subnet: Ipv4Net) -> Result<(), FirewallErro
             run(&nft, &["-f", "-"], Some(&script))
         }
         Backend::Iptables(iptables) => {
-            iptables_teardown(&iptables, bridge, Some(subnet));
+            iptables_teardown(&iptables, bridge, subnet);
             Ok(())
         }
     }
@@ -162,6 +162,12 @@ pub fn unpublish(
     }
 }
 
+/// The rules of a bridge: DNAT of published ports for local destinations; masquerade of the
+/// subnet out of every other interface; masquerade of loopback sources into the bridge (for
+/// 127.0.0.1:PORT); and masquerade of a container's connection to a port published by its own
+/// host and DNATed back into the bridge, so the answer returns the way it came (POSTROUTING
+/// knows no input interface, and routed traffic from the subnet back out of the bridge is only
+/// ever that).
 fn nft_setup(bridge: &str, subnet: Ipv4Net) -> String {
     let t = table(bridge);
     let dnat = "fib daddr type local meta l4proto { tcp, udp } \
@@ -178,7 +184,7 @@ fn nft_setup(bridge: &str, subnet: Ipv4Net) -> String {
          add rule ip {t} output {dnat}\n\
          add rule ip {t} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          add rule ip {t} postrouting ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade\n\
-         add rule ip {t} postrouting iifname \"{bridge}\" oifname \"{bridge}\" ct status dnat masquerade\n"
+         add rule ip {t} postrouting ip saddr {subnet} oifname \"{bridge}\" ct status dnat masquerade\n"
     )
 }
 
@@ -227,8 +233,6 @@ fn iptables_bridge_rules(bridge: &str, subnet: Ipv4Net) -> Vec<String> {
         format!("OUTPUT -m addrtype --dst-type LOCAL -j {c}"),
         format!("POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE"),
         format!("POSTROUTING -s 127.0.0.0/8 -o {bridge} -j MASQUERADE"),
-        // iptables has no input interface in POSTROUTING; routed traffic from the subnet back
-        // out of the bridge is only ever a container reaching a port published by its own host
         format!("POSTROUTING -s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE"),
     ]
 }
@@ -244,11 +248,8 @@ fn iptables_dnat(bridge: &str, address: Ipv4Addr, port: &PortMapping) -> String 
 }
 
 /// Deletes the bridge's rules one by one, ignoring those already gone.
-fn iptables_teardown(iptables: &Path, bridge: &str, subnet: Option<Ipv4Net>) {
-    for rule in subnet
-        .map(|s| iptables_bridge_rules(bridge, s))
-        .unwrap_or_default()
-    {
+fn iptables_teardown(iptables: &Path, bridge: &str, subnet: Ipv4Net) {
+    for rule in iptables_bridge_rules(bridge, subnet) {
         let _ = run_iptables(iptables, &format!("-D {rule}"));
     }
     let c = chain(bridge);

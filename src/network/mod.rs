@@ -9,6 +9,21 @@
 //! 4. [`release`], at delete or after a failed create, undoes all of it, found by id alone.
 //!
 //! Everything berth holds lives in a store under `<root>/.network/`, guarded by one file lock.
+//! A record stays while the container's state folder `<root>/<id>/` exists or the process that
+//! made it (the `create` under way) runs; any other record is reclaimed by the next `reserve`.
+//!
+//! Choices made here:
+//! - MAC addresses follow Docker up to 27: `02:42` and the IPv4 bytes. They are unique within
+//!   the subnet and the same whenever an address is reused, so no ARP cache goes stale.
+//! - On a bridge berth made, addresses go from the gateway up (172.17.0.2 first), as Docker's.
+//!   On a bridge that exists and berth did not make (a running Docker's `docker0`), they go from
+//!   the top down (172.17.255.254 first), away from Docker's own, and skip every address on the
+//!   bridge and every neighbour seen on it.
+//! - Published ports are DNAT rules (nftables, or iptables where `nft` is missing); 127.0.0.1
+//!   works through `route_localnet` on the bridge plus masquerade, not a userland proxy, since
+//!   berth has no daemon to keep a proxy process per port alive (see `firewall`).
+//! - The bridge's masquerade rule is made with the first container and removed with the last,
+//!   so no `nft` process runs per container unless it publishes ports.
 
 mod bridge;
 mod firewall;
@@ -188,6 +203,8 @@ pub enum NetworkError {
     Namespace { path: PathBuf, source: io::Error },
     #[error("sysctl {path}: {source}")]
     Sysctl { path: PathBuf, source: io::Error },
+    #[error("no free veth name for container {id:?}: all 16 candidates are taken")]
+    NoVethName { id: String },
     #[error("bridge {bridge}: {reason}")]
     Bridge { bridge: String, reason: String },
     #[error(transparent)]
@@ -209,13 +226,13 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
 /// and the published ports. Host, none and join modes need nothing here.
 pub fn attach(
     root: &Path,
-    id: &str,
+    _id: &str,
     req: &NetworkRequest,
     reservation: &Reservation,
     pid: i32,
 ) -> Result<NetworkState, NetworkError> {
     if let Some(lease) = &reservation.lease {
-        bridge::attach(root, id, lease, &reservation.ports, pid)?;
+        bridge::attach(root, lease, &reservation.ports, pid)?;
     }
     Ok(NetworkState {
         mode: req.mode.clone(),

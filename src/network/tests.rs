@@ -518,6 +518,12 @@ fn echo_udp(address: &str) -> io::Result<String> {
 }
 
 fn published_ports_reach_the_container() {
+    // bridged traffic bypasses the host's netfilter, so the hairpin below relies on berth's
+    // masquerade and not on br_netfilter undoing the DNAT on the bridge (per namespace)
+    let br_netfilter = Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    if br_netfilter.exists() {
+        fs::write(br_netfilter, "0").unwrap();
+    }
     let root = TempRoot::new(&format!(
         "publish-{}",
         super::firewall::PREFER_IPTABLES.get()
@@ -525,8 +531,20 @@ fn published_ports_reach_the_container() {
     let container = Container::start();
     let req = bridge_request(&["8080:80/tcp", "5353:53/udp"]);
     let reservation = reserve(root.path(), "web", &req).unwrap();
-    let server = serve_inside(&container, 2, 2);
+    let server = serve_inside(&container, 3, 2);
     attach(root.path(), "web", &req, &reservation, container.pid()).unwrap();
+    // a second container on the bridge, publishing nothing
+    let other = Container::start();
+    let plain = bridge_request(&[]);
+    let other_reservation = reserve(root.path(), "other", &plain).unwrap();
+    attach(
+        root.path(),
+        "other",
+        &plain,
+        &other_reservation,
+        other.pid(),
+    )
+    .unwrap();
     if super::firewall::PREFER_IPTABLES.get() {
         let output = Command::new("iptables")
             .args(["-t", "nat", "-S"])
@@ -554,12 +572,33 @@ fn published_ports_reach_the_container() {
     assert!(fetch("172.17.0.1:8080")
         .unwrap()
         .starts_with("hello 172.17.0.1:"));
+    // from the other container through the host's published port, masqueraded as the gateway
+    // so that the answer comes back the same way
+    let hairpin = other.run(&["busybox", "nc", "-w", "3", "172.17.0.1", "8080"]);
+    let answer = String::from_utf8_lossy(&hairpin.stdout).into_owned();
+    assert!(answer.starts_with("hello 172.17.0.1:"), "{hairpin:?}");
     assert_eq!(echo_udp("127.0.0.1:5353").unwrap(), "ping");
     assert_eq!(echo_udp("172.17.0.1:5353").unwrap(), "ping");
     server.join().unwrap();
 
     release(root.path(), "web").unwrap();
     assert!(fetch("127.0.0.1:8080").is_err());
+    // the other container keeps the bridge and its masquerade; the port is gone
+    if super::firewall::PREFER_IPTABLES.get() {
+        let output = Command::new("iptables")
+            .args(["-t", "nat", "-S"])
+            .output()
+            .unwrap();
+        let rules = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(!rules.contains("--dport 8080"), "{rules}");
+        assert!(rules.contains("MASQUERADE"), "{rules}");
+    } else {
+        let ruleset = nft_ruleset();
+        assert!(!ruleset.contains("8080"), "{ruleset}");
+        assert!(ruleset.contains("masquerade"), "{ruleset}");
+    }
+    assert!(ping(Some(&other), Ipv4Addr::new(172, 17, 0, 1)));
+    release(root.path(), "other").unwrap();
     assert_nothing_left(&root);
 }
 
