@@ -799,6 +799,24 @@ fn bridge_cost() {
             median(attaching),
             median(releasing),
         );
+        let published = bridge_request(&["8080:80/tcp"]);
+        let (mut creating, mut deleting) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let container = Container::start();
+            let t0 = Instant::now();
+            let reservation = reserve(root.path(), "p", &published).unwrap();
+            attach(root.path(), "p", &published, &reservation, container.pid()).unwrap();
+            creating.push(t0.elapsed());
+            drop(container);
+            let t1 = Instant::now();
+            release(root.path(), "p").unwrap();
+            deleting.push(t1.elapsed());
+        }
+        println!(
+            "with one published port: reserve + attach {:?}, release {:?}",
+            median(creating),
+            median(deleting)
+        );
         release(root.path(), "keeper").unwrap();
     });
 }
