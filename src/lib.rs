@@ -7,6 +7,7 @@ pub mod container;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

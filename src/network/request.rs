@@ -1,0 +1,412 @@
+//! Choosing the network request: the spec's namespaces, then berth's annotations, then the
+//! command-line flags, each overriding the one before.
+
+use std::collections::HashSet;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::{Ipv4Net, Mode, NetworkError, NetworkRequest, PortMapping, Protocol};
+
+pub const MODE_ANNOTATION: &str = "io.berth.network.mode";
+pub const PORTS_ANNOTATION: &str = "io.berth.network.ports";
+pub const BRIDGE_ANNOTATION: &str = "io.berth.network.bridge";
+pub const SUBNET_ANNOTATION: &str = "io.berth.network.subnet";
+pub const DEFAULT_BRIDGE: &str = "docker0";
+pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
+
+/// Decides the request. From the spec's `linux.namespaces`: no network entry means host, an
+/// entry with a path means join it, an entry without a path means none. Then the annotations
+/// `io.berth.network.mode`, `.ports`, `.bridge`, `.subnet`; then `--network MODE` and the
+/// repeatable `--publish HOST:CONTAINER[/tcp|/udp]`, which override the annotations. Bad
+/// values give an error naming the annotation or flag and the value.
+pub fn request_from(
+    spec: &Spec,
+    cli_mode: Option<&str>,
+    cli_publish: &[String],
+) -> Result<NetworkRequest, NetworkError> {
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let annotation = |name: &str| annotations.get(name).map(String::as_str);
+
+    let mut mode = mode_from_namespaces(spec);
+    let mut mode_source = "config.json linux.namespaces".to_string();
+    if let Some(value) = annotation(MODE_ANNOTATION) {
+        mode_source = format!("annotation {MODE_ANNOTATION}");
+        mode = parse_mode(value, &mode_source)?;
+    }
+    if let Some(value) = cli_mode {
+        mode_source = "flag --network".to_string();
+        mode = parse_mode(value, &mode_source)?;
+    }
+
+    let (ports, ports_source) = if !cli_publish.is_empty() {
+        let source = "flag --publish".to_string();
+        let ports = cli_publish
+            .iter()
+            .map(|value| parse_port(value, &source))
+            .collect::<Result<Vec<_>, _>>()?;
+        (ports, source)
+    } else if let Some(value) = annotation(PORTS_ANNOTATION) {
+        let source = format!("annotation {PORTS_ANNOTATION}");
+        let ports = value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| parse_port(item, &source))
+            .collect::<Result<Vec<_>, _>>()?;
+        (ports, source)
+    } else {
+        (Vec::new(), String::new())
+    };
+    check_ports(&mode, &mode_source, &ports, &ports_source)?;
+
+    let bridge_source = format!("annotation {BRIDGE_ANNOTATION}");
+    let bridge = annotation(BRIDGE_ANNOTATION).unwrap_or(DEFAULT_BRIDGE);
+    check_bridge_name(bridge, &bridge_source)?;
+
+    let subnet_source = format!("annotation {SUBNET_ANNOTATION}");
+    let subnet_text = annotation(SUBNET_ANNOTATION).unwrap_or(DEFAULT_SUBNET);
+    let subnet: Ipv4Net = subnet_text
+        .parse()
+        .map_err(|reason| invalid(&subnet_source, subnet_text, reason))?;
+    if subnet.prefix_len() > 30 {
+        return Err(invalid(
+            &subnet_source,
+            subnet_text,
+            "a prefix longer than /30 leaves no address beside the gateway",
+        ));
+    }
+
+    Ok(NetworkRequest {
+        mode,
+        ports,
+        bridge: bridge.to_string(),
+        subnet,
+    })
+}
+
+fn mode_from_namespaces(spec: &Spec) -> Mode {
+    let network = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.namespaces().as_ref())
+        .and_then(|namespaces| {
+            namespaces
+                .iter()
+                .find(|ns| ns.typ() == LinuxNamespaceType::Network)
+        });
+    match network {
+        None => Mode::Host,
+        Some(ns) => match ns.path() {
+            Some(path) => Mode::Join(path.clone()),
+            None => Mode::None,
+        },
+    }
+}
+
+fn invalid(source: &str, value: &str, reason: impl Into<String>) -> NetworkError {
+    NetworkError::InvalidValue {
+        source_name: source.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_mode(value: &str, source: &str) -> Result<Mode, NetworkError> {
+    match value {
+        "host" => Ok(Mode::Host),
+        "bridge" => Ok(Mode::Bridge),
+        "none" => Ok(Mode::None),
+        _ => Err(invalid(source, value, "expected host, bridge or none")),
+    }
+}
+
+/// `PORT[/PROTO]` (the same port on both sides) or `HOST:CONTAINER[/PROTO]`; tcp by default.
+fn parse_port(value: &str, source: &str) -> Result<PortMapping, NetworkError> {
+    let (ports, protocol) = match value.split_once('/') {
+        None => (value, Protocol::Tcp),
+        Some((ports, "tcp")) => (ports, Protocol::Tcp),
+        Some((ports, "udp")) => (ports, Protocol::Udp),
+        Some((_, other)) => {
+            return Err(invalid(
+                source,
+                value,
+                format!("protocol {other:?} is not tcp or udp"),
+            ))
+        }
+    };
+    let number = |text: &str| {
+        text.parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| {
+                invalid(
+                    source,
+                    value,
+                    format!("{text:?} is not a port from 1 to 65535"),
+                )
+            })
+    };
+    let (host_port, container_port) = match ports.split_once(':') {
+        None => (number(ports)?, number(ports)?),
+        Some((host, container)) => (number(host)?, number(container)?),
+    };
+    Ok(PortMapping {
+        host_port,
+        container_port,
+        protocol,
+    })
+}
+
+fn check_ports(
+    mode: &Mode,
+    mode_source: &str,
+    ports: &[PortMapping],
+    ports_source: &str,
+) -> Result<(), NetworkError> {
+    let Some(first) = ports.first() else {
+        return Ok(());
+    };
+    match mode {
+        Mode::Host | Mode::Bridge => {}
+        Mode::None | Mode::Join(_) => {
+            return Err(invalid(
+                ports_source,
+                &first.to_string(),
+                format!("ports need host or bridge mode, and {mode_source} gives {mode}"),
+            ))
+        }
+    }
+    let mut seen = HashSet::new();
+    for port in ports {
+        if !seen.insert((port.host_port, port.protocol)) {
+            return Err(invalid(
+                ports_source,
+                &port.to_string(),
+                format!(
+                    "host port {}/{} is given twice",
+                    port.host_port, port.protocol
+                ),
+            ));
+        }
+        if *mode == Mode::Host && port.host_port != port.container_port {
+            return Err(invalid(
+                ports_source,
+                &port.to_string(),
+                "in host mode the host port must equal the container port",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Interface names are at most 15 bytes; berth also keeps them to characters that are safe in
+/// nftables and iptables names.
+fn check_bridge_name(name: &str, source: &str) -> Result<(), NetworkError> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || name.len() > 15 || !name.chars().all(safe) || name.starts_with(['.', '-'])
+    {
+        return Err(invalid(
+            source,
+            name,
+            "expected an interface name of 1 to 15 letters, digits, '_', '-' or '.'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
+
+    use super::*;
+
+    /// A spec whose network namespace entry is `network`: absent, without or with a path.
+    fn spec(network: Option<Option<&str>>, annotations: &[(&str, &str)]) -> Spec {
+        let mut namespaces = vec![LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Pid)
+            .build()
+            .unwrap()];
+        if let Some(path) = network {
+            let mut ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network);
+            if let Some(path) = path {
+                ns = ns.path(PathBuf::from(path));
+            }
+            namespaces.push(ns.build().unwrap());
+        }
+        SpecBuilder::default()
+            .linux(
+                LinuxBuilder::default()
+                    .namespaces(namespaces)
+                    .build()
+                    .unwrap(),
+            )
+            .annotations(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn tcp(host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping {
+            host_port,
+            container_port,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    #[test]
+    fn namespaces_decide_when_nothing_else_is_said() {
+        let host = request_from(&spec(None, &[]), None, &[]).unwrap();
+        assert_eq!(host.mode, Mode::Host);
+        assert!(!host.needs_new_netns());
+        let none = request_from(&spec(Some(None), &[]), None, &[]).unwrap();
+        assert_eq!(none.mode, Mode::None);
+        assert!(none.needs_new_netns());
+        let join = request_from(&spec(Some(Some("/run/netns/x")), &[]), None, &[]).unwrap();
+        assert_eq!(join.mode, Mode::Join(PathBuf::from("/run/netns/x")));
+        assert_eq!(join.join_path(), Some(std::path::Path::new("/run/netns/x")));
+        assert!(!join.needs_new_netns());
+        assert_eq!(host.bridge, "docker0");
+        assert_eq!(host.subnet.to_string(), "172.17.0.0/16");
+    }
+
+    #[test]
+    fn annotations_choose_bridge_ports_and_subnet() {
+        let req = request_from(
+            &spec(
+                Some(None),
+                &[
+                    (MODE_ANNOTATION, "bridge"),
+                    (PORTS_ANNOTATION, "3000/tcp, 8080:80/tcp,53/udp"),
+                    (BRIDGE_ANNOTATION, "berth0"),
+                    (SUBNET_ANNOTATION, "10.88.0.0/24"),
+                ],
+            ),
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(req.mode, Mode::Bridge);
+        assert!(req.needs_new_netns());
+        assert_eq!(
+            req.ports,
+            vec![
+                tcp(3000, 3000),
+                tcp(8080, 80),
+                PortMapping {
+                    host_port: 53,
+                    container_port: 53,
+                    protocol: Protocol::Udp
+                }
+            ]
+        );
+        assert_eq!(req.bridge, "berth0");
+        assert_eq!(req.subnet.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+    }
+
+    #[test]
+    fn flags_override_annotations() {
+        let s = spec(
+            None,
+            &[(MODE_ANNOTATION, "host"), (PORTS_ANNOTATION, "3000/tcp")],
+        );
+        let req = request_from(&s, Some("bridge"), &["8080:80/tcp".to_string()]).unwrap();
+        assert_eq!(req.mode, Mode::Bridge);
+        assert_eq!(req.ports, vec![tcp(8080, 80)]);
+        let req = request_from(&s, Some("none"), &[]);
+        // the annotation's port stays, and none mode cannot carry it
+        let err = req.unwrap_err().to_string();
+        assert!(err.contains("annotation io.berth.network.ports"), "{err}");
+        assert!(err.contains("flag --network gives none"), "{err}");
+    }
+
+    /// Asserts that the request is refused with an error naming `source` and `detail`.
+    fn refused(spec: Spec, mode: Option<&str>, publish: &[&str], source: &str, detail: &str) {
+        let publish: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
+        let err = request_from(&spec, mode, &publish).unwrap_err().to_string();
+        assert!(err.contains(source), "{err:?} should name {source}");
+        assert!(err.contains(detail), "{err:?} should mention {detail}");
+    }
+
+    #[test]
+    fn bad_values_name_their_source_and_value() {
+        let mode = "annotation io.berth.network.mode";
+        refused(
+            spec(None, &[(MODE_ANNOTATION, "bridged")]),
+            None,
+            &[],
+            mode,
+            "\"bridged\"",
+        );
+        refused(
+            spec(None, &[]),
+            Some("nat"),
+            &[],
+            "flag --network",
+            "\"nat\"",
+        );
+        let publish = "flag --publish";
+        refused(spec(None, &[]), None, &["80:http"], publish, "\"http\"");
+        refused(spec(None, &[]), None, &["0"], publish, "\"0\"");
+        refused(
+            spec(None, &[]),
+            None,
+            &["8080:80/sctp"],
+            publish,
+            "\"sctp\"",
+        );
+        let ports = "annotation io.berth.network.ports";
+        refused(
+            spec(None, &[(PORTS_ANNOTATION, "70000")]),
+            None,
+            &[],
+            ports,
+            "\"70000\"",
+        );
+        let subnet = "annotation io.berth.network.subnet";
+        let host_bits = [(SUBNET_ANNOTATION, "172.17.0.1/16")];
+        refused(spec(None, &host_bits), None, &[], subnet, "host bits");
+        let too_small = [(SUBNET_ANNOTATION, "10.0.0.0/31")];
+        refused(spec(None, &too_small), None, &[], subnet, "/30");
+        let bridge = "annotation io.berth.network.bridge";
+        let long = [(BRIDGE_ANNOTATION, "a-very-long-bridge-name")];
+        refused(spec(None, &long), None, &[], bridge, "1 to 15");
+        let quoted = [(BRIDGE_ANNOTATION, "br\"0")];
+        refused(spec(None, &quoted), None, &[], bridge, "letters");
+    }
+
+    #[test]
+    fn host_mode_refuses_remapped_and_duplicate_ports() {
+        let err = request_from(&spec(None, &[]), None, &["8080:80".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("host port must equal the container port"),
+            "{err}"
+        );
+        assert!(err.contains("\"8080:80/tcp\""), "{err}");
+        let err = request_from(
+            &spec(None, &[]),
+            Some("bridge"),
+            &["8080:80".to_string(), "8080:81".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("8080/tcp is given twice"), "{err}");
+        // the same number on tcp and udp is two ports
+        let req = request_from(
+            &spec(None, &[]),
+            None,
+            &["53/tcp".to_string(), "53/udp".to_string()],
+        )
+        .unwrap();
+        assert_eq!(req.ports.len(), 2);
+    }
+}
