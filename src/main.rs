@@ -60,6 +60,8 @@ enum Command {
     Spec(commands::spec::Args),
     /// Print the runtime-spec features berth supports, as JSON
     Features,
+    /// Print a container's details and network settings, like `docker inspect`
+    Inspect(commands::inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::List(args) => commands::list::run(&global, args),
         Command::Spec(args) => commands::spec::run(args),
         Command::Features => commands::features::run(),
+        Command::Inspect(args) => commands::inspect::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

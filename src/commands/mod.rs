@@ -3,6 +3,7 @@
 pub mod create;
 pub mod delete;
 pub mod features;
+pub mod inspect;
 pub mod kill;
 pub mod list;
 pub mod run;

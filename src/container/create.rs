@@ -22,6 +22,7 @@ use crate::process::ProcessPlan;
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+use crate::{network, seccomp};
 
 /// The `create` and `run` flags.
 #[derive(Clone, Debug, Default)]
@@ -51,22 +52,47 @@ struct Made {
     cgroup: Option<CgroupConfig>,
     /// Processes of ours to kill and reap: the init, and the intermediate of the two-stage path.
     children: Vec<Pid>,
+    /// Whether ports or an address may be held in the network store.
+    network: bool,
+}
+
+/// What `create` works out before it makes anything, so bad input leaves nothing behind.
+struct Checked {
+    bundle: Bundle,
+    network: network::NetworkRequest,
+    seccomp: Option<seccomp::Filter>,
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
+    crate::state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
+    let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
+    let seccomp = match bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let checked = Checked {
+        bundle,
+        network,
+        seccomp,
+    };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
-    match build(&dir, opts, &bundle, &mut made) {
+    match build(root, &dir, opts, checked, &mut made) {
         Ok((state, pid)) => Ok(Created { dir, state, pid }),
         Err(err) => {
-            undo(dir, made);
+            undo(root, dir, made);
             Err(err)
         }
     }
 }
 
-fn undo(dir: ContainerDir, made: Made) {
+fn undo(root: &Root, dir: ContainerDir, made: Made) {
     for pid in made.children {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -77,6 +103,11 @@ fn undo(dir: ContainerDir, made: Made) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         if let Err(err) = manager.remove() {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
+    if made.network {
+        if let Err(err) = network::release(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
@@ -97,12 +128,19 @@ fn sys<'a>(
 }
 
 fn build(
+    root: &Root,
     dir: &ContainerDir,
     opts: &CreateOptions,
-    bundle: &Bundle,
+    checked: Checked,
     made: &mut Made,
 ) -> Result<(State, Pid), ContainerError> {
     let id = opts.id.as_str();
+    let Checked {
+        bundle,
+        network: net_request,
+        seccomp,
+    } = checked;
+    let bundle = &bundle;
     let spec = &bundle.spec;
     let process = spec
         .process()
@@ -114,8 +152,12 @@ fn build(
         ));
     }
     let linux = spec.linux().as_ref();
-    let network_override = None;
-    let mut namespaces = Namespaces::from_spec(spec, network_override)?;
+    let network_namespace = match &net_request.mode {
+        network::Mode::Host => None,
+        network::Mode::Join(path) => Some(Some(path.as_path())),
+        network::Mode::Bridge | network::Mode::None => Some(None),
+    };
+    let mut namespaces = Namespaces::from_spec(spec, network_namespace)?;
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
     let cgroup = cgroups::config_for(cgroups_path, id)?;
 
@@ -148,6 +190,8 @@ fn build(
     let manager = cgroups::manager(&cgroup);
     made.cgroup = Some(cgroup.clone());
     manager.create()?;
+    made.network = true;
+    let reservation = network::reserve(&root.path, id, &net_request)?;
 
     let new = namespaces.new;
     let userns = namespaces.has_user();
@@ -224,6 +268,7 @@ fn build(
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         fifo,
+        seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),
     };
@@ -305,22 +350,26 @@ fn build(
         })?;
     }
     state.pid = pid.as_raw();
+    // The init builds its root filesystem meanwhile; it waits for `start` before it runs anything.
+    let net_state = network::attach(&root.path, id, &net_request, &reservation, state.pid)?;
+    state.network = Some(serde_json::to_value(&net_state).expect("network state serialises"));
     state.pid_start = process_start_time(state.pid)
         .map(|(_, start)| start)
         .unwrap_or(0);
     dir.write_state(&state)?;
 
     loop {
-        match ours.recv() {
-            Ok(Message::HooksPoint) => {
+        match ours.recv_with_fd() {
+            Ok((Message::HooksPoint, _)) => {
                 let json = oci_state(&state, Status::Creating).to_string();
                 crate::hooks::run("prestart", &prestart, &json)?;
                 crate::hooks::run("createRuntime", &create_runtime, &json)?;
                 ours.send(&Message::State(json))
                     .map_err(|_| init_lost(id, pid))?;
             }
-            Ok(Message::Ready) => break,
-            Ok(Message::Error(reason)) => {
+            Ok((Message::Fd, Some(listener))) => send_seccomp_listener(spec, &state, &listener)?,
+            Ok((Message::Ready, _)) => break,
+            Ok((Message::Error(reason), _)) => {
                 return Err(ContainerError::Init {
                     id: id.into(),
                     reason,
@@ -341,6 +390,28 @@ fn build(
         })?;
     }
     Ok((state, pid))
+}
+
+/// Hands the init's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.
+fn send_seccomp_listener(
+    spec: &oci_spec::runtime::Spec,
+    state: &State,
+    listener: &OwnedFd,
+) -> Result<(), ContainerError> {
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = profile.and_then(|p| p.listener_path().as_ref());
+    let (Some(profile), Some(path)) = (profile, path) else {
+        return Ok(());
+    };
+    let oci: oci_spec::runtime::State =
+        serde_json::from_value(oci_state(state, Status::Creating)).expect("state fits the spec");
+    let mut process_state = oci_spec::runtime::ContainerProcessState::default();
+    process_state.set_version(state.oci_version.clone());
+    process_state.set_pid(state.pid);
+    process_state.set_state(oci);
+    let metadata = profile.listener_metadata().clone().unwrap_or_default();
+    seccomp::send_to_listener(path, &metadata, &process_state, listener.as_fd())?;
+    Ok(())
 }
 
 /// The name of the user running berth, as `list` shows it.

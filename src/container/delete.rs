@@ -60,6 +60,9 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
         std::thread::sleep(Duration::from_millis(1));
     }
     manager.remove()?;
+    if let Some(root) = dir.path.parent() {
+        crate::network::release(root, &state.id)?;
+    }
     let poststop = state
         .hooks
         .as_ref()

@@ -41,6 +41,10 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]

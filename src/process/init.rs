@@ -43,6 +43,8 @@ pub struct InitPlan {
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
     pub lock_fd: std::os::fd::RawFd,
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,8 @@ pub enum InitError {
     Cwd(String, Errno),
     #[error("{0}")]
     Exec(String),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -190,24 +194,54 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
         env.push(home_for(process.uid));
     }
     set_rlimits(process)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
+    // capabilities (the profile must then allow what follows). With it, as late as possible,
+    // unless a notify listener has to reach berth before `create` returns.
+    let filter = plan.seccomp.as_ref();
+    let early = filter.filter(|f| !process.no_new_privileges || f.has_notify());
+    if let Some(filter) = early.filter(|_| !process.no_new_privileges) {
+        install_seccomp(filter, channel)?;
+    }
     become_user(process)?;
+    if let Some(filter) = early.filter(|_| process.no_new_privileges) {
+        install_seccomp(filter, channel)?;
+    }
+    let late = filter.filter(|_| early.is_none());
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
     let program = process.args[0].to_string_lossy();
     let path = super::find_executable(&program, process.path_env()).map_err(InitError::Exec)?;
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
-    wait_for_start(&plan.fifo)?;
-    if !plan.start_container_hooks.is_empty() {
-        let state = state.replacen("\"status\":\"creating\"", "\"status\":\"running\"", 1);
-        if let Err(err) = crate::hooks::run("startContainer", &plan.start_container_hooks, &state) {
-            // berth's `start` has returned by now: the init's stderr is the container's.
-            eprintln!("berth: {err}");
-            // SAFETY: the container fails to start; leave without running its program.
-            unsafe { libc::_exit(1) }
-        }
+    // From here berth's `create` may have returned: failures go to the container's stderr.
+    let started = wait_for_start(&plan.fifo).and_then(|()| {
+        run_start_hooks(&plan.start_container_hooks, &state)?;
+        exec(&path, &process.args, &env, process.preserve_fds, late)
+    });
+    let Err(err) = started;
+    eprintln!("berth: {err}");
+    // SAFETY: the container's program could not start; leave without running destructors.
+    unsafe { libc::_exit(127) }
+}
+
+/// startContainer hooks: in the container, after `start`, before the program.
+fn run_start_hooks(hooks: &[Hook], state: &str) -> Result<(), InitError> {
+    if hooks.is_empty() {
+        return Ok(());
     }
-    exec(&path, &process.args, &env, process.preserve_fds)
+    let state = state.replacen("\"status\":\"creating\"", "\"status\":\"running\"", 1);
+    crate::hooks::run("startContainer", hooks, &state)?;
+    Ok(())
+}
+
+/// Installs the seccomp filter; a notify listener goes to berth, which hands it to the agent.
+fn install_seccomp(filter: &crate::seccomp::Filter, channel: &Channel) -> Result<(), InitError> {
+    if let Some(listener) = crate::seccomp::install(filter)? {
+        channel
+            .send_fd(listener.as_raw_fd())
+            .map_err(|_| InitError::Channel("handing over the seccomp listener"))?;
+    }
+    Ok(())
 }
 
 /// Drops capabilities and changes user, in the order the kernel needs: bounding set while
@@ -291,6 +325,7 @@ fn exec(
     args: &[CString],
     env: &[CString],
     preserve_fds: i32,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<Never, InitError> {
     let first_closed = 3 + preserve_fds.max(0) as libc::c_uint;
     // SAFETY: close_range only marks descriptors close-on-exec.
@@ -322,6 +357,9 @@ fn exec(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Some(filter) = seccomp {
+        crate::seccomp::install(filter)?;
     }
     let err = nix::unistd::execve(path, args, env).unwrap_err();
     Err(InitError::Exec(format!("cannot run {:?}: {err}", path)))
