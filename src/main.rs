@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, global = true)]
     systemd_cgroup: bool,
     /// Accepted for compatibility with runc's command line
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
     #[command(subcommand)]
     command: Command,
