@@ -159,7 +159,7 @@ fn build(
     };
     let mut namespaces = Namespaces::from_spec(spec, network_namespace)?;
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::config_for(cgroups_path, id)?;
+    let cgroup = cgroups::config_for(cgroups_path, id, opts.systemd_cgroup)?;
 
     // The first state is written before anything else is made, so `delete --force` can find the
     // cgroup even if berth is killed half-way.

@@ -1,0 +1,105 @@
+//! Tests against the real kernel, as root: the eBPF device program attached to a scratch cgroup2
+//! directory, with a shell moved into it trying to open devices. Every cgroup2 hierarchy (the
+//! hybrid host's `/sys/fs/cgroup/unified` as much as a pure v2 host's) runs device programs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::devices::{rules_for, DeviceRule, MKNOD, READ};
+use super::{discover, v2};
+
+/// A scratch cgroup2 directory, removed on drop; `None` (with a SKIP line) when the test cannot
+/// run here.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Option<Scratch> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP {test}: needs root");
+            return None;
+        }
+        let mount = discover()
+            .ok()?
+            .1
+            .into_iter()
+            .find(|h| h.v2)
+            .map(|h| h.mount_point);
+        let Some(mount) = mount else {
+            eprintln!("SKIP {test}: no cgroup2 hierarchy is mounted");
+            return None;
+        };
+        let dir = mount.join(format!("berth-unit-{test}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        Some(Scratch(dir))
+    }
+
+    /// Runs a shell script inside the cgroup; returns (stdout, stderr).
+    fn sh(&self, script: &str) -> (String, String) {
+        let procs = self.0.join("cgroup.procs");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && {script}", procs.display()))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = super::remove_tree(&self.0);
+    }
+}
+
+#[test]
+fn the_device_program_denies_what_the_rules_deny() {
+    let Some(scratch) = Scratch::new("devices") else {
+        return;
+    };
+    // The template's deny-all, then the defaults (which allow /dev/null and /dev/zero), then a
+    // rule denying /dev/zero for reading only.
+    let linux: oci_spec::runtime::Linux = serde_json::from_str(
+        r#"{"resources": {"devices": [{"allow": false, "access": "rwm"}]}}"#,
+    )
+    .unwrap();
+    let mut rules = rules_for(Some(&linux)).unwrap();
+    rules.push(DeviceRule {
+        allow: false,
+        kind: 'c',
+        major: Some(1),
+        minor: Some(5),
+        access: READ,
+    });
+    v2::attach_devices(&scratch.0, &rules).unwrap();
+    let (out, err) = scratch.sh(
+        "head -c 1 /dev/null && echo null-read-ok; \
+         echo x > /dev/zero && echo zero-write-ok; \
+         head -c 1 /dev/zero >/dev/null && echo zero-read-ok; \
+         head -c 1 /dev/mem >/dev/null && echo mem-read-ok; \
+         echo done",
+    );
+    assert_eq!(out, "null-read-ok\nzero-write-ok\ndone\n", "stderr: {err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
+fn mknod_is_allowed_but_opening_a_disk_is_not() {
+    let Some(scratch) = Scratch::new("mknod") else {
+        return;
+    };
+    let rules = rules_for(None).unwrap();
+    assert!(rules.iter().any(|r| r.kind == 'b' && r.access == MKNOD));
+    v2::attach_devices(&scratch.0, &rules).unwrap();
+    let node = std::env::temp_dir().join(format!("berth-unit-loop-{}", std::process::id()));
+    let (out, err) = scratch.sh(&format!(
+        "mknod {n} b 7 0 && echo mknod-ok; head -c 1 {n} >/dev/null && echo open-ok; rm -f {n}",
+        n = node.display()
+    ));
+    let _ = std::fs::remove_file(&node);
+    assert_eq!(out, "mknod-ok\n", "stderr: {err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
