@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxIdMapping;
+use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
 
 use super::{oci_state, process_start_time, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
@@ -61,6 +61,7 @@ struct Checked {
     bundle: Bundle,
     network: network::NetworkRequest,
     seccomp: Option<seccomp::Filter>,
+    resources: (LinuxResources, Vec<cgroups::DeviceRule>),
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
@@ -76,10 +77,12 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         Some(profile) => Some(seccomp::compile(profile)?),
         None => None,
     };
+    let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
     let checked = Checked {
         bundle,
         network,
         seccomp,
+        resources,
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
@@ -139,6 +142,7 @@ fn build(
         bundle,
         network: net_request,
         seccomp,
+        resources,
     } = checked;
     let bundle = &bundle;
     let spec = &bundle.spec;
@@ -190,6 +194,8 @@ fn build(
     let manager = cgroups::manager(&cgroup);
     made.cgroup = Some(cgroup.clone());
     manager.create()?;
+    // Limits and device rules are in place before the init exists.
+    manager.apply(&resources.0, &resources.1)?;
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
 
