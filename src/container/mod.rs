@@ -3,9 +3,13 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod kill;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
+pub mod update;
 
 use std::path::Path;
 
@@ -22,6 +26,7 @@ use crate::state::{State, StateError, Status};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use kill::{kill, parse_signal};
+pub use pause::{pause, resume};
 pub use run::run;
 pub use start::start;
 
@@ -61,6 +66,18 @@ pub enum ContainerError {
     NotRunning { id: String },
     #[error("{0:?} is not a signal")]
     BadSignal(String),
+    #[error("cannot {action} container {id:?}: it is {status}")]
+    WrongStatus {
+        id: String,
+        action: &'static str,
+        status: Status,
+    },
+    #[error("{value:?} is not a valid {what}: expected {expected}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("cannot write pid file {path}: {source}")]
     PidFile {
         path: std::path::PathBuf,
