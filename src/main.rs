@@ -62,6 +62,16 @@ enum Command {
     Features,
     /// Print a container's details and network settings, like `docker inspect`
     Inspect(commands::inspect::Args),
+    /// Freeze every process of a running container
+    Pause(commands::pause::Args),
+    /// Thaw a paused container
+    Resume(commands::resume::Args),
+    /// List a container's processes (--format json: a JSON array of host pids)
+    Ps(commands::ps::Args),
+    /// Change a container's limits (--resources - reads LinuxResources JSON from stdin)
+    Update(commands::update::Args),
+    /// Print a container's resource use and OOM kills as JSON events
+    Events(commands::events::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +102,11 @@ fn main() -> ExitCode {
         Command::Spec(args) => commands::spec::run(args),
         Command::Features => commands::features::run(),
         Command::Inspect(args) => commands::inspect::run(&global, args),
+        Command::Pause(args) => commands::pause::run(&global, args),
+        Command::Resume(args) => commands::resume::run(&global, args),
+        Command::Ps(args) => commands::ps::run(&global, args),
+        Command::Update(args) => commands::update::run(&global, args),
+        Command::Events(args) => commands::events::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
