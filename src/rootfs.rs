@@ -663,7 +663,8 @@ fn mount_cgroups(
     let target = make_in_root(root, &mount.destination, false).map_err(point_err(shown.clone()))?;
     if unified_only {
         let (_, dir) = &plan.cgroup.dirs[0];
-        return mount_hierarchy(kernel, plan, None, dir, &target, mount.flags)
+        let at = (root, mount.destination.as_path());
+        return mount_hierarchy(kernel, plan, None, dir, &target, at, mount.flags)
             .map_err(err("cgroup2".into(), shown));
     }
     kernel
@@ -689,6 +690,7 @@ fn mount_cgroups(
             controllers.as_deref(),
             dir,
             &sub_fd,
+            (root, &sub),
             mount.flags,
         )
         .map_err(err("cgroup".into(), sub_shown))?;
@@ -738,6 +740,7 @@ fn mount_hierarchy(
     v1_controllers: Option<&str>,
     host_dir: &Path,
     target: &OwnedFd,
+    (root, destination): (&OwnedFd, &Path),
     flags: MsFlags,
 ) -> Result<(), Errno> {
     let target = fd_path(target.as_raw_fd());
@@ -771,11 +774,15 @@ fn mount_hierarchy(
         if flags.is_empty() {
             return Ok(());
         }
+        // The remount must name the new mount: `target` still points at the directory under it.
+        let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
+        let mounted = fd_path(mounted.as_raw_fd());
+        let keep = locked_flags(&mounted);
         kernel.mount(
             None,
-            &target,
+            &mounted,
             None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
             None,
         )
     }
