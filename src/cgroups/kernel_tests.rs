@@ -62,10 +62,9 @@ fn the_device_program_denies_what_the_rules_deny() {
     };
     // The template's deny-all, then the defaults (which allow /dev/null and /dev/zero), then a
     // rule denying /dev/zero for reading only.
-    let linux: oci_spec::runtime::Linux = serde_json::from_str(
-        r#"{"resources": {"devices": [{"allow": false, "access": "rwm"}]}}"#,
-    )
-    .unwrap();
+    let linux: oci_spec::runtime::Linux =
+        serde_json::from_str(r#"{"resources": {"devices": [{"allow": false, "access": "rwm"}]}}"#)
+            .unwrap();
     let mut rules = rules_for(Some(&linux)).unwrap();
     rules.push(DeviceRule {
         allow: false,
@@ -75,13 +74,11 @@ fn the_device_program_denies_what_the_rules_deny() {
         access: READ,
     });
     v2::attach_devices(&scratch.0, &rules).unwrap();
-    let (out, err) = scratch.sh(
-        "head -c 1 /dev/null && echo null-read-ok; \
+    let (out, err) = scratch.sh("head -c 1 /dev/null && echo null-read-ok; \
          echo x > /dev/zero && echo zero-write-ok; \
          head -c 1 /dev/zero >/dev/null && echo zero-read-ok; \
          head -c 1 /dev/mem >/dev/null && echo mem-read-ok; \
-         echo done",
-    );
+         echo done");
     assert_eq!(out, "null-read-ok\nzero-write-ok\ndone\n", "stderr: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
 }

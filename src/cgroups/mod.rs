@@ -240,19 +240,17 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     })
 }
 
-/// Writes a controller's file for the spec field `field`: a missing file means the controller
-/// is not there, which is said as such.
+/// Writes a controller's file for the spec field `field`: a missing file (which cgroupfs
+/// reports as EACCES or ENOENT) means the controller is not there, which is said as such.
 pub(crate) fn set(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
     match std::fs::write(&path, value) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
-            Err(CgroupError::NoController {
-                field: field.to_string(),
-                controller: file.split('.').next().unwrap_or(file).to_string(),
-                dir: format!("{} (no {file})", dir.display()),
-            })
-        }
+        Err(_) if !path.exists() && dir.is_dir() => Err(CgroupError::NoController {
+            field: field.to_string(),
+            controller: file.split('.').next().unwrap_or(file).to_string(),
+            dir: format!("{} (no {file})", dir.display()),
+        }),
         Err(source) => Err(CgroupError::Write {
             path,
             value: value.to_string(),

@@ -626,19 +626,20 @@ impl Manager for V1Manager {
     }
 
     fn kill_all(&self, signal: Signal) -> Result<(), CgroupError> {
-        // The processes are in the cgroup2 directory too, and there `cgroup.kill` takes them all.
+        let was_frozen = self.is_frozen();
+        // The processes are in the cgroup2 directory too, and there `cgroup.kill` takes them all;
+        // a v1 frozen task handles no signal, SIGKILL included, until it is thawed.
         if let Some(dir) = self.config.unified_dir() {
             if signal == Signal::SIGKILL && dir.join("cgroup.kill").exists() {
-                return write_file(&dir.join("cgroup.kill"), "1");
+                write_file(&dir.join("cgroup.kill"), "1")?;
+                return if was_frozen { self.thaw() } else { Ok(()) };
             }
         }
-        let was_frozen = self.is_frozen();
         let can_freeze = self.freezer().is_ok();
         if !was_frozen && can_freeze {
             let _ = self.freeze();
         }
         signal_each(&self.pids()?, signal);
-        // A v1 frozen task handles no signal, SIGKILL included, until it is thawed.
         if can_freeze && (!was_frozen || signal == Signal::SIGKILL) {
             self.thaw()?;
         }

@@ -1,13 +1,14 @@
 //! `pause` and `resume`: freeze and thaw every process of a running container through its
-//! cgroup (v1 freezer, or v2 `cgroup.freeze`); the live status then reads `paused`.
+//! cgroup (v1 freezer, or v2 `cgroup.freeze`). The live status reads `paused` from the cgroup,
+//! so nothing is written to the state, and the container's lock is not taken: a foreground
+//! `run` holds it for the container's whole life.
 
 use super::{status, ContainerError};
 use crate::state::{Root, Status};
 
 pub fn pause(root: &Root, id: &str) -> Result<(), ContainerError> {
-    let dir = root.open_container(id)?;
-    let mut state = dir.read_state()?;
-    let current = status(&state, &dir.path);
+    let state = root.read_state(id)?;
+    let current = status(&state, &root.container_dir(id));
     if current != Status::Running {
         return Err(ContainerError::WrongStatus {
             id: id.into(),
@@ -16,15 +17,12 @@ pub fn pause(root: &Root, id: &str) -> Result<(), ContainerError> {
         });
     }
     crate::cgroups::manager(&state.cgroup).freeze()?;
-    state.status = Status::Paused;
-    dir.write_state(&state)?;
     Ok(())
 }
 
 pub fn resume(root: &Root, id: &str) -> Result<(), ContainerError> {
-    let dir = root.open_container(id)?;
-    let mut state = dir.read_state()?;
-    let current = status(&state, &dir.path);
+    let state = root.read_state(id)?;
+    let current = status(&state, &root.container_dir(id));
     if current != Status::Paused {
         return Err(ContainerError::WrongStatus {
             id: id.into(),
@@ -33,7 +31,5 @@ pub fn resume(root: &Root, id: &str) -> Result<(), ContainerError> {
         });
     }
     crate::cgroups::manager(&state.cgroup).thaw()?;
-    state.status = Status::Running;
-    dir.write_state(&state)?;
     Ok(())
 }

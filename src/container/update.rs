@@ -9,9 +9,9 @@ use crate::state::{Root, Status};
 
 pub fn update(root: &Root, id: &str, resources: &LinuxResources) -> Result<(), ContainerError> {
     crate::cgroups::check_resources(resources)?;
-    let dir = root.open_container(id)?;
-    let state = dir.read_state()?;
-    let current = status(&state, &dir.path);
+    // Without the container's lock, which a foreground `run` holds all along.
+    let state = root.read_state(id)?;
+    let current = status(&state, &root.container_dir(id));
     if matches!(current, Status::Stopped | Status::Creating) {
         return Err(ContainerError::WrongStatus {
             id: id.into(),
