@@ -3,6 +3,7 @@
 //! throwaway network namespace that plays the host. Everything a test makes is removed when its
 //! `Env` is dropped, also when the test fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,12 +44,19 @@ pub fn rootfs() -> PathBuf {
     path
 }
 
+/// Says that `test` is skipped and why, on a line starting "SKIP" that scripts/test collects.
+/// The line goes straight to standard error: the test harness captures `eprintln!` and shows it
+/// only for failing tests, which would hide every skip.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
 /// Whether the tests can run: they need root. Prints why they skip otherwise.
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIP {test}: needs root (run scripts/test as root)");
+        skip(test, "needs root (run scripts/test as root)");
     }
     root
 }
