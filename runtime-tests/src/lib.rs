@@ -46,9 +46,10 @@ pub fn rootfs() -> PathBuf {
 
 /// Says that `test` is skipped and why, on a line starting "SKIP" that scripts/test collects.
 /// The line goes straight to standard error: the test harness captures `eprintln!` and shows it
-/// only for failing tests, which would hide every skip.
+/// only for failing tests, which would hide every skip. It starts on a new line, since a
+/// single-threaded or `-q` run has printed part of a line already.
 pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+    let _ = writeln!(std::io::stderr(), "\nSKIP {test}: {why}");
 }
 
 /// Whether the tests can run: they need root. Prints why they skip otherwise.
