@@ -130,6 +130,8 @@ outside_main() {
         rmdir "$dir" || echo "engine-tests: LEFT files in $dir"
     done
 
+    local summary
+    summary=$(cat "$work/summary" 2>/dev/null || echo "engine-tests: the run stopped before its summary")
     local leftovers=0
     check_host_clean "$before" || leftovers=1
     exec 8<&- 2>/dev/null || true
@@ -141,6 +143,9 @@ outside_main() {
     fi
     rm -f "$work.lock"
     echo "engine-tests: took $((SECONDS - started)) s"
+    # The counts come last, where CI looks for them.
+    ((leftovers)) && echo "engine-tests: FAILED to leave the host clean (LEFT above)"
+    echo "$summary"
     return "$status"
 }
 

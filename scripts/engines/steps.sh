@@ -176,6 +176,6 @@ report() {
         echo "FAILURES:"
         for item in "${failures[@]}"; do echo "  $item"; done
     fi
-    echo "engine-tests: $passed passed, ${#failures[@]} failed, ${#skips[@]} skipped"
+    echo "engine-tests: $passed passed, ${#failures[@]} failed, ${#skips[@]} skipped" | tee "$work/summary"
     ((${#failures[@]} == 0))
 }
