@@ -28,7 +28,7 @@ docker_steps() {
     step "run" 3 '^hello from docker$' "$run --rm \$IMAGE sh -c 'echo hello from docker; exit 3'"
     step "run --network host" 0 '^host0:$' "$run --rm --network host \$IMAGE sh -c 'ip -o link | cut -d\" \" -f2'"
     step "run on the default bridge" 0 'inet 172\.17\.[0-9.]+/16' \
-        "$run --rm \$IMAGE sh -c 'ip -o -4 addr show eth0 | cut -d\" \" -f2-7; ip route'"
+        "$run --rm \$IMAGE sh -c 'ip addr; ip route'"
     step "run -p 8080:80, fetch 127.0.0.1:8080" 0 'Hello from a berth container' \
         "$run --detach --name web -p 8080:80 \$IMAGE httpd -f -p 80 -h /var/www >/dev/null &&
          wait_for berth \$ROOTFS/bin/busybox wget -qO- http://127.0.0.1:8080/ ; docker rm --force web >/dev/null"
@@ -37,6 +37,8 @@ docker_steps() {
     step "seccomp=unconfined" 0 '^ok$' \
         "$run --rm --security-opt seccomp=unconfined \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
     step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
+    step "inspect" 0 '^running 0 16 172\.17\.0\.1 default 172\.17\.' \
+        "docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.HostConfig.NetworkMode}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"
     step --needs exec "exec" 0 '^from exec$' "docker exec box sh -c 'echo from exec; id'"
     step --needs exec "exec -it" 0 '^true$' "on_tty docker exec -it box helper isatty"
     step --needs exec --code-only "exec a missing binary" 126 '' "docker exec box /no/such/binary"

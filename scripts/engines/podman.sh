@@ -38,9 +38,11 @@ CONF
 podman_steps() {
     local run='podman --runtime $RUNTIME run'
     step "run on the CNI network" 0 'inet 10\.88\.[0-9.]+/16' \
-        "$run --rm \$IMAGE sh -c 'echo exit soon; ip -o -4 addr show eth0 | cut -d\" \" -f2-7; ip route; exit 5'; echo status \$?"
+        "$run --rm \$IMAGE sh -c 'echo exit soon; ip addr; ip route; exit 5'; echo status \$?"
     step "run --network host (cni-podman0 exists by now)" 0 '^host0:$' "$run --rm --network host \$IMAGE sh -c 'ip -o link | cut -d\" \" -f2'"
     step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
+    step "inspect" 0 '^running 0 16 10\.88\.0\.1 10\.88\.' \
+        "podman inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"
     step --needs exec "exec -it" 0 '^true$' "on_tty podman --runtime \$RUNTIME exec -it box helper isatty"
     step --needs pause "pause" 0 '^paused$' "podman --runtime \$RUNTIME pause box >/dev/null && podman inspect -f '{{.State.Status}}' box"
     step --needs resume "unpause" 0 '^running$' "podman --runtime \$RUNTIME unpause box >/dev/null && podman inspect -f '{{.State.Status}}' box"
