@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # containerd.sh: containerd 1.6 driven with ctr. The runtime is chosen per container with
 # `ctr run --runc-binary PATH`, which sets the runc shim's BinaryName option, the same option the
 # CRI configuration in the README's Kubernetes section sets for a runtime handler. Sourced by

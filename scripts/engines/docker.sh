@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # docker.sh: dockerd 20.10 on the shared containerd, with both runtimes added by
 # `--add-runtime` and chosen per container by `docker run --runtime`. Its bridge docker0, its
 # iptables chains and docker-proxy live in the throwaway namespace. Sourced by inside.sh.

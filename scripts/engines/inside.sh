@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # inside.sh: the part of engine-tests that runs in the throwaway network and mount namespace
 # that plays the host. It makes that "host" (lo up, a link `host0` (an empty bridge: the dummy driver may be missing) to recognise it, tmpfs
 # over /run and /var/lib/cni so the engines' default paths stay private), starts each engine,
@@ -57,10 +58,11 @@ stop_daemon() {
 kill_leftovers() {
     local ours pid
     ours=$(readlink /proc/self/ns/mnt)
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
         [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
         [[ $(readlink "/proc/$pid/ns/mnt" 2>/dev/null) == "$ours" ]] || continue
-        # This script's own subshells (the command substitution running ls) are ours too.
+        # This script's own command substitutions (readlink, awk) must live on.
         [[ $(awk '/^PPid:/{print $2}' "/proc/$pid/status" 2>/dev/null) == "$$" ]] && continue
         echo "engine-tests: stopping leftover pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
         kill -KILL "$pid" 2>/dev/null || true

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # outside.sh: the part of engine-tests that runs on the real host. It installs what is missing,
 # builds berth and the root filesystem, makes the image files, remembers how the host looks,
 # runs inside.sh in a throwaway network and mount namespace, and then checks that nothing of the
@@ -158,7 +159,8 @@ check_host_clean() {
     ns_id=$(readlink /proc/self/fd/8 2>/dev/null || true)
     if [[ $ns_id == mnt:* ]]; then
         local pid
-        for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+        for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
             if [[ $(readlink "/proc/$pid/ns/mnt" 2>/dev/null) == "$ns_id" ]]; then
                 echo "engine-tests: LEFT RUNNING: pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)): killing it"
                 kill -KILL "$pid" 2>/dev/null || true

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # podman.sh: podman 4.3 (no daemon: conmon watches each container) with `--runtime PATH`, its
 # storage and configuration in the work folder, and the CNI plugins for its default network.
 # Sourced by inside.sh.

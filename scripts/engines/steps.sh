@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # steps.sh: how engine-tests runs a step, checks it, and compares runc with berth.
 #
 #   step [--needs SUBCOMMAND]... [--code-only] NAME WANT PATTERN COMMAND
