@@ -115,6 +115,7 @@ step() {
     t0=$(date +%s%N)
     timeout 120 bash -c "$command" >"$out.raw" 2>&1 </dev/null || code=$?
     local ms=$((($(date +%s%N) - t0) / 1000000))
+    echo "$ms" >"$out.ms"
     { normalize <"$out.raw"; echo "exit $code"; } >"$out.txt"
     local problem=''
     if [[ $code != "$want" ]]; then
@@ -138,6 +139,7 @@ step() {
 
 compare_runtimes() {
     local engine=$1 base="$work/out/$engine" name_file n name
+    local -i both=0 runc_ms=0 berth_ms=0
     for name_file in "$base"/runc/*.name; do
         n=$(basename "$name_file" .name)
         name=$(cat "$name_file")
@@ -145,6 +147,9 @@ compare_runtimes() {
             skips+=("$engine, step '$name': $(cat "$base/berth/$n.skip")")
             continue
         fi
+        both+=1
+        runc_ms+=$(cat "$base/runc/$n.ms")
+        berth_ms+=$(cat "$base/berth/$n.ms")
         if [[ -e $base/runc/$n.failed ]]; then
             continue # counted already: the test itself is broken on this machine
         fi
@@ -164,6 +169,8 @@ compare_runtimes() {
         failures+=("$engine, step '$name': berth shows something else than runc (- runc, + berth):
 $(diff -u <(echo "$runc_view") <(echo "$berth_view") | tail -n +3 | sed 's/^/    /' || true)")
     done
+    # Wall time of whole engine commands: the runtime is a small part of it.
+    echo "engine-tests: $engine: the $both steps run on both took $runc_ms ms on runc, $berth_ms ms on berth"
 }
 
 report() {
