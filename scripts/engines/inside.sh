@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # inside.sh: the part of engine-tests that runs in the throwaway network and mount namespace
-# that plays the host. It makes that "host" (lo up, a link `host0` (an empty bridge: the dummy driver may be missing) to recognise it, tmpfs
-# over /run and /var/lib/cni so the engines' default paths stay private), starts each engine,
-# runs its steps once on runc and once on berth, and compares them. Sourced by engine-tests.
+# that plays the host. It makes that "host" (lo up; a link `host0` to recognise it, an empty
+# bridge since the dummy driver may be missing; tmpfs over /run and the private_dirs so the
+# engines' default paths stay private), starts each engine, runs its steps once on runc and once
+# on berth, and compares them. Sourced by engine-tests.
 
 # shellcheck source=scripts/engines/steps.sh
 source "$engines_dir/steps.sh"
