@@ -48,7 +48,9 @@ docker_steps() {
     step --needs resume "unpause" 0 '^running$' "docker unpause box >/dev/null && docker inspect -f '{{.State.Status}}' box"
     step --needs update "update --memory 64m" 0 '^67108864 67108864$' \
         "docker update --memory 64m --memory-swap 128m box >/dev/null &&
-         echo \$(docker inspect -f '{{.HostConfig.Memory}}' box) \$(cat /sys/fs/cgroup/memory/docker/\$(docker inspect -f '{{.Id}}' box)/memory.limit_in_bytes)"
+         id=\$(docker inspect -f '{{.Id}}' box) && limit=/sys/fs/cgroup/memory/docker/\$id/memory.limit_in_bytes &&
+         { [ -e \$limit ] || limit=/sys/fs/cgroup/docker/\$id/memory.max; } &&
+         echo \$(docker inspect -f '{{.HostConfig.Memory}}' box) \$(cat \$limit)"
     step "stats" 0 '^box 2 ' "docker stats --no-stream --format '{{.Name}} {{.PIDs}} {{if .MemUsage}}memory shown{{end}}' box"
     step "stop" 0 '^exited 0$' "docker stop --time 5 box >/dev/null && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
     step "restart" 0 '^running 0$' "docker restart --time 5 box >/dev/null && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
