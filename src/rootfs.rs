@@ -663,9 +663,16 @@ fn mount_cgroups(
     let target = make_in_root(root, &mount.destination, false).map_err(point_err(shown.clone()))?;
     if unified_only {
         let (_, dir) = &plan.cgroup.dirs[0];
-        let at = (root, mount.destination.as_path());
-        return mount_hierarchy(kernel, plan, None, dir, &target, at, mount.flags)
-            .map_err(err("cgroup2".into(), shown));
+        return mount_hierarchy(
+            kernel,
+            plan,
+            None,
+            dir,
+            root,
+            &mount.destination,
+            mount.flags,
+        )
+        .map_err(err("cgroup2".into(), shown));
     }
     kernel
         .mount(
@@ -682,15 +689,15 @@ fn mount_cgroups(
         };
         let sub = mount.destination.join(name);
         let sub_shown = sub.display().to_string();
-        let sub_fd = make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
+        make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
         let controllers = (!hierarchy.v2).then(|| hierarchy.controllers.join(","));
         mount_hierarchy(
             kernel,
             plan,
             controllers.as_deref(),
             dir,
-            &sub_fd,
-            (root, &sub),
+            root,
+            &sub,
             mount.flags,
         )
         .map_err(err("cgroup".into(), sub_shown))?;
@@ -739,11 +746,12 @@ fn mount_hierarchy(
     plan: &RootfsPlan,
     v1_controllers: Option<&str>,
     host_dir: &Path,
-    target: &OwnedFd,
-    (root, destination): (&OwnedFd, &Path),
+    root: &OwnedFd,
+    destination: &Path,
     flags: MsFlags,
 ) -> Result<(), Errno> {
-    let target = fd_path(target.as_raw_fd());
+    let target_fd = open_in_root(root, destination, ResolveFlag::empty())?;
+    let target = fd_path(target_fd.as_raw_fd());
     let flags =
         flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if plan.new_cgroupns {
@@ -774,15 +782,14 @@ fn mount_hierarchy(
         if flags.is_empty() {
             return Ok(());
         }
-        // The remount must name the new mount: `target` still points at the directory under it.
+        // The remount must name the new mount: a descriptor opened before the bind still
+        // points at the directory beneath it (EINVAL, seen with Docker's read-only cgroup mount).
         let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
-        let mounted = fd_path(mounted.as_raw_fd());
-        let keep = locked_flags(&mounted);
         kernel.mount(
             None,
-            &mounted,
+            &fd_path(mounted.as_raw_fd()),
             None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
             None,
         )
     }
