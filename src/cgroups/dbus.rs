@@ -470,6 +470,114 @@ mod tests {
         );
     }
 
+    /// A private dbus-daemon, which checks every message against the specification before it
+    /// routes it (and drops a connection that sends a malformed one). Killed by pid on drop.
+    struct Daemon {
+        child: std::process::Child,
+        dir: std::path::PathBuf,
+    }
+
+    impl Daemon {
+        fn start() -> Option<Daemon> {
+            let dir = std::env::temp_dir().join(format!("berth-dbus-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            let config = format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={}/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>"#,
+                dir.display()
+            );
+            std::fs::write(dir.join("bus.conf"), config).ok()?;
+            let child = std::process::Command::new("dbus-daemon")
+                .arg(format!("--config-file={}", dir.join("bus.conf").display()))
+                .arg("--nofork")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            let daemon = Daemon { child, dir };
+            let bus = daemon.dir.join("bus");
+            super::super::wait_until(Duration::from_secs(5), || bus.exists());
+            Some(daemon)
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_real_bus_accepts_the_calls_and_answers() {
+        let Some(daemon) = Daemon::start() else {
+            // Straight to stderr: the harness shows eprintln! only for failing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIP a_real_bus_accepts_the_calls_and_answers: no dbus-daemon here"
+            );
+            return;
+        };
+        let mut conn = Connection::open(&daemon.dir.join("bus"), true).unwrap();
+        let owner = conn
+            .call(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "GetNameOwner",
+                &[Value::Str("org.freedesktop.DBus".into())],
+            )
+            .unwrap();
+        assert_eq!(owner.as_deref(), Some("org.freedesktop.DBus"));
+        // The daemon validates the body against its signature before routing: a malformed
+        // StartTransientUnit would cost the connection; a valid one meets "no such service".
+        let err = conn
+            .call(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                "org.freedesktop.systemd1.Manager",
+                "StartTransientUnit",
+                &[
+                    Value::Str("berth-web.scope".into()),
+                    Value::Str("fail".into()),
+                    Value::Properties(vec![
+                        ("Description".into(), Value::Str("berth container".into())),
+                        ("Delegate".into(), Value::Bool(true)),
+                        ("PIDs".into(), Value::U32s(vec![std::process::id()])),
+                        ("MemoryMax".into(), Value::U64(1 << 25)),
+                    ]),
+                    Value::NoAuxUnits,
+                ],
+            )
+            .unwrap_err();
+        match err {
+            DbusError::Remote { name, .. } => {
+                assert_eq!(name, "org.freedesktop.DBus.Error.ServiceUnknown")
+            }
+            other => panic!("{other}"),
+        }
+        // The connection is still good.
+        let id = conn
+            .call(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "GetId",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(id.map(|i| i.len()), Some(32));
+    }
+
     fn body_len(bytes: &[u8]) -> usize {
         u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize
     }

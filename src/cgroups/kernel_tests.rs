@@ -8,6 +8,15 @@ use std::process::Command;
 use super::devices::{rules_for, DeviceRule, MKNOD, READ};
 use super::{discover, v2};
 
+/// Says why a test is skipped on a line scripts/test collects, past the harness's capture.
+fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nSKIP cgroups::kernel_tests::{test}: {why}"
+    );
+}
+
 /// A scratch cgroup2 directory, removed on drop; `None` (with a SKIP line) when the test cannot
 /// run here.
 struct Scratch(PathBuf);
@@ -16,7 +25,7 @@ impl Scratch {
     fn new(test: &str) -> Option<Scratch> {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP {test}: needs root");
+            skip(test, "needs root");
             return None;
         }
         let mount = discover()
@@ -26,7 +35,7 @@ impl Scratch {
             .find(|h| h.v2)
             .map(|h| h.mount_point);
         let Some(mount) = mount else {
-            eprintln!("SKIP {test}: no cgroup2 hierarchy is mounted");
+            skip(test, "no cgroup2 hierarchy is mounted");
             return None;
         };
         let dir = mount.join(format!("berth-unit-{test}-{}", std::process::id()));
