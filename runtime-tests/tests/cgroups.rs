@@ -132,6 +132,43 @@ fn the_memory_limit_is_in_the_cgroup_files() {
 }
 
 #[test]
+fn swap_and_the_v1_memory_settings_land_or_are_said_to_be_ignored() {
+    need_root!();
+    let env = Env::new("swap");
+    let id = env.id("swap");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        c["linux"]["resources"]["memory"] = json!({
+            "limit": 33554432, "swap": 67108864, "swappiness": 10,
+            "disableOOMKiller": true, "kernelTCP": 16777216
+        });
+    });
+    let run = env.berth(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    if unified_only() {
+        // memory.swap.max holds swap alone: 64 MiB of memory plus swap, less 32 MiB of memory.
+        assert_eq!(cgroup_value(&env, &id, &["memory.swap.max"]), "33554432");
+        for name in ["swappiness", "disableOOMKiller", "kernelTCP"] {
+            let warning = format!("linux.resources.memory.{name} is ignored: cgroup v2 has no");
+            assert!(run.stderr.contains(&warning), "{}", run.stderr);
+        }
+    } else {
+        assert_eq!(
+            cgroup_value(&env, &id, &["memory.memsw.limit_in_bytes"]),
+            "67108864"
+        );
+        assert_eq!(cgroup_value(&env, &id, &["memory.swappiness"]), "10");
+        let oom = cgroup_value(&env, &id, &["memory.oom_control"]);
+        assert!(oom.starts_with("oom_kill_disable 1\n"), "{oom}");
+        assert_eq!(
+            cgroup_value(&env, &id, &["memory.kmem.tcp.limit_in_bytes"]),
+            "16777216"
+        );
+    }
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+}
+
+#[test]
 fn a_pids_limit_of_10_stops_a_fork_bomb() {
     need_root!();
     let env = Env::new("pids");
@@ -653,6 +690,20 @@ fn bad_resources_are_refused_and_leave_nothing() {
         let bundle = env.bundle(&id, &["/bin/true"], |c| c["linux"]["resources"] = resources);
         let err = env.run(&bundle, &id).fails().to_string();
         assert!(err.contains(expected), "{err}");
+        env.assert_gone(&id);
+    }
+    // Real-time CPU time has no v2 file.
+    if unified_only() {
+        let id = env.id("rt");
+        let bundle = env.bundle(&id, &["/bin/true"], |c| {
+            c["linux"]["resources"]["cpu"] =
+                json!({"realtimeRuntime": 1000, "realtimePeriod": 10000})
+        });
+        let err = env.run(&bundle, &id).fails().to_string();
+        assert!(
+            err.contains("linux.resources.cpu.realtimeRuntime is not supported on this host's cgroup layout (cgroup v2)"),
+            "{err}"
+        );
         env.assert_gone(&id);
     }
     // A key of a controller the cgroup2 directory lacks: on the hybrid host memory is v1's.
