@@ -837,6 +837,24 @@ fn systemd_cgroups_make_a_scope_or_say_systemd_is_missing() {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&show.stdout).trim(), "Delegate=yes");
+        // An update reaches the files and the scope's properties, which systemd would restore.
+        berth_systemd(&env, &["update", "--memory", "64m", &id]).ok();
+        assert_eq!(
+            value(&["memory.max", "memory.limit_in_bytes"]).as_deref(),
+            Some("67108864")
+        );
+        let show = std::process::Command::new("systemctl")
+            .args([
+                "show",
+                "--property=MemoryMax",
+                &format!("berth-test-{id}.scope"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&show.stdout).trim(),
+            "MemoryMax=67108864"
+        );
         berth_systemd(&env, &["delete", "--force", &id]).ok();
         assert!(
             cgroup_dirs(&unit).iter().all(|d| !d.exists()),

@@ -41,6 +41,8 @@ pub enum SystemdError {
     Start { unit: String, source: DbusError },
     #[error("cannot stop the systemd scope {unit}: {source}")]
     Stop { unit: String, source: DbusError },
+    #[error("cannot change the properties of the systemd scope {unit}: {source}")]
+    Update { unit: String, source: DbusError },
     #[error("systemd did not move process {pid} into the scope {unit} within {waited:?}")]
     NotMoved {
         unit: String,
@@ -311,6 +313,27 @@ impl Manager for SystemdManager {
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        // The scope's properties too, or systemd would put the old limits back on a reload.
+        let properties = resource_properties(resources);
+        if !properties.is_empty() {
+            let update = |source| SystemdError::Update {
+                unit: self.scope.unit.clone(),
+                source,
+            };
+            let mut conn = connect().map_err(update)?;
+            conn.call(
+                Some(DESTINATION),
+                MANAGER_PATH,
+                MANAGER_INTERFACE,
+                "SetUnitProperties",
+                &[
+                    Value::Str(self.scope.unit.clone()),
+                    Value::Bool(true),
+                    Value::Properties(properties),
+                ],
+            )
+            .map_err(update)?;
+        }
         self.inner.update(resources)
     }
 
