@@ -109,3 +109,64 @@ fn mknod_is_allowed_but_opening_a_disk_is_not() {
     assert_eq!(out, "mknod-ok\n", "stderr: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
 }
+
+/// A child of the test's, killed (by pid) if the test fails before it ends.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn legacy_v1_limits_freezes_kills_and_removes() {
+    // The legacy layout is the hybrid one without its cgroup2 mount: on a host with v1
+    // hierarchies, the manager is given only those, so nothing can go through cgroup2.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("legacy_v1_limits_freezes_kills_and_removes", "needs root");
+    }
+    let path = format!("/berth-unit-legacy-{}", std::process::id());
+    let mut config = super::config_for(Some(std::path::Path::new(&path)), "x", false).unwrap();
+    config.dirs.retain(|(h, _)| !h.v2);
+    if config.dirs.is_empty() {
+        return skip(
+            "legacy_v1_limits_freezes_kills_and_removes",
+            "no cgroup v1 hierarchy is mounted",
+        );
+    }
+    config.layout = Some(super::Layout::Legacy);
+    let manager = super::manager(&config);
+    manager.create().unwrap();
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_str(r#"{"memory": {"limit": 33554432}, "pids": {"limit": 10}}"#).unwrap();
+    manager
+        .apply(&resources, &rules_for(None).unwrap())
+        .unwrap();
+    let memory = config.v1_dir("memory").unwrap();
+    let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), "33554432");
+
+    let mut child = Sleeper(Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = child.0.id() as i32;
+    manager.add_process(pid).unwrap();
+    assert_eq!(manager.pids().unwrap(), vec![pid]);
+    manager.freeze().unwrap();
+    assert!(manager.is_frozen());
+    // No cgroup.kill here: SIGKILL goes pid by pid, and the frozen cgroup is thawed so it lands.
+    manager.kill_all(nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(!manager.is_frozen());
+    manager.remove().unwrap();
+    for (_, dir) in &config.dirs {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+}
