@@ -96,8 +96,47 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            berth::logging::report_error(&format!("{err:#}"));
+            berth::logging::report_error(&error_text(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes as one line. Most of berth's errors already name their cause in
+/// their own message, so a cause whose text the line holds already is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_named_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let spec = berth::spec::SpecError::Read {
+            path: "/b/config.json".into(),
+            source: io,
+        };
+        assert_eq!(
+            error_text(&anyhow::Error::from(spec)),
+            "cannot read /b/config.json: entity not found"
+        );
+        let wrapped = anyhow::anyhow!("disk full").context("cannot write /b/config.json");
+        assert_eq!(
+            error_text(&wrapped),
+            "cannot write /b/config.json: disk full"
+        );
     }
 }
