@@ -67,6 +67,9 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
+    if network.mode == network::Mode::Host {
+        spec::check_sysctl_host_network(&bundle.spec)?;
+    }
     let seccomp = match bundle
         .spec
         .linux()
