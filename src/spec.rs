@@ -38,6 +38,12 @@ pub enum SpecError {
     DuplicateNamespace(String),
     #[error("linux.namespaces: the {0} namespace path {1} does not exist")]
     NoNamespacePath(String, PathBuf),
+    #[error("linux.namespaces: cannot use the {kind} namespace path {path}: {source}")]
+    NamespacePath {
+        kind: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("linux.uidMappings and linux.gidMappings are required with a new user namespace")]
     NoIdMappings,
     #[error("linux.uidMappings are set but there is no user namespace")]
@@ -176,6 +182,14 @@ pub fn namespace_types(spec: &Spec) -> HashSet<LinuxNamespaceType> {
         .unwrap_or_default()
 }
 
+/// A namespace type as config.json spells it (`network`, where oci-spec's Display says `net`).
+fn type_name(typ: LinuxNamespaceType) -> String {
+    serde_json::to_value(typ)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| typ.to_string())
+}
+
 fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
     let linux = spec.linux().as_ref();
     let mut seen = HashSet::new();
@@ -186,14 +200,21 @@ fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
         .flatten()
     {
         if !seen.insert(ns.typ()) {
-            return Err(SpecError::DuplicateNamespace(ns.typ().to_string()));
+            return Err(SpecError::DuplicateNamespace(type_name(ns.typ())));
         }
-        match ns.path() {
-            Some(path) if !path.exists() => {
+        match ns.path().as_ref().map(std::fs::metadata) {
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpecError::NoNamespacePath(
-                    ns.typ().to_string(),
-                    path.clone(),
+                    type_name(ns.typ()),
+                    ns.path().clone().unwrap_or_default(),
                 ))
+            }
+            Some(Err(source)) => {
+                return Err(SpecError::NamespacePath {
+                    kind: type_name(ns.typ()),
+                    path: ns.path().clone().unwrap_or_default(),
+                    source,
+                })
             }
             None if ns.typ() == LinuxNamespaceType::User => new_user = true,
             _ => {}
