@@ -279,8 +279,13 @@ fn build(
 
     let own_pid_ns = match &join_pid {
         Some(target) => {
-            let own = open_path(Path::new("/proc/self/ns/pid"))
-                .map_err(sys(id, "open berth's pid namespace"))?;
+            // setns refuses O_PATH descriptors (EBADF): open it for reading.
+            let own = nix::fcntl::open(
+                "/proc/self/ns/pid",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys(id, "open berth's pid namespace"))?;
             setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(sys(id, "join the pid namespace"))?;
             Some(own)
@@ -288,20 +293,25 @@ fn build(
         None => None,
     };
     let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
+    if matches!(cloned, Ok(Cloned::Child)) {
+        drop(ours);
+        init::run(plan, theirs)
+    }
+    drop(plan);
+    drop(theirs);
+    let Cloned::Parent {
+        pid: first,
+        in_cgroup,
+    } = cloned.map_err(sys(id, "clone the init"))?
+    else {
+        unreachable!("the child runs the init above and never returns")
+    };
+    made.children.push(first);
+    // Only berth goes back: the init stays in the pid namespace it joined (it could not leave).
     if let Some(own) = own_pid_ns {
         setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
-    let (first, in_cgroup) = match cloned.map_err(sys(id, "clone the init"))? {
-        Cloned::Child => {
-            drop(ours);
-            init::run(plan, theirs)
-        }
-        Cloned::Parent { pid, in_cgroup } => (pid, in_cgroup),
-    };
-    drop(plan);
-    drop(theirs);
-    made.children.push(first);
     if !in_cgroup {
         manager.add_process(first.as_raw())?;
     }
