@@ -433,9 +433,11 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
         }
     };
     // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
-    let root_propagation = plan
-        .propagation
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+    let root_propagation = match plan.propagation {
+        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
     kernel
         .mount(None, Path::new("/"), None, root_propagation, None)
         .map_err(mount_err("propagation", Path::new("/")))?;
