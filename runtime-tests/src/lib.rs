@@ -157,6 +157,91 @@ pub fn namespaces_of(pid: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// One line of /proc/PID/mountinfo.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    /// The folder of the filesystem mounted (`/` unless a bind mount or a cgroup's own folder).
+    pub root: String,
+    pub point: String,
+    /// The mount's own options (`ro`, `nosuid` …).
+    pub options: Vec<String>,
+    /// The propagation tags (`shared:4`, `master:2`, `unbindable`).
+    pub tags: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// The filesystem's options (`size=1024k`, `mode=700` …).
+    pub fs_options: Vec<String>,
+}
+
+impl Mount {
+    pub fn has_option(&self, option: &str) -> bool {
+        self.options.iter().any(|o| o == option)
+    }
+    pub fn has_fs_option(&self, option: &str) -> bool {
+        self.fs_options.iter().any(|o| o == option)
+    }
+}
+
+/// Parses mountinfo text (`helper mounts` prints it) into its lines.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let list = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            if left.len() < 6 || right.len() < 3 {
+                return None;
+            }
+            Some(Mount {
+                root: left[3].to_string(),
+                point: left[4].to_string(),
+                options: list(left[5]),
+                tags: left[6..].iter().map(|t| t.to_string()).collect(),
+                fstype: right[0].to_string(),
+                source: right[1].to_string(),
+                fs_options: list(right[2]),
+            })
+        })
+        .collect()
+}
+
+/// The mount on top at `point` in mountinfo text; panics if there is none.
+#[track_caller]
+pub fn mount_at(text: &str, point: &str) -> Mount {
+    parse_mountinfo(text)
+        .into_iter()
+        .rfind(|m| m.point == point)
+        .unwrap_or_else(|| panic!("nothing is mounted at {point}:\n{text}"))
+}
+
+/// A tmpfs this test mounted on the host (a source with a mount inside, for rbind); unmounted
+/// when dropped, also when the test fails. Declare it after the `Env` so it goes first.
+pub struct HostTmpfs {
+    pub path: PathBuf,
+}
+
+impl HostTmpfs {
+    pub fn new(path: &Path) -> HostTmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "berth-test"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount tmpfs on {}", path.display());
+        HostTmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
 /// Removes the `typ` entry from `linux.namespaces`: the container shares the host's.
 pub fn drop_namespace(config: &mut Value, typ: &str) {
     config["linux"]["namespaces"]
