@@ -59,8 +59,14 @@ pub enum InitError {
     Hook(#[from] crate::hooks::HookError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
-    #[error("cannot set {0}: {1}")]
-    Rlimit(&'static str, Errno),
+    #[error("cannot set process.rlimits {name} to soft {soft}, hard {hard}: {source}{hint}")]
+    Rlimit {
+        name: &'static str,
+        soft: u64,
+        hard: u64,
+        source: Errno,
+        hint: &'static str,
+    },
     #[error("cannot change to user {uid}:{gid}: {source}")]
     User { uid: u32, gid: u32, source: Errno },
     #[error("cannot change to the working directory {0}: {1}")]
@@ -288,7 +294,19 @@ fn set_rlimits(process: &ProcessPlan) -> Result<(), InitError> {
         };
         // SAFETY: setrlimit reads one rlimit struct.
         if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(InitError::Rlimit(name, Errno::last()));
+            let source = Errno::last();
+            let hint = if source == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(InitError::Rlimit {
+                name,
+                soft,
+                hard,
+                source,
+                hint,
+            });
         }
     }
     Ok(())
