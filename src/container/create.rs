@@ -356,9 +356,14 @@ fn build(
     };
     if let Some(score) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (lowering it needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
             ContainerError::Init {
                 id: id.into(),
-                reason: format!("cannot set process.oomScoreAdj to {score}: {e}"),
+                reason: format!("cannot set process.oomScoreAdj to {score}: {e}{hint}"),
             }
         })?;
     }
