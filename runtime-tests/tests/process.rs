@@ -1,5 +1,6 @@
 //! The container's process: args, env, cwd, user, umask, the five capability sets,
-//! noNewPrivileges, rlimits, oomScoreAdj and HOME, as the program itself reports them.
+//! noNewPrivileges, rlimits, oomScoreAdj, HOME and --preserve-fds, as the program itself reports
+//! them.
 
 use runtime_tests::{need_root, Env};
 use serde_json::{json, Value};
@@ -248,4 +249,40 @@ fn oom_score_adj_is_set_and_lowering_it_needs_sys_resource() {
     }
     env.assert_gone(&id);
     env.assert_root_empty();
+}
+
+#[test]
+fn preserve_fds_passes_descriptors_beyond_stdio() {
+    need_root!();
+    let env = Env::new("process-fds");
+    let id = env.id("fds");
+    let bundle = env.bundle(&id, &["/bin/helper", "fds"], |_| {});
+    let marker = env.scratch.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    // A shell opens descriptors 3 and 4 (not close-on-exec) and becomes berth.
+    let with_fds = |extra: &[&str]| {
+        let mut cmd = env.command("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "exec 3<{} 4>/dev/null; exec \"$0\" \"$@\"",
+                marker.display()
+            ))
+            .arg(runtime_tests::berth_bin())
+            .arg("--root")
+            .arg(&env.root)
+            .arg("run")
+            .args(extra)
+            .args(["--bundle", bundle.to_str().unwrap(), &id]);
+        runtime_tests::run_to_files(&mut cmd, &env.scratch)
+    };
+    let out = with_fds(&["--preserve-fds", "2"]).ok().to_string();
+    let fds: Vec<&str> = out.lines().collect();
+    assert_eq!(fds.len(), 5, "{out}");
+    assert_eq!(fds[3], format!("3 -> {}", marker.display()));
+    assert_eq!(fds[4], "4 -> /dev/null");
+    // Without the flag only stdio reaches the program.
+    let out = with_fds(&[]).ok().to_string();
+    let numbers: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(numbers, ["0", "1", "2"], "{out}");
+    env.assert_gone(&id);
 }
