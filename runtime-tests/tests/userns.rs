@@ -135,6 +135,25 @@ fn a_new_user_namespace_with_a_joined_network_namespace() {
     }
     assert!(out.ends_with("pid=1 ppid=0\n"), "{out}");
     env.assert_gone(&id);
+
+    // The pid berth records is the init's (not the intermediate process's), in the host's terms.
+    let id = env.id("pid");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        map_to_100000(c);
+        join_namespace(c, "network", path);
+    });
+    env.create(&bundle, &id, &[]);
+    let pid = env.pid(&id);
+    let theirs = namespaces_of(&pid.to_string());
+    assert_eq!(theirs["net"], format!("net:[{inode}]"));
+    assert_ne!(theirs["user"], host["user"]);
+    let uid_map = read(std::path::Path::new(&format!("/proc/{pid}/uid_map")));
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    env.berth(&["delete", &id]).ok();
+    env.assert_gone(&id);
 }
 
 #[test]
