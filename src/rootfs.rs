@@ -541,22 +541,7 @@ fn mount_one(
                     None,
                 )
                 .map_err(err(&what))?;
-            let extra = mount.flags - MsFlags::MS_REMOUNT;
-            if !extra.is_empty() {
-                // Bind mounts take their flags in a second, remounting call, on the new mount.
-                let target = open_in_root(root, &mount.destination, ResolveFlag::empty())
-                    .map_err(err(&what))?;
-                let keep = locked_flags(&fd_path(target.as_raw_fd()));
-                kernel
-                    .mount(
-                        None,
-                        &fd_path(target.as_raw_fd()),
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep,
-                        None,
-                    )
-                    .map_err(err(&what))?;
-            }
+            remount_bind(kernel, root, &mount.destination, mount.flags).map_err(err(&what))?;
         }
         MountKind::Cgroup => mount_cgroups(kernel, root, plan, mount)?,
         MountKind::Filesystem { fstype, source } => {
@@ -757,7 +742,7 @@ fn mount_hierarchy(
     let flags =
         flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if plan.new_cgroupns {
-        match v1_controllers {
+        let fresh = match v1_controllers {
             Some(controllers) => kernel.mount(
                 Some(Path::new("cgroup")),
                 &target,
@@ -772,29 +757,48 @@ fn mount_hierarchy(
                 flags,
                 None,
             ),
+        };
+        // EBUSY: the target is already this hierarchy's root, from a /sys bound from the host (a
+        // user namespace may not mount sysfs for a network namespace it does not own), and the
+        // kernel refuses the same filesystem on the same mount point. Bind our folder instead.
+        if fresh != Err(Errno::EBUSY) {
+            return fresh;
         }
-    } else {
-        kernel.mount(
-            Some(host_dir),
-            &target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        if flags.is_empty() {
-            return Ok(());
-        }
-        // The descriptor opened before names the directory under the new mount, which is not a
-        // mount point: remounting it fails with EINVAL. Open the path again to reach the mount.
-        let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
-        kernel.mount(
-            None,
-            &fd_path(mounted.as_raw_fd()),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
-            None,
-        )
     }
+    kernel.mount(
+        Some(host_dir),
+        &target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    remount_bind(kernel, root, destination, flags)
+}
+
+/// Gives the bind mount just made at `destination` its `flags` (ro, nosuid …), which bind mounts
+/// take only in a second, remounting call. The path is opened again: a descriptor opened before
+/// the bind names the folder under the new mount, and remounting that fails (EINVAL). Flags the
+/// kernel locked on the source (from a less privileged user namespace) are kept.
+fn remount_bind(
+    kernel: &dyn Kernel,
+    root: &OwnedFd,
+    destination: &Path,
+    flags: MsFlags,
+) -> Result<(), Errno> {
+    let flags = flags - MsFlags::MS_REMOUNT;
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
+    let path = fd_path(mounted.as_raw_fd());
+    let keep = locked_flags(&path);
+    kernel.mount(
+        None,
+        &path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
+        None,
+    )
 }
 
 /// Fills `/dev`: device nodes (bind mounts from the host inside a user namespace), the standard
