@@ -576,15 +576,19 @@ fn mount_one(
             match result {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
                 // give it the host's, read-only where asked, as runc does.
-                Err(Errno::EPERM) if fstype == "sysfs" && plan.in_userns => kernel
-                    .mount(
-                        Some(Path::new("/sys")),
-                        &fd_path(target.as_raw_fd()),
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None,
-                    )
-                    .map_err(err("sysfs"))?,
+                Err(Errno::EPERM) if fstype == "sysfs" && plan.in_userns => {
+                    kernel
+                        .mount(
+                            Some(Path::new("/sys")),
+                            &fd_path(target.as_raw_fd()),
+                            None,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            None,
+                        )
+                        .map_err(err("sysfs"))?;
+                    remount_bind(kernel, root, &mount.destination, mount.flags)
+                        .map_err(err("sysfs"))?;
+                }
                 other => other.map_err(err(fstype))?,
             }
         }
