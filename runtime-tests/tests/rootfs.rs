@@ -61,7 +61,8 @@ fn bind_mounts_take_their_options() {
     for option in ["ro", "nosuid", "nodev", "noexec"] {
         assert!(ro.has_option(option), "{option} missing: {ro:?}");
     }
-    assert_eq!(ro.root, source.to_str().unwrap(), "{ro:?}");
+    // The mount's root is the source folder, relative to the filesystem it lives on.
+    assert!(source.to_str().unwrap().ends_with(&ro.root), "{ro:?}");
     let plain = mount_at(mountinfo, "/run/plain");
     assert!(plain.has_option("rw"), "{plain:?}");
     for option in ["nosuid", "nodev", "noexec"] {

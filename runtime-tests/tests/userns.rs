@@ -4,7 +4,9 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use runtime_tests::{join_namespace, namespaces_of, need_root, parse_namespaces, read, Env, NetNs};
+use runtime_tests::{
+    join_namespace, mount_at, namespaces_of, need_root, parse_namespaces, read, Env, NetNs,
+};
 use serde_json::{json, Value};
 
 /// Container 0 is host 100000, for 65536 ids, users and groups alike.
@@ -114,7 +116,8 @@ fn a_new_user_namespace_with_a_joined_network_namespace() {
         &[
             "sh",
             "-c",
-            "cat /proc/self/uid_map; /bin/helper ids; /bin/helper ns; exec /bin/helper pid",
+            "cat /proc/self/uid_map; /bin/helper ids; /bin/helper ns; /bin/helper mounts; \
+             exec /bin/helper pid",
         ],
         |c| {
             map_to_100000(c);
@@ -134,6 +137,14 @@ fn a_new_user_namespace_with_a_joined_network_namespace() {
         assert_ne!(inside[name], host[name], "{name} namespace is the host's");
     }
     assert!(out.ends_with("pid=1 ppid=0\n"), "{out}");
+    // Such a user namespace may not mount sysfs for a network namespace it does not own: /sys
+    // is the host's, bound, yet with the options asked for, and the cgroup mount still works.
+    let sys = mount_at(&out, "/sys");
+    for option in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(sys.has_option(option), "{option} missing: {sys:?}");
+    }
+    let cgroup = mount_at(&out, "/sys/fs/cgroup");
+    assert!(cgroup.has_option("ro"), "{cgroup:?}");
     env.assert_gone(&id);
 
     // The pid berth records is the init's (not the intermediate process's), in the host's terms.
