@@ -216,6 +216,7 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
     let program = process.args[0].to_string_lossy();
     let path = super::find_executable(&program, process.path_env()).map_err(InitError::Exec)?;
+    end_on_signals_while_created();
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
@@ -322,6 +323,33 @@ fn home_for(uid: u32) -> CString {
         .map(|f| f[5].to_string())
         .unwrap_or_else(|| "/".to_string());
     CString::new(format!("HOME={home}")).unwrap_or_default()
+}
+
+/// The init of a created container is pid 1 of its pid namespace, and the kernel drops every
+/// signal sent to it for which it has no handler (but SIGKILL and SIGSTOP): `berth kill ID` would
+/// succeed and do nothing. Catch the usual ones and end, as runc's init does. execve resets the
+/// handlers; signals `run` keeps blocked for forwarding stay pending and never reach them.
+fn end_on_signals_while_created() {
+    extern "C" fn end(signal: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) }
+    }
+    for signal in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: installs a handler that only calls _exit; the struct is zeroed, then filled.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = end as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Blocks until `start` writes a byte into the exec fifo.
