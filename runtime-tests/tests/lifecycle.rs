@@ -182,6 +182,34 @@ fn kill_takes_a_number_or_a_name_and_defaults_to_sigterm() {
 }
 
 #[test]
+fn kill_ends_a_created_container() {
+    need_root!();
+    let env = Env::new("kill-created");
+    let bundle_id = env.id("b");
+    let bundle = env.bundle(&bundle_id, &["/bin/helper", "pause"], |_| {});
+    // The default signal and another one a program may not catch: the init waiting for `start`
+    // is pid 1 of its namespace, which the kernel shields from signals it does not handle.
+    for signal in [None, Some("HUP")] {
+        let id = env.id(signal.unwrap_or("term"));
+        let out = env.create(&bundle, &id, &[]);
+        let pid = env.pid(&id);
+        let mut args = vec!["kill", id.as_str()];
+        args.extend(signal);
+        env.berth(&args).ok();
+        wait_until("the created container to end", || process_gone(pid));
+        assert_eq!(env.state(&id)["status"], "stopped");
+        let err = env.berth(&["start", &id]).fails().to_string();
+        assert_eq!(
+            err.trim(),
+            format!("berth: cannot start container {id:?}: it is stopped")
+        );
+        assert_eq!(read(&out), "", "the program must never run");
+        env.berth(&["delete", &id]).ok();
+        env.assert_gone(&id);
+    }
+}
+
+#[test]
 fn kill_all_signals_every_process_in_the_container() {
     need_root!();
     let env = Env::new("kill-all");
