@@ -67,7 +67,7 @@ fn namespaces_left_out_are_the_hosts() {
     }
     // In the host's pid and cgroup namespaces the program sees its real pid and cgroup.
     assert!(!out.contains("pid=1 "), "{out}");
-    let cgroup_path = env.cgroup_path(&id);
+    let cgroup_path = env.cgroup_folder(&id);
     let cgroups: Vec<&str> = out.lines().filter(|l| l.contains(":/")).collect();
     assert!(!cgroups.is_empty(), "{out}");
     assert!(

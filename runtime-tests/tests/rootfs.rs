@@ -188,7 +188,7 @@ fn the_cgroup_mount_shows_the_containers_own_cgroups() {
     let mounts = cgroup_mounts(&out);
     assert!(!mounts.is_empty(), "no cgroup mount:\n{out}");
     for mount in &mounts {
-        assert_eq!(mount.root, env.cgroup_path(&id), "{mount:?}");
+        assert_eq!(mount.root, env.cgroup_folder(&id), "{mount:?}");
         assert!(mount.has_option("ro"), "{mount:?}");
     }
     env.assert_gone(&id);
