@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod clone;
 pub mod init;
+pub mod program;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
