@@ -6,6 +6,7 @@ pub mod delete;
 pub mod kill;
 pub mod run;
 pub mod start;
+pub mod wait;
 
 use std::path::Path;
 
@@ -45,6 +46,8 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]

@@ -13,6 +13,7 @@ use oci_spec::runtime::Hook;
 use super::channel::{Channel, Message};
 use super::program::{self, become_root_in_userns, ProgramError};
 use super::ProcessPlan;
+use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{self, Join};
 use crate::rootfs::{self, RootfsPlan};
 use crate::syscall::{Kernel, Linux};
@@ -34,6 +35,9 @@ pub struct InitPlan {
     pub domainname: Option<String>,
     pub rootfs: RootfsPlan,
     pub process: ProcessPlan,
+    /// Whether the container gets a terminal (`process.terminal`), and its first size.
+    pub terminal: bool,
+    pub console_size: Option<WindowSize>,
     /// Whether berth runs prestart/createRuntime hooks, and this init createContainer ones.
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -58,6 +62,8 @@ pub enum InitError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
     #[error("lost contact with berth while {0}")]
@@ -166,6 +172,10 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Infall
         crate::hooks::run("createContainer", &plan.create_container_hooks, &state)?;
     }
     rootfs::switch_root(kernel, &plan.rootfs)?;
+    if plan.terminal {
+        let slave = console::setup(plan.console_size, channel)?;
+        console::mount_dev_console(kernel, &slave)?;
+    }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
     let ready = program::prepare(process, plan.seccomp.as_ref(), channel)?;
