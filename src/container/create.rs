@@ -20,7 +20,7 @@ use crate::namespaces::Namespaces;
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, Cloned};
 use crate::process::init::{self, InitPlan};
-use crate::process::ProcessPlan;
+use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
@@ -70,10 +70,12 @@ struct Checked {
     seccomp: Option<seccomp::Filter>,
     /// The console socket, connected.
     console_socket: Option<UnixStream>,
+    extra_fds: ExtraFds,
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
     crate::state::validate_id(&opts.id)?;
+    let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
     let seccomp = match bundle
@@ -110,6 +112,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         network,
         seccomp,
         console_socket,
+        extra_fds,
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
@@ -175,6 +178,7 @@ fn build(
         network: net_request,
         seccomp,
         console_socket,
+        extra_fds,
     } = checked;
     let bundle = &bundle;
     let spec = &bundle.spec;
@@ -275,7 +279,7 @@ fn build(
         namespaces.has(CloneFlags::CLONE_NEWCGROUP),
         userns,
     )?;
-    let process_plan = ProcessPlan::from_spec(process, opts.preserve_fds)?;
+    let process_plan = ProcessPlan::from_spec(process, &extra_fds)?;
 
     let fifo_path = dir.fifo_path();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))

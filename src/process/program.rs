@@ -120,10 +120,16 @@ pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramEr
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+    let mut env = ready.env;
+    if process.listen_fds > 0 {
+        // Socket activation names the process the descriptors are for: this one, as it sees itself.
+        let pid = format!("LISTEN_PID={}", nix::unistd::getpid());
+        env.push(CString::new(pid).expect("no NUL in a number"));
+    }
     if let Some(filter) = ready.late_seccomp {
         crate::seccomp::install(filter)?;
     }
-    let err = nix::unistd::execve(&ready.path, &process.args, &ready.env).unwrap_err();
+    let err = nix::unistd::execve(&ready.path, &process.args, &env).unwrap_err();
     Err(ProgramError::Exec(format!(
         "cannot run {:?}: {err}",
         ready.path
