@@ -25,6 +25,8 @@ pub enum ProgramError {
     User { uid: u32, gid: u32, source: Errno },
     #[error("cannot change to the working directory {0}: {1}")]
     Cwd(String, Errno),
+    #[error("the working directory {0} is outside the container's root filesystem")]
+    CwdOutside(String),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(Errno),
     #[error("{0}")]
@@ -173,8 +175,16 @@ fn become_user(process: &ProcessPlan) -> Result<(), ProgramError> {
     nix::unistd::setresuid(uid, uid, uid).map_err(user_err)?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    nix::unistd::chdir(&process.cwd)
-        .map_err(|e| ProgramError::Cwd(process.cwd.display().to_string(), e))?;
+    let cwd = || process.cwd.display().to_string();
+    nix::unistd::chdir(&process.cwd).map_err(|e| ProgramError::Cwd(cwd(), e))?;
+    // A host directory reachable as /proc/self/fd/N (a leaked descriptor: CVE-2024-21626) would
+    // put the working directory outside the container's root; the kernel then calls it
+    // unreachable, which getcwd reports as ENOENT.
+    match nix::unistd::getcwd() {
+        Ok(dir) if dir.is_absolute() => {}
+        Ok(_) | Err(Errno::ENOENT) => return Err(ProgramError::CwdOutside(cwd())),
+        Err(e) => return Err(ProgramError::Cwd(cwd(), e)),
+    }
     crate::capabilities::apply(&process.caps)?;
     if process.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().map_err(ProgramError::NoNewPrivs)?;
