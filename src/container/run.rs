@@ -2,6 +2,8 @@
 //! terminal when it has one, reap, remove it when it exits and return its exit status (128 + the
 //! signal when a signal ended it).
 
+use nix::sys::signalfd::SignalFd;
+
 use super::create::{create, CreateOptions, Created};
 use super::start::start_locked;
 use super::ContainerError;
@@ -13,22 +15,29 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     if detach {
         return start_or_remove(create(root, opts)?).map(|_| 0);
     }
-    let signals = super::wait::watch_signals().map_err(|source| ContainerError::Sys {
-        id: opts.id.clone(),
-        what: "watch signals",
-        source,
-    })?;
+    let sys = |what| {
+        let id = opts.id.clone();
+        move |source| ContainerError::Sys { id, what, source }
+    };
+    super::wait::block_signals().map_err(sys("block signals"))?;
     let opts = CreateOptions {
         keep_console: true,
         ..opts.clone()
     };
     let mut created = create(root, &opts)?;
     // The caller's terminal goes raw before the program starts, and back when berth is done.
-    let mut relay = match created.console.take().map(Relay::start).transpose() {
-        Ok(relay) => relay,
+    let watched = (|| -> Result<(SignalFd, Option<Relay>), ContainerError> {
+        let signals = super::wait::watch_signals().map_err(sys("watch signals"))?;
+        Ok((
+            signals,
+            created.console.take().map(Relay::start).transpose()?,
+        ))
+    })();
+    let (signals, mut relay) = match watched {
+        Ok(watched) => watched,
         Err(err) => {
             let _ = super::delete::destroy(created.dir, &created.state);
-            return Err(err.into());
+            return Err(err);
         }
     };
     let created = start_or_remove(created)?;

@@ -12,12 +12,16 @@ use nix::unistd::Pid;
 
 use crate::console::Relay;
 
-/// Blocks the signals berth forwards and opens a signalfd for them. Done before the process
-/// exists, so none is lost in between; the process unblocks them before it runs its program.
+/// Blocks the signals berth forwards. Done before the process exists, so none is lost in
+/// between: they stay pending until [`watch_signals`]; the process unblocks them before it runs
+/// its program.
+pub fn block_signals() -> Result<(), Errno> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded_signals()), None)
+}
+
+/// A signalfd for the blocked signals, those already pending included.
 pub fn watch_signals() -> Result<SignalFd, Errno> {
-    let forwarded = forwarded_signals();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)?;
-    SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC)
+    SignalFd::with_flags(&forwarded_signals(), SfdFlags::SFD_CLOEXEC)
 }
 
 /// Waits for `pid` to exit, forwarding signals and relaying its terminal; returns its status.
