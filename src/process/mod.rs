@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod clone;
+pub mod exec;
 pub mod init;
 pub mod program;
 
