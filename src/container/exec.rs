@@ -167,15 +167,15 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
     if !opts.detach {
         super::wait::block_signals().map_err(sys(id, "block signals"))?;
     }
-    let (pid, master) = start(
+    let starting = Starting {
         opts,
-        &state,
-        &config,
-        exec_plan,
-        pid_ns,
-        &cgroup,
-        console_socket.as_ref(),
-    )?;
+        state: &state,
+        config: &config,
+        cgroup,
+        console_socket,
+        oom_score_adj: process.oom_score_adj(),
+    };
+    let (pid, master) = start(&starting, exec_plan, pid_ns)?;
     let sent = |reason: String| -> ContainerError {
         // The program runs already: it is ours to end, not the container.
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -213,18 +213,26 @@ fn sys<'a>(
     }
 }
 
+/// What berth holds while the process starts.
+struct Starting<'a> {
+    opts: &'a ExecOptions,
+    state: &'a State,
+    config: &'a Spec,
+    /// The cgroup the process goes in.
+    cgroup: CgroupConfig,
+    console_socket: Option<UnixStream>,
+    oom_score_adj: Option<i32>,
+}
+
 /// Clones the process into the container, places it in the cgroup, and waits until its program
 /// runs. On failure the process is killed and reaped: nothing else is touched.
 fn start(
-    opts: &ExecOptions,
-    state: &State,
-    config: &Spec,
+    starting: &Starting,
     plan: ExecPlan,
     pid_ns: Option<Join>,
-    cgroup: &CgroupConfig,
-    console_socket: Option<&UnixStream>,
 ) -> Result<(Pid, Option<OwnedFd>), ContainerError> {
-    let id = opts.id.as_str();
+    let id = starting.opts.id.as_str();
+    let cgroup = &starting.cgroup;
     let cgroup_dir = match cgroup.layout {
         Some(Layout::Unified) => cgroup
             .unified_dir()
@@ -237,11 +245,12 @@ fn start(
     // returns to its own.
     let own_pid_ns = match &pid_ns {
         Some(target) => {
-            let own = File::open("/proc/self/ns/pid").map_err(|e| ContainerError::Sys {
-                id: id.into(),
-                what: "open berth's pid namespace",
-                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
+            let own = nix::fcntl::open(
+                "/proc/self/ns/pid",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys(id, "open berth's pid namespace"))?;
             nix::sched::setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(sys(id, "join the container's pid namespace"))?;
             Some(own)
@@ -265,16 +274,7 @@ fn start(
     };
     drop(theirs);
     drop(plan);
-    let result = watch_start(
-        opts,
-        state,
-        config,
-        pid,
-        in_cgroup,
-        cgroup,
-        &ours,
-        console_socket,
-    );
+    let result = watch_start(starting, pid, in_cgroup, &ours);
     if result.is_err() {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -282,17 +282,22 @@ fn start(
     result.map(|master| (pid, master))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Places the process in the cgroup, lets it go on, and follows it until its program runs:
+/// a terminal it sends goes on to the console socket, or back to the caller to relay.
 fn watch_start(
-    opts: &ExecOptions,
-    state: &State,
-    config: &Spec,
+    starting: &Starting,
     pid: Pid,
     in_cgroup: bool,
-    cgroup: &CgroupConfig,
     channel: &Channel,
-    console_socket: Option<&UnixStream>,
 ) -> Result<Option<OwnedFd>, ContainerError> {
+    let Starting {
+        opts,
+        state,
+        config,
+        cgroup,
+        console_socket,
+        oom_score_adj,
+    } = starting;
     let id = opts.id.as_str();
     let failed = |reason: String| -> ContainerError {
         ExecError::Failed {
@@ -305,7 +310,7 @@ fn watch_start(
     if !in_cgroup {
         cgroups::manager(cgroup).add_process(pid.as_raw())?;
     }
-    if let Some(score) = config.process().as_ref().and_then(|p| p.oom_score_adj()) {
+    if let Some(score) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| failed(format!("cannot set process.oomScoreAdj to {score}: {e}")))?;
     }
