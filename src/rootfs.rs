@@ -663,8 +663,16 @@ fn mount_cgroups(
     let target = make_in_root(root, &mount.destination, false).map_err(point_err(shown.clone()))?;
     if unified_only {
         let (_, dir) = &plan.cgroup.dirs[0];
-        return mount_hierarchy(kernel, plan, None, dir, &target, mount.flags)
-            .map_err(err("cgroup2".into(), shown));
+        return mount_hierarchy(
+            kernel,
+            plan,
+            None,
+            dir,
+            root,
+            &mount.destination,
+            mount.flags,
+        )
+        .map_err(err("cgroup2".into(), shown));
     }
     kernel
         .mount(
@@ -681,14 +689,15 @@ fn mount_cgroups(
         };
         let sub = mount.destination.join(name);
         let sub_shown = sub.display().to_string();
-        let sub_fd = make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
+        make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
         let controllers = (!hierarchy.v2).then(|| hierarchy.controllers.join(","));
         mount_hierarchy(
             kernel,
             plan,
             controllers.as_deref(),
             dir,
-            &sub_fd,
+            root,
+            &sub,
             mount.flags,
         )
         .map_err(err("cgroup".into(), sub_shown))?;
@@ -737,10 +746,12 @@ fn mount_hierarchy(
     plan: &RootfsPlan,
     v1_controllers: Option<&str>,
     host_dir: &Path,
-    target: &OwnedFd,
+    root: &OwnedFd,
+    destination: &Path,
     flags: MsFlags,
 ) -> Result<(), Errno> {
-    let target = fd_path(target.as_raw_fd());
+    let target_fd = open_in_root(root, destination, ResolveFlag::empty())?;
+    let target = fd_path(target_fd.as_raw_fd());
     let flags =
         flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if plan.new_cgroupns {
@@ -771,9 +782,12 @@ fn mount_hierarchy(
         if flags.is_empty() {
             return Ok(());
         }
+        // The remount must name the new mount: a descriptor opened before the bind still
+        // points at the directory beneath it (EINVAL, seen with Docker's read-only cgroup mount).
+        let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
         kernel.mount(
             None,
-            &target,
+            &fd_path(mounted.as_raw_fd()),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
             None,

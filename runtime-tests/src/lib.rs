@@ -3,6 +3,7 @@
 //! throwaway network namespace that plays the host. Everything a test makes is removed when its
 //! `Env` is dropped, also when the test fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,21 +44,50 @@ pub fn rootfs() -> PathBuf {
     path
 }
 
+/// Says that `test` is skipped and why, on a line starting "SKIP" that scripts/test collects.
+/// The line goes straight to standard error: the test harness captures `eprintln!` and shows it
+/// only for failing tests, which would hide every skip. It starts on a new line, since a
+/// single-threaded or `-q` run has printed part of a line already.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "\nSKIP {test}: {why}");
+}
+
 /// Whether the tests can run: they need root. Prints why they skip otherwise.
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIP {test}: needs root (run scripts/test as root)");
+        skip(test, "needs root (run scripts/test as root)");
     }
     root
 }
 
-/// Skips the calling test, with a reason, unless it runs as root.
+/// Whether this run drives berth with `--systemd-cgroup` (`BERTH_TEST_SYSTEMD_CGROUP=1`, set by
+/// `scripts/test-systemd-cgroup`): cgroup paths are then `slice:prefix:name` and each container's
+/// cgroup is a systemd scope.
+pub fn systemd_cgroup() -> bool {
+    std::env::var_os("BERTH_TEST_SYSTEMD_CGROUP").is_some_and(|v| v == "1")
+}
+
+/// Whether what this run asks for is here: systemd, when the run uses `--systemd-cgroup`. Prints
+/// why the test skips otherwise.
+pub fn has_systemd_if_asked(test: &str) -> bool {
+    let ready = !systemd_cgroup() || Path::new("/run/systemd/system").exists();
+    if !ready {
+        skip(
+            test,
+            "BERTH_TEST_SYSTEMD_CGROUP=1 but systemd is not running here",
+        );
+    }
+    ready
+}
+
+/// Skips the calling test, with a reason, unless it runs as root (and, for a `--systemd-cgroup`
+/// run, with systemd).
 #[macro_export]
 macro_rules! need_root {
     () => {
-        if !$crate::is_root(module_path!()) {
+        if !$crate::is_root(module_path!()) || !$crate::has_systemd_if_asked(module_path!()) {
             return;
         }
     };
@@ -160,9 +190,15 @@ impl Env {
         format!("{tag}-{}", self.name)
     }
 
-    /// The cgroup path tests give their containers, so leftovers can be found.
+    /// The cgroup path tests give their containers, so leftovers can be found: `/berth-tests/ID`,
+    /// or with `--systemd-cgroup` the scope `berth-test-ID.scope` in `system.slice`, as runc's
+    /// tests do.
     pub fn cgroup_path(&self, id: &str) -> String {
-        format!("/berth-tests/{id}")
+        if systemd_cgroup() {
+            format!("system.slice:{SYSTEMD_PREFIX}:{id}")
+        } else {
+            format!("/berth-tests/{id}")
+        }
     }
 
     /// A command running `program` where berth runs (inside the test's netns if it has one).
@@ -190,6 +226,9 @@ impl Env {
     /// The command for `berth --root ROOT ARGS…`, to adjust before running.
     pub fn berth_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command(berth_bin());
+        if systemd_cgroup() {
+            cmd.arg("--systemd-cgroup");
+        }
         cmd.arg("--root").arg(&self.root).args(args);
         cmd
     }
@@ -254,9 +293,40 @@ impl Env {
     }
 }
 
-/// Where a cgroup path would live in each mounted hierarchy.
+/// The prefix of the systemd scopes tests make with `--systemd-cgroup`.
+const SYSTEMD_PREFIX: &str = "berth-test";
+
+/// The cgroup directory systemd gives `slice:prefix:name`: the slice's ancestors each in turn
+/// (`a-b.slice` lives in `a.slice/a-b.slice`), then the scope `prefix-name.scope`.
+pub fn systemd_cgroup_dir(path: &str) -> Option<PathBuf> {
+    let mut parts = path.split(':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || name.is_empty() {
+        return None;
+    }
+    let mut dir = PathBuf::new();
+    if !slice.is_empty() && slice != "-.slice" {
+        let stem = slice.strip_suffix(".slice")?;
+        let mut ancestor = String::new();
+        for piece in stem.split('-') {
+            if !ancestor.is_empty() {
+                ancestor.push('-');
+            }
+            ancestor.push_str(piece);
+            dir.push(format!("{ancestor}.slice"));
+        }
+    }
+    dir.push(format!("{prefix}-{name}.scope"));
+    Some(dir)
+}
+
+/// Where a cgroup path (`/a/b`, or `slice:prefix:name` for systemd) would live in each mounted
+/// hierarchy.
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let relative = path.trim_start_matches('/');
+    let relative = match systemd_cgroup_dir(path) {
+        Some(dir) => dir,
+        None => PathBuf::from(path.trim_start_matches('/')),
+    };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
         .lines()
@@ -266,7 +336,7 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
             (fstype == "cgroup" || fstype == "cgroup2")
                 .then(|| left.split(' ').nth(4).map(PathBuf::from))?
         })
-        .map(|mount| mount.join(relative))
+        .map(|mount| mount.join(&relative))
         .collect()
 }
 
@@ -280,6 +350,12 @@ impl Drop for Env {
         }
         for id in self.containers() {
             let _ = std::fs::remove_dir_all(self.root.join(&id));
+        }
+        // With --systemd-cgroup each container is a scope: stop what is left of this test's.
+        if systemd_cgroup() {
+            let _ = Command::new("systemctl")
+                .args(["stop", &format!("{SYSTEMD_PREFIX}-*-{}.scope", self.name)])
+                .output();
         }
         // Each test's cgroups live under /berth-tests/<id>: remove what is left of this test's.
         for dir in cgroup_dirs("/berth-tests") {
@@ -338,5 +414,29 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_paths_map_to_the_scope_under_each_ancestor_slice() {
+        let dir = |p| systemd_cgroup_dir(p).map(|d| d.display().to_string());
+        assert_eq!(
+            dir("system.slice:berth-test:web").as_deref(),
+            Some("system.slice/berth-test-web.scope")
+        );
+        assert_eq!(
+            dir("machine-ci-jobs.slice:docker:abc").as_deref(),
+            Some("machine.slice/machine-ci.slice/machine-ci-jobs.slice/docker-abc.scope")
+        );
+        assert_eq!(dir(":berth:x").as_deref(), Some("berth-x.scope"));
+        assert_eq!(dir("-.slice:berth:x").as_deref(), Some("berth-x.scope"));
+        assert_eq!(dir("/berth-tests/web"), None);
+        assert_eq!(dir("system.slice:berth:"), None);
+        assert_eq!(dir("system:berth:web"), None, "a slice name ends in .slice");
+        assert_eq!(dir("a.slice:b:c:d"), None);
     }
 }
