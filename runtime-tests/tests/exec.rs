@@ -2,7 +2,6 @@
 //! detaching, process files, capabilities, rlimits and seccomp, preserved descriptors, and what
 //! never reaches the container: berth's descriptors, a working directory outside its root.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -772,11 +771,9 @@ fn exec_cgroup_flag_picks_a_cgroup_below_the_containers_on_v2() {
             "{}",
             run.stderr
         );
-        // Straight to stderr: the test harness keeps what eprintln! prints from passing tests,
-        // and scripts/test lists the SKIP lines it sees.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP exec --cgroup on cgroup v2: this host is not pure v2 (scripts/test-cgroup-v2 runs it)"
+        runtime_tests::skip(
+            "exec --cgroup on cgroup v2",
+            "this host is not pure v2 (scripts/test-cgroup-v2 runs it)",
         );
         return;
     }

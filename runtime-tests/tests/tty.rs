@@ -326,12 +326,13 @@ fn exec_sends_its_terminal_to_the_console_socket() {
     let spec = json!({"terminal": true, "args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
         "env": ["PATH=/bin"], "consoleSize": {"height": 12, "width": 34}});
     std::fs::write(&process, spec.to_string()).unwrap();
-    // As the shim: a process file, detached, with a pid file and a console socket.
+    // As podman: a process file, --tty as well, detached, with a pid file and a console socket.
     let pid_file = env.scratch.join("exec.pid");
     env.berth(&[
         "exec",
         "--process",
         process.to_str().unwrap(),
+        "--tty",
         "--detach",
         "--pid-file",
         pid_file.to_str().unwrap(),

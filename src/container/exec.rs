@@ -32,7 +32,8 @@ use crate::state::{write_atomic, Root, State, Status, CONFIG_FILE};
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
     pub id: String,
-    /// A runtime-spec process file, instead of `args` and the flags that change the process.
+    /// A runtime-spec process file, instead of `args` and the flags that change the process
+    /// (but `tty`).
     pub process_file: Option<PathBuf>,
     pub args: Vec<String>,
     pub tty: bool,
@@ -54,11 +55,11 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
-    /// The flags that change the process, which a process file rules out.
+    /// The flags that change the process, which a process file rules out. `--tty` is not one:
+    /// podman passes it with a process file that asks for a terminal too.
     fn process_flags(&self) -> Vec<&'static str> {
         let given = [
             (!self.args.is_empty(), "a command"),
-            (self.tty, "--tty"),
             (self.cwd.is_some(), "--cwd"),
             (!self.env.is_empty(), "--env"),
             (self.user.is_some(), "--user"),
@@ -407,6 +408,9 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
             }
             if process.no_new_privileges().is_none() {
                 process.set_no_new_privileges(container.no_new_privileges());
+            }
+            if opts.tty {
+                process.set_terminal(Some(true));
             }
             process
         }
