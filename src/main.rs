@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "berth", version = commands::VERSION_LINE, about = "A low-level OCI container runtime with host and bridge networking")]
+#[command(
+    name = "berth",
+    disable_version_flag = true,
+    about = "A low-level OCI container runtime with host and bridge networking"
+)]
 struct Cli {
     /// Folder for the containers' state
     #[arg(long, global = true, default_value = berth::state::DEFAULT_ROOT)]
@@ -29,8 +33,11 @@ struct Cli {
     /// Accepted for compatibility with runc's command line
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
+    /// Print the version, the commit and the runtime-spec version
+    #[arg(short = 'v', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,6 +75,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("{}", commands::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("berth: no command given (berth --help lists them)");
+        return ExitCode::from(1);
+    };
     let format = match cli.log_format {
         LogFormat::Text => berth::logging::Format::Text,
         LogFormat::Json => berth::logging::Format::Json,
@@ -83,7 +98,7 @@ fn main() -> ExitCode {
         root: berth::state::Root::new(cli.root),
         systemd_cgroup: cli.systemd_cgroup,
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Create(args) => commands::create::run(&global, args),
         Command::Start(args) => commands::start::run(&global, args),
         Command::Run(args) => commands::run::run(&global, args),
