@@ -54,6 +54,8 @@ enum Command {
     Start(commands::start::Args),
     /// Create and start a container, and wait for it unless --detach
     Run(commands::run::Args),
+    /// Run a process in a created or running container
+    Exec(commands::exec::Args),
     /// Print a container's state as OCI state JSON
     State(commands::state::Args),
     /// Send a signal to a container (default SIGTERM)
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Create(args) => commands::create::run(&global, args),
         Command::Start(args) => commands::start::run(&global, args),
         Command::Run(args) => commands::run::run(&global, args),
+        Command::Exec(args) => commands::exec::run(&global, args),
         Command::State(args) => commands::state::run(&global, args),
         Command::Kill(args) => commands::kill::run(&global, args),
         Command::Delete(args) => commands::delete::run(&global, args),

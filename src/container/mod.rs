@@ -3,9 +3,11 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
 pub mod run;
 pub mod start;
+pub mod wait;
 
 use std::path::Path;
 
@@ -21,6 +23,7 @@ use crate::state::{State, StateError, Status};
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use exec::{exec, ExecOptions};
 pub use kill::{kill, parse_signal};
 pub use run::run;
 pub use start::start;
@@ -45,6 +48,10 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]
