@@ -54,6 +54,8 @@ enum Command {
     Start(commands::start::Args),
     /// Create and start a container, and wait for it unless --detach
     Run(commands::run::Args),
+    /// Run a process in a created or running container
+    Exec(commands::exec::Args),
     /// Print a container's state as OCI state JSON
     State(commands::state::Args),
     /// Send a signal to a container (default SIGTERM)
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Create(args) => commands::create::run(&global, args),
         Command::Start(args) => commands::start::run(&global, args),
         Command::Run(args) => commands::run::run(&global, args),
+        Command::Exec(args) => commands::exec::run(&global, args),
         Command::State(args) => commands::state::run(&global, args),
         Command::Kill(args) => commands::kill::run(&global, args),
         Command::Delete(args) => commands::delete::run(&global, args),
@@ -126,8 +129,47 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            berth::logging::report_error(&format!("{err:#}"));
+            berth::logging::report_error(&error_text(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes as one line. Most of berth's errors already name their cause in
+/// their own message, so a cause whose text the line holds already is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_named_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let spec = berth::spec::SpecError::Read {
+            path: "/b/config.json".into(),
+            source: io,
+        };
+        assert_eq!(
+            error_text(&anyhow::Error::from(spec)),
+            "cannot read /b/config.json: entity not found"
+        );
+        let wrapped = anyhow::anyhow!("disk full").context("cannot write /b/config.json");
+        assert_eq!(
+            error_text(&wrapped),
+            "cannot write /b/config.json: disk full"
+        );
     }
 }

@@ -3,10 +3,12 @@
 //! throwaway network namespace that plays the host. Everything a test makes is removed when its
 //! `Env` is dropped, also when the test fails.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -134,6 +136,216 @@ pub fn run_to_files(cmd: &mut Command, scratch: &Path) -> Run {
     }
 }
 
+/// How long a test waits for something that should happen at once before it fails: generous,
+/// since a failing wait is the only one that lasts, and the cgroup v2 VM lane (software
+/// emulation) is some fifty times slower than the machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after [`PATIENCE`].
+#[track_caller]
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A file's text, or "" if it does not exist (yet).
+pub fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+pub fn process_gone(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// `helper ns` output (`net -> net:[4026532181]` per line) as a map from name to namespace.
+pub fn parse_namespaces(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once(" -> "))
+        .map(|(name, ns)| (name.to_string(), ns.to_string()))
+        .collect()
+}
+
+/// The namespaces of process `pid` (`self` for the test itself), as `helper ns` prints them.
+pub fn namespaces_of(pid: &str) -> BTreeMap<String, String> {
+    std::fs::read_dir(format!("/proc/{pid}/ns"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let link = std::fs::read_link(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                link.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One line of /proc/PID/mountinfo.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    /// The folder of the filesystem mounted (`/` unless a bind mount or a cgroup's own folder).
+    pub root: String,
+    pub point: String,
+    /// The mount's own options (`ro`, `nosuid` …).
+    pub options: Vec<String>,
+    /// The propagation tags (`shared:4`, `master:2`, `unbindable`).
+    pub tags: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// The filesystem's options (`size=1024k`, `mode=700` …).
+    pub fs_options: Vec<String>,
+}
+
+impl Mount {
+    pub fn has_option(&self, option: &str) -> bool {
+        self.options.iter().any(|o| o == option)
+    }
+    pub fn has_fs_option(&self, option: &str) -> bool {
+        self.fs_options.iter().any(|o| o == option)
+    }
+}
+
+/// Parses mountinfo text (`helper mounts` prints it) into its lines.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let list = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            if left.len() < 6 || right.len() < 3 {
+                return None;
+            }
+            Some(Mount {
+                root: left[3].to_string(),
+                point: left[4].to_string(),
+                options: list(left[5]),
+                tags: left[6..].iter().map(|t| t.to_string()).collect(),
+                fstype: right[0].to_string(),
+                source: right[1].to_string(),
+                fs_options: list(right[2]),
+            })
+        })
+        .collect()
+}
+
+/// The mount on top at `point` in mountinfo text; panics if there is none.
+#[track_caller]
+pub fn mount_at(text: &str, point: &str) -> Mount {
+    parse_mountinfo(text)
+        .into_iter()
+        .rfind(|m| m.point == point)
+        .unwrap_or_else(|| panic!("nothing is mounted at {point}:\n{text}"))
+}
+
+/// A tmpfs this test mounted on the host (a source with a mount inside, for rbind); unmounted
+/// when dropped, also when the test fails. Declare it after the `Env` so it goes first.
+pub struct HostTmpfs {
+    pub path: PathBuf,
+}
+
+impl HostTmpfs {
+    pub fn new(path: &Path) -> HostTmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "berth-test"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount tmpfs on {}", path.display());
+        HostTmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Removes the `typ` entry from `linux.namespaces`: the container shares the host's.
+pub fn drop_namespace(config: &mut Value, typ: &str) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|ns| ns["type"] != typ);
+}
+
+/// Sets `linux.namespaces` entry `typ` (added if missing) to join the namespace at `path`.
+pub fn join_namespace(config: &mut Value, typ: &str, path: &str) {
+    drop_namespace(config, typ);
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": typ, "path": path}));
+}
+
+/// A berth command running in the background (`run` in the foreground, a `start` racing
+/// another), with its output in files. Dropping it kills it if it still runs.
+pub struct Background {
+    child: Option<Child>,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Background {
+    /// The berth process's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` to the berth process (one this test started, by pid).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a pid of our own child and a signal number.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill {} {signal}", self.pid());
+    }
+
+    /// Waits until stdout holds `text`.
+    #[track_caller]
+    pub fn wait_for_stdout(&self, text: &str) {
+        wait_until(&format!("{text:?} on stdout"), || {
+            read(&self.stdout).contains(text)
+        });
+    }
+
+    /// Waits for the command to end (at most [`PATIENCE`]) and returns what it did.
+    #[track_caller]
+    pub fn wait(mut self) -> Run {
+        let mut child = self.child.take().unwrap();
+        let mut status = None;
+        wait_until("the background berth to exit", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        Run {
+            code: status.unwrap().code().unwrap_or(-1),
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Run {
     /// Panics with both streams unless the command succeeded; returns stdout.
     #[track_caller]
@@ -201,6 +413,16 @@ impl Env {
         }
     }
 
+    /// The container's cgroup folder as /proc/PID/cgroup and mountinfo show it: `/berth-tests/ID`,
+    /// or the systemd scope's folder with `--systemd-cgroup`.
+    pub fn cgroup_folder(&self, id: &str) -> String {
+        let path = self.cgroup_path(id);
+        match systemd_cgroup_dir(&path) {
+            Some(dir) => format!("/{}", dir.display()),
+            None => path,
+        }
+    }
+
     /// A command running `program` where berth runs (inside the test's netns if it has one).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         match &self.netns {
@@ -258,6 +480,82 @@ impl Env {
         edit(&mut config);
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         dir
+    }
+
+    /// `berth ARGS…` started in the background, stdin closed, output in files.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let stdout = self.scratch.join(format!("bg-out-{n}"));
+        let stderr = self.scratch.join(format!("bg-err-{n}"));
+        let child = self
+            .berth_command(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("berth starts");
+        Background {
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `berth create --bundle B [EXTRA…] ID`, which must succeed. The container keeps berth's
+    /// stdout and stderr: both go to the file returned, `SCRATCH/ID.out`, which `start` then
+    /// fills with the program's output.
+    #[track_caller]
+    pub fn create(&self, bundle: &Path, id: &str, extra: &[&str]) -> PathBuf {
+        let out = self.scratch.join(format!("{id}.out"));
+        let file = std::fs::File::create(&out).unwrap();
+        let mut args = vec!["create", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let status = self
+            .berth_command(&args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .expect("berth runs");
+        assert!(status.success(), "berth create {id}: {}", read(&out));
+        out
+    }
+
+    /// The init's pid, from `berth state`.
+    #[track_caller]
+    pub fn pid(&self, id: &str) -> i64 {
+        self.state(id)["pid"].as_i64().expect("state has a pid")
+    }
+
+    /// Waits until `berth state` reports `status`.
+    #[track_caller]
+    pub fn wait_for_status(&self, id: &str, status: &str) {
+        wait_until(&format!("{id} to be {status}"), || {
+            self.state(id)["status"] == status
+        });
+    }
+
+    /// The pids in the container's cgroup, from every hierarchy.
+    pub fn cgroup_pids(&self, id: &str) -> Vec<i64> {
+        let mut pids: Vec<i64> = cgroup_dirs(&self.cgroup_path(id))
+            .iter()
+            .flat_map(|dir| {
+                read(&dir.join("cgroup.procs"))
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i64>>()
+            })
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// Asserts that `--root` holds no container at all (bad input must leave nothing behind).
+    #[track_caller]
+    pub fn assert_root_empty(&self) {
+        assert_eq!(self.containers(), Vec::<String>::new(), "left in --root");
     }
 
     /// `berth run --bundle B ID` in the foreground.

@@ -4,12 +4,14 @@
 pub mod create;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod kill;
 pub mod pause;
 pub mod ps;
 pub mod run;
 pub mod start;
 pub mod update;
+pub mod wait;
 
 use std::path::Path;
 
@@ -25,6 +27,7 @@ use crate::state::{State, StateError, Status};
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use exec::{exec, ExecOptions};
 pub use kill::{kill, parse_signal};
 pub use pause::{pause, resume};
 pub use run::run;
@@ -50,6 +53,10 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]
