@@ -206,6 +206,43 @@ pub fn manager(config: &CgroupConfig) -> Box<dyn Manager> {
     }
 }
 
+/// The v1 hierarchies' `tasks` files of a container's cgroup, opened for writing, so the
+/// container's process can move itself in by writing `0` into each ([`join_self`]).
+///
+/// Moving another process (its pid into `cgroup.procs`) takes the kernel's global
+/// threadgroup lock for writing, which waits for an RCU grace period: 5 to 25 ms on this
+/// project's machines, once per create or exec. A single-threaded process moving itself through
+/// `tasks` needs no such lock. cgroup2 has no such path (a thread may not leave its domain
+/// there): cgroup2 directories are entered at birth with CLONE_INTO_CGROUP instead.
+pub fn open_v1_tasks(config: &CgroupConfig) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
+    config
+        .dirs
+        .iter()
+        .filter(|(hierarchy, _)| !hierarchy.v2)
+        .map(|(_, dir)| {
+            let path = dir.join("tasks");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|source| CgroupError::Write {
+                    path,
+                    value: "0".into(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Moves the calling (single-threaded) process into each cgroup whose `tasks` file is open in
+/// `tasks` (see [`open_v1_tasks`]).
+pub fn join_self(tasks: &[std::os::fd::OwnedFd]) -> Result<(), nix::errno::Errno> {
+    for file in tasks {
+        nix::unistd::write(file, b"0")?;
+    }
+    Ok(())
+}
+
 /// Reads a cgroup file, trimmed.
 pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
     std::fs::read_to_string(path)

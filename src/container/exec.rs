@@ -155,6 +155,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
     };
     let exec_plan = ExecPlan {
         join,
+        join_cgroups: Vec::new(),
         process: plan,
         terminal,
         // A pty berth relays starts with the size of the terminal berth runs in.
@@ -229,18 +230,29 @@ struct Starting<'a> {
 /// runs. On failure the process is killed and reaped: nothing else is touched.
 fn start(
     starting: &Starting,
-    plan: ExecPlan,
+    mut plan: ExecPlan,
     pid_ns: Option<Join>,
 ) -> Result<(Pid, Option<OwnedFd>), ContainerError> {
     let id = starting.opts.id.as_str();
     let cgroup = &starting.cgroup;
+    // Born in the cgroup2 directory, the process moves itself into the v1 ones (see
+    // `cgroups::open_v1_tasks`): berth moving it costs an RCU grace period.
+    let own_cgroup = cgroup.systemd.is_none();
     let cgroup_dir = match cgroup.layout {
         Some(Layout::Unified) => cgroup
             .unified_dir()
             .map(|dir| open_path(dir).map_err(sys(id, "open the container's cgroup")))
             .transpose()?,
+        Some(Layout::Hybrid) if own_cgroup => cgroup
+            .unified_dir()
+            .map(|dir| open_path(dir).map_err(sys(id, "open the container's cgroup")))
+            .transpose()?,
         _ => None,
     };
+    if own_cgroup {
+        plan.join_cgroups = cgroups::open_v1_tasks(cgroup)?;
+    }
+    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
     // The pid namespace is entered by berth itself, so the clone is born in it; then berth
     // returns to its own.
@@ -275,7 +287,8 @@ fn start(
     };
     drop(theirs);
     drop(plan);
-    let result = watch_start(starting, pid, in_cgroup, &ours);
+    let moved = (own_cgroup || !has_v1) && (in_cgroup || cgroup.unified_dir().is_none());
+    let result = watch_start(starting, pid, moved, &ours);
     if result.is_err() {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);

@@ -28,27 +28,8 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Rust code (berth never starts threads).
 pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> Result<Cloned, Errno> {
     if let Some(cgroup) = cgroup {
-        let args = clone3::CloneArgs {
-            flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: cgroup.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: no stack is given, so the child runs on a copy of our address space like fork;
-        // the argument struct outlives the call.
-        match unsafe { clone3::clone3_system_call(&args) } {
-            0 => return Ok(Cloned::Child),
-            -1 => match Errno::last() {
-                // Kernels before 5.7 do not know the flag or the larger struct.
-                Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL => {}
-                errno => return Err(errno),
-            },
-            pid => {
-                return Ok(Cloned::Parent {
-                    pid: Pid::from_raw(pid as i32),
-                    in_cgroup: true,
-                })
-            }
+        if let Some(cloned) = clone_into(flags, cgroup)? {
+            return Ok(cloned);
         }
     }
     let args = clone3::CloneArgs {
@@ -56,7 +37,8 @@ pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> Result<Cloned, Er
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    // SAFETY: as above.
+    // SAFETY: no stack is given, so the child runs on a copy of our address space like fork;
+    // the argument struct outlives the call.
     let mut rc = unsafe { clone3::clone3_system_call(&args) };
     if rc == -1 && Errno::last() == Errno::ENOSYS {
         // SAFETY: clone with a null stack behaves like fork; SIGCHLD is the exit signal.
@@ -78,6 +60,31 @@ pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> Result<Cloned, Er
             pid: Pid::from_raw(pid as i32),
             in_cgroup: false,
         }),
+    }
+}
+
+/// Clones straight into the cgroup2 directory `cgroup`, as [`clone`] does; `Ok(None)` when the
+/// kernel cannot (before Linux 5.7), and no process was made.
+pub fn clone_into(flags: CloneFlags, cgroup: BorrowedFd) -> Result<Option<Cloned>, Errno> {
+    let args = clone3::CloneArgs {
+        flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: no stack is given, so the child runs on a copy of our address space like fork;
+    // the argument struct outlives the call.
+    match unsafe { clone3::clone3_system_call(&args) } {
+        0 => Ok(Some(Cloned::Child)),
+        -1 => match Errno::last() {
+            // Kernels before 5.7 do not know the flag or the larger struct.
+            Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL => Ok(None),
+            errno => Err(errno),
+        },
+        pid => Ok(Some(Cloned::Parent {
+            pid: Pid::from_raw(pid as i32),
+            in_cgroup: true,
+        })),
     }
 }
 

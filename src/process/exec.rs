@@ -21,6 +21,9 @@ use crate::syscall::{Kernel, Linux};
 pub struct ExecPlan {
     /// The container's namespaces that differ from berth's, but pid (see [`join`] for the order).
     pub join: Vec<Join>,
+    /// The `tasks` files of the container's v1 cgroups, which the process moves itself into
+    /// first.
+    pub join_cgroups: Vec<std::os::fd::OwnedFd>,
     pub process: ProcessPlan,
     /// Whether the process gets a terminal, and its first size.
     pub terminal: bool,
@@ -37,6 +40,8 @@ pub enum ExecError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error("cannot join the container's cgroups: {0}")]
+    Cgroup(Errno),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -52,11 +57,14 @@ pub fn run(plan: ExecPlan, channel: Channel) -> ! {
 fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infallible, ExecError> {
     let ExecPlan {
         join,
+        join_cgroups,
         process,
         terminal,
         console_size,
         seccomp,
     } = plan;
+    crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
+    drop(join_cgroups);
     let userns = self::join(kernel, &join)?;
     drop(join);
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
