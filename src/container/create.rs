@@ -18,7 +18,7 @@ use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
 use crate::namespaces::Namespaces;
 use crate::process::channel::{self, Channel, Message};
-use crate::process::clone::{clone, Cloned};
+use crate::process::clone::{clone, clone_into, Cloned};
 use crate::process::init::{self, InitPlan};
 use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
@@ -242,13 +242,29 @@ fn build(
     // With a user namespace, namespaces given by path must be joined before the new ones are
     // made, so the new ones belong to the new user namespace: that takes one more process.
     let two_stage = userns && !namespaces.join.is_empty();
+    // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
+    // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
+    // systemd or a user namespace, berth moves it as before.
+    let own_cgroup = cgroup.systemd.is_none() && !userns;
     let cgroup_dir = match cgroup.layout {
         Some(Layout::Unified) => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
+        Some(Layout::Hybrid) if own_cgroup => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
         _ => None,
     };
-    let (clone_flags, unshare) = if two_stage {
+    let join_cgroups = match own_cgroup {
+        true => cgroups::open_v1_tasks(&cgroup)?,
+        false => Vec::new(),
+    };
+    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
+    // Whether berth must move the init after the clone (its cgroup namespace waits for that).
+    let parent_moves = |born_in_v2: bool| {
+        (has_v1 && !own_cgroup) || (cgroup.unified_dir().is_some() && !born_in_v2)
+    };
+    let (mut clone_flags, mut unshare) = if two_stage {
         (CloneFlags::empty(), new)
-    } else if new.contains(CloneFlags::CLONE_NEWCGROUP) && cgroup_dir.is_none() {
+    } else if new.contains(CloneFlags::CLONE_NEWCGROUP)
+        && (cgroup_dir.is_none() || !join_cgroups.is_empty())
+    {
         // The cgroup namespace is rooted where the process is when it is made: after the move.
         (
             new - CloneFlags::CLONE_NEWCGROUP,
@@ -257,7 +273,9 @@ fn build(
     } else {
         (new, CloneFlags::empty())
     };
-    let wait_go = !two_stage && (new.contains(CloneFlags::CLONE_NEWUSER) || !unshare.is_empty());
+    let mut wait_go = !two_stage
+        && (new.contains(CloneFlags::CLONE_NEWUSER)
+            || (parent_moves(cgroup_dir.is_some()) && !unshare.is_empty()));
 
     // A pid namespace given by path is entered by berth itself for the clone, then left.
     let join_pid = namespaces
@@ -297,8 +315,9 @@ fn build(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
 
-    let plan = InitPlan {
+    let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
+        join_cgroups,
         unshare,
         two_stage,
         wait_go,
@@ -340,7 +359,25 @@ fn build(
         }
         None => None,
     };
-    let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
+    let cloned = match cgroup_dir
+        .as_ref()
+        .map(|dir| clone_into(clone_flags, dir.as_fd()))
+    {
+        Some(Ok(Some(cloned))) => Ok(cloned),
+        Some(Err(errno)) => Err(errno),
+        // Not born in the cgroup (a kernel before 5.7): berth moves the init, which waits for
+        // that before it makes its cgroup namespace.
+        _ => {
+            if cgroup_dir.is_some() {
+                wait_go = !two_stage;
+                plan.wait_go = wait_go;
+                unshare |= clone_flags & CloneFlags::CLONE_NEWCGROUP;
+                clone_flags -= CloneFlags::CLONE_NEWCGROUP;
+                plan.unshare = unshare;
+            }
+            clone(clone_flags, None)
+        }
+    };
     if let Ok(Cloned::Child) = cloned {
         drop(ours);
         init::run(plan, theirs)
@@ -360,7 +397,7 @@ fn build(
     drop(plan);
     drop(theirs);
     made.children.push(first);
-    if !in_cgroup {
+    if parent_moves(in_cgroup) {
         manager.add_process(first.as_raw())?;
     }
     let linux_maps = |l: &oci_spec::runtime::Linux| {

@@ -22,6 +22,8 @@ use crate::syscall::{Kernel, Linux};
 pub struct InitPlan {
     /// Namespaces to join by path (user first); the new ones were made by clone.
     pub join: Vec<Join>,
+    /// The `tasks` files of the container's v1 cgroups, which the init moves itself into first.
+    pub join_cgroups: Vec<OwnedFd>,
     /// Namespaces made after joining (the two-stage path) or after the cgroup move.
     pub unshare: CloneFlags,
     /// Whether the process must fork once more to become pid 1 of a pid namespace it unshared.
@@ -94,6 +96,8 @@ fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError>
 fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Infallible, InitError> {
     // SAFETY: the lock descriptor is a copy of berth's; nothing else in this process uses it.
     unsafe { libc::close(plan.lock_fd) };
+    crate::cgroups::join_self(&plan.join_cgroups)
+        .map_err(|e| InitError::Sys("join the container's cgroups", e))?;
     if plan.two_stage {
         // Join first, then make the new namespaces: they belong to the user namespace.
         namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
