@@ -924,6 +924,8 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
             .pivot_root(Path::new("."), Path::new("."))
             .map_err(err("pivot_root"))?;
         // The old root now sits on top of the new one: detach it without touching the host.
+        // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
+        // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
         kernel
             .fchdir(old_root.as_raw_fd())
             .map_err(err("chdir to old root"))?;
@@ -932,7 +934,7 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
                 None,
                 Path::new("."),
                 None,
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
                 None,
             )
             .map_err(err("old root propagation"))?;
