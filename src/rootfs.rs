@@ -966,22 +966,33 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
                 })
             }
         };
+        // A directory gets an empty read-only tmpfs, anything else /dev/null. Asking first: a
+        // bind mount of /dev/null refused on a directory took 0.1 to 0.4 ms, twice per run.
+        let is_dir = nix::sys::stat::fstat(&target)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         let target = fd_path(target.as_raw_fd());
-        let result = match kernel.mount(
-            Some(Path::new("/dev/null")),
-            &target,
-            None,
-            MsFlags::MS_BIND,
-            None,
-        ) {
-            Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => kernel.mount(
+        let mask_dir = || {
+            kernel.mount(
                 Some(Path::new("tmpfs")),
                 &target,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 None,
-            ),
-            other => other,
+            )
+        };
+        let result = if is_dir {
+            mask_dir()
+        } else {
+            match kernel.mount(
+                Some(Path::new("/dev/null")),
+                &target,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            ) {
+                Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => mask_dir(),
+                other => other,
+            }
         };
         result.map_err(|source| RootfsError::Mask {
             path: shown,
