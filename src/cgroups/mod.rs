@@ -373,19 +373,24 @@ pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> boo
 /// Removes `dir` and the cgroups below it, deepest first. A cgroup whose last process is still
 /// exiting reports EBUSY for a moment, so that is retried briefly.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.filter_map(|e| e.ok()) {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&entry.path())?;
-            }
-        }
-    }
     let mut delay = Duration::from_micros(200);
     for attempt in 0.. {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Cgroups below it (looked for only now: there rarely are any), or a last process
+            // still exiting.
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 30 => {
+                if attempt == 0 {
+                    if let Ok(entries) = std::fs::read_dir(dir) {
+                        for entry in entries.filter_map(|e| e.ok()) {
+                            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                                remove_tree(&entry.path())?;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(100));
             }

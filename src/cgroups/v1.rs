@@ -664,15 +664,15 @@ fn clock_ticks_per_second() -> u64 {
 /// Makes `dir` and its missing parents. A new v1 cpuset cgroup starts with no cpus and no memory
 /// nodes, and a process cannot join it until both are filled in from the parent.
 fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.is_dir() {
+    // mkdir first: the parents are there but on the first container of a cgroups path.
+    let mut made = std::fs::create_dir(dir);
+    if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        if let Some(parent) = dir.parent() {
             create_dir(parent, is_cpuset)?;
         }
+        made = std::fs::create_dir(dir);
     }
-    match std::fs::create_dir(dir) {
+    match made {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(source) => {
