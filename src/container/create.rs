@@ -276,8 +276,13 @@ fn build(
 
     let own_pid_ns = match &join_pid {
         Some(target) => {
-            let own = open_path(Path::new("/proc/self/ns/pid"))
-                .map_err(sys(id, "open berth's pid namespace"))?;
+            // setns refuses O_PATH descriptors (EBADF): this one is opened for reading.
+            let own = nix::fcntl::open(
+                "/proc/self/ns/pid",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys(id, "open berth's pid namespace"))?;
             setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(sys(id, "join the pid namespace"))?;
             Some(own)
@@ -285,15 +290,17 @@ fn build(
         None => None,
     };
     let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
+    if let Ok(Cloned::Child) = cloned {
+        drop(ours);
+        init::run(plan, theirs)
+    }
+    // Only berth goes back: the init may not leave the pid namespace it was born in.
     if let Some(own) = own_pid_ns {
         setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
     let (first, in_cgroup) = match cloned.map_err(sys(id, "clone the init"))? {
-        Cloned::Child => {
-            drop(ours);
-            init::run(plan, theirs)
-        }
+        Cloned::Child => unreachable!("the init runs above"),
         Cloned::Parent { pid, in_cgroup } => (pid, in_cgroup),
     };
     drop(plan);
