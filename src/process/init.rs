@@ -69,6 +69,8 @@ pub enum InitError {
     Exec(String),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Confine(#[from] super::ConfineError),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -156,6 +158,8 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Changing user (into a user namespace) may have made this process dumpable again.
+    super::clone::undumpable().map_err(|e| InitError::Sys("stay non-dumpable", e))?;
     // Device nodes and the files berth makes get exactly the modes asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if let Some(name) = &plan.session_keyring {
@@ -210,6 +214,7 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
     let program = process.args[0].to_string_lossy();
     let path = super::find_executable(&program, process.path_env()).map_err(InitError::Exec)?;
+    super::check_confined(&process.cwd)?;
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;

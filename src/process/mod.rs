@@ -43,6 +43,33 @@ pub enum ProcessError {
     Capabilities(#[from] crate::capabilities::CapabilityError),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("cannot keep the container's process non-dumpable: {0}")]
+    Dumpable(nix::errno::Errno),
+    #[error("the working directory {0} is outside the container's root filesystem")]
+    CwdOutside(String),
+    #[error("cannot check the working directory {0}: {1}")]
+    Cwd(String, nix::errno::Errno),
+}
+
+/// The last checks before a container's process (the init, or one that `exec` adds) runs its
+/// program, once it has its final user, capabilities and working directory `cwd`:
+/// - it is still non-dumpable ([`clone::undumpable`]): a change of user may have undone that;
+/// - its working directory is inside its root: a path through a descriptor berth held
+///   (`/proc/self/fd/N`) could lead into the host's tree (CVE-2024-21626). getcwd fails with
+///   ENOENT for a directory the process's root cannot reach.
+pub fn check_confined(cwd: &Path) -> Result<(), ConfineError> {
+    clone::undumpable().map_err(ConfineError::Dumpable)?;
+    match nix::unistd::getcwd() {
+        Ok(path) if path.is_absolute() => Ok(()),
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => {
+            Err(ConfineError::CwdOutside(cwd.display().to_string()))
+        }
+        Err(e) => Err(ConfineError::Cwd(cwd.display().to_string(), e)),
+    }
+}
+
 /// What the container's program is and who it runs as, worked out before it exists.
 #[derive(Clone, Debug)]
 pub struct ProcessPlan {
