@@ -77,8 +77,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let root = match berth::state::Root::from_flag(&cli.root) {
+        Ok(root) => root,
+        Err(err) => {
+            berth::logging::report_error(&err.to_string());
+            return ExitCode::from(1);
+        }
+    };
     let global = commands::Global {
-        root: berth::state::Root::new(cli.root),
+        root,
         systemd_cgroup: cli.systemd_cgroup,
     };
     let result = match cli.command {
