@@ -36,21 +36,28 @@ fn dockers_default_profile_denies_unshare_with_eperm() {
     });
     assert_eq!(env.run(&bundle, &id).stdout, "ok\n", "control run");
 
-    let id = env.id("docker");
-    let script = "helper try-syscall unshare; helper try-syscall unshare-user; \
-                  helper seccomp; echo still runs: $(echo a b | wc -w)";
-    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
-        add_caps(c, &["CAP_SYS_ADMIN"]);
-        c["linux"]["seccomp"] = docker_profile();
-    });
-    let out = env.run(&bundle, &id);
-    // seccomp mode 2 is a filter; the shell and its pipes work under the profile.
-    assert_eq!(
-        out.stdout, "EPERM\nEPERM\n2\nstill runs: 2\n",
-        "{}",
-        out.stderr
-    );
-    env.assert_gone(&id);
+    // Docker leaves no_new_privs off unless asked: then berth installs the filter before it
+    // drops capabilities (which needs CAP_SYS_ADMIN), and the profile allows what follows.
+    for no_new_privs in [true, false] {
+        let id = env.id(&format!("docker-nnp-{no_new_privs}"));
+        let script = "helper try-syscall unshare; helper try-syscall unshare-user; \
+                      helper seccomp; helper nnp; echo still runs: $(echo a b | wc -w)";
+        let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+            add_caps(c, &["CAP_SYS_ADMIN"]);
+            c["process"]["noNewPrivileges"] = Value::from(no_new_privs);
+            c["linux"]["seccomp"] = docker_profile();
+        });
+        let out = env.run(&bundle, &id);
+        // seccomp mode 2 is a filter; the shell and its pipes work under the profile.
+        let nnp = u8::from(no_new_privs);
+        assert_eq!(
+            out.stdout,
+            format!("EPERM\nEPERM\n2\n{nnp}\nstill runs: 2\n"),
+            "{}",
+            out.stderr
+        );
+        env.assert_gone(&id);
+    }
 }
 
 #[test]
