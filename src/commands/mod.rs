@@ -13,7 +13,9 @@ pub mod state;
 
 use berth::state::Root;
 
-pub const VERSION_LINE: &str = concat!(
+/// What `berth --version` prints, in runc's shape (engines show its first line).
+pub const VERSION: &str = concat!(
+    "berth version ",
     env!("CARGO_PKG_VERSION"),
     "\ncommit: ",
     env!("BERTH_COMMIT"),

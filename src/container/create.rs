@@ -67,6 +67,9 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
+    if network.mode == network::Mode::Host {
+        spec::check_sysctl_host_network(&bundle.spec)?;
+    }
     let seccomp = match bundle
         .spec
         .linux()
@@ -276,7 +279,7 @@ fn build(
 
     let own_pid_ns = match &join_pid {
         Some(target) => {
-            // setns refuses O_PATH descriptors (EBADF): this one is opened for reading.
+            // setns refuses O_PATH descriptors (EBADF): open it for reading.
             let own = nix::fcntl::open(
                 "/proc/self/ns/pid",
                 OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -290,22 +293,25 @@ fn build(
         None => None,
     };
     let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
-    if let Ok(Cloned::Child) = cloned {
+    if matches!(cloned, Ok(Cloned::Child)) {
         drop(ours);
         init::run(plan, theirs)
     }
-    // Only berth goes back: the init may not leave the pid namespace it was born in.
+    drop(plan);
+    drop(theirs);
+    let Cloned::Parent {
+        pid: first,
+        in_cgroup,
+    } = cloned.map_err(sys(id, "clone the init"))?
+    else {
+        unreachable!("the child runs the init above and never returns")
+    };
+    made.children.push(first);
+    // Only berth goes back: the init stays in the pid namespace it joined (it could not leave).
     if let Some(own) = own_pid_ns {
         setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
-    let (first, in_cgroup) = match cloned.map_err(sys(id, "clone the init"))? {
-        Cloned::Child => unreachable!("the init runs above"),
-        Cloned::Parent { pid, in_cgroup } => (pid, in_cgroup),
-    };
-    drop(plan);
-    drop(theirs);
-    made.children.push(first);
     if !in_cgroup {
         manager.add_process(first.as_raw())?;
     }
@@ -352,9 +358,14 @@ fn build(
     };
     if let Some(score) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (lowering it needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
             ContainerError::Init {
                 id: id.into(),
-                reason: format!("cannot set process.oomScoreAdj to {score}: {e}"),
+                reason: format!("cannot set process.oomScoreAdj to {score}: {e}{hint}"),
             }
         })?;
     }

@@ -59,8 +59,14 @@ pub enum InitError {
     Hook(#[from] crate::hooks::HookError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
-    #[error("cannot set {0}: {1}")]
-    Rlimit(&'static str, Errno),
+    #[error("cannot set process.rlimits {name} to soft {soft}, hard {hard}: {source}{hint}")]
+    Rlimit {
+        name: &'static str,
+        soft: u64,
+        hard: u64,
+        source: Errno,
+        hint: &'static str,
+    },
     #[error("cannot change to user {uid}:{gid}: {source}")]
     User { uid: u32, gid: u32, source: Errno },
     #[error("cannot change to the working directory {0}: {1}")]
@@ -215,6 +221,7 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
     let program = process.args[0].to_string_lossy();
     let path = super::find_executable(&program, process.path_env()).map_err(InitError::Exec)?;
     super::check_confined(&process.cwd)?;
+    end_on_signals_while_created();
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
@@ -293,7 +300,19 @@ fn set_rlimits(process: &ProcessPlan) -> Result<(), InitError> {
         };
         // SAFETY: setrlimit reads one rlimit struct.
         if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(InitError::Rlimit(name, Errno::last()));
+            let source = Errno::last();
+            let hint = if source == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(InitError::Rlimit {
+                name,
+                soft,
+                hard,
+                source,
+                hint,
+            });
         }
     }
     Ok(())
@@ -309,6 +328,33 @@ fn home_for(uid: u32) -> CString {
         .map(|f| f[5].to_string())
         .unwrap_or_else(|| "/".to_string());
     CString::new(format!("HOME={home}")).unwrap_or_default()
+}
+
+/// The init of a created container is pid 1 of its pid namespace, and the kernel drops every
+/// signal sent to it for which it has no handler (but SIGKILL and SIGSTOP): `berth kill ID` would
+/// succeed and do nothing. Catch the usual ones and end, as runc's init does. execve resets the
+/// handlers; signals `run` keeps blocked for forwarding stay pending and never reach them.
+fn end_on_signals_while_created() {
+    extern "C" fn end(signal: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) }
+    }
+    for signal in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: installs a handler that only calls _exit; the struct is zeroed, then filled.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = end as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Blocks until `start` writes a byte into the exec fifo.
