@@ -341,7 +341,7 @@ fn absurd_values_fail_clearly_and_leave_nothing() {
                 c["process"]["rlimits"] =
                     json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}])
             },
-            "cannot set RLIMIT_NOFILE",
+            "cannot set process.rlimits RLIMIT_NOFILE to soft 1048576",
         ),
         (
             "oom",
