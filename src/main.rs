@@ -54,6 +54,8 @@ enum Command {
     Start(commands::start::Args),
     /// Create and start a container, and wait for it unless --detach
     Run(commands::run::Args),
+    /// Run a process in a created or running container
+    Exec(commands::exec::Args),
     /// Print a container's state as OCI state JSON
     State(commands::state::Args),
     /// Send a signal to a container (default SIGTERM)
@@ -69,6 +71,16 @@ enum Command {
     Features,
     /// Print a container's details and network settings, like `docker inspect`
     Inspect(commands::inspect::Args),
+    /// Freeze every process of a running container
+    Pause(commands::pause::Args),
+    /// Thaw a paused container
+    Resume(commands::resume::Args),
+    /// List a container's processes (--format json: a JSON array of host pids)
+    Ps(commands::ps::Args),
+    /// Change a container's limits (--resources - reads LinuxResources JSON from stdin)
+    Update(commands::update::Args),
+    /// Print a container's resource use and OOM kills as JSON events
+    Events(commands::events::Args),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +125,7 @@ fn main() -> ExitCode {
         Command::Create(args) => commands::create::run(&global, args),
         Command::Start(args) => commands::start::run(&global, args),
         Command::Run(args) => commands::run::run(&global, args),
+        Command::Exec(args) => commands::exec::run(&global, args),
         Command::State(args) => commands::state::run(&global, args),
         Command::Kill(args) => commands::kill::run(&global, args),
         Command::Delete(args) => commands::delete::run(&global, args),
@@ -120,6 +133,11 @@ fn main() -> ExitCode {
         Command::Spec(args) => commands::spec::run(args),
         Command::Features => commands::features::run(),
         Command::Inspect(args) => commands::inspect::run(&global, args),
+        Command::Pause(args) => commands::pause::run(&global, args),
+        Command::Resume(args) => commands::resume::run(&global, args),
+        Command::Ps(args) => commands::ps::run(&global, args),
+        Command::Update(args) => commands::update::run(&global, args),
+        Command::Events(args) => commands::events::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -389,7 +389,6 @@ fn absurd_values_fail_clearly_and_leave_nothing() {
 /// The image ships a device node of the host's disk: with CAP_MKNOD or not, the device rules
 /// (deny all, allow the defaults) must keep the container from opening it.
 #[test]
-#[ignore = "needs the devices cgroup / eBPF device filter (linux.resources.devices), which the cgroups branch implements"]
 fn a_device_node_of_the_host_disk_in_the_image_cannot_be_opened() {
     need_root!();
     let env = Env::new("hostile-disk");

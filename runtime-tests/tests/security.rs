@@ -293,7 +293,6 @@ fn host_disk() -> (u32, u32) {
 }
 
 #[test]
-#[ignore = "needs the devices cgroup / eBPF device filter (linux.resources.devices), which the cgroups branch implements"]
 fn mknod_of_the_host_disk_cannot_be_opened_even_with_cap_mknod() {
     need_root!();
     let env = Env::new("mknod");
