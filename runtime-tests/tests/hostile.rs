@@ -173,6 +173,7 @@ fn ids_with_path_traversal_are_refused_by_every_command() {
             vec!["state", bad],
             vec!["kill", bad],
             vec!["delete", "--force", bad],
+            vec!["exec", bad, "true"],
         ] {
             let err = env.berth(&args).fails().to_string();
             assert!(err.starts_with("berth: container id"), "{args:?}: {err}");

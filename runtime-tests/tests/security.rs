@@ -2,8 +2,13 @@
 //! descriptors, the host's tree through its working directory (CVE-2024-21626), the masked and
 //! read-only parts of /proc, and the host's disk through a device node.
 
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runtime_tests::{berth_bin, need_root, run_to_files, Env, Run};
@@ -50,6 +55,26 @@ fn pid_in_namespace(pid: i64) -> String {
     line.split_whitespace().last().unwrap().to_string()
 }
 
+/// The shell script of the attacker: once the test names a pid in /shared/pid, it attacks that
+/// process's /proc/PID/exe for writing, then through a descriptor it keeps, then, when told, reopens what it held.
+const ATTACK: &str = r#"
+    until [ -e /shared/go ]; do sleep 0.02; done
+    pid=$(cat /shared/pid)
+    {
+        echo "link $(readlink /proc/$pid/exe || echo refused)"
+        echo "write $(helper open-exe /proc/$pid/exe)"
+        echo "root $(ls /proc/$pid/root/ >/dev/null 2>&1 && echo listed || echo refused)"
+        if cat /proc/$pid/exe >/dev/null 2>&1; then echo "read ok"; exec 3</proc/$pid/exe
+        else echo "read refused"; fi
+    } >/shared/out 2>&1
+    touch /shared/done
+    until [ -e /shared/later ]; do sleep 0.02; done
+    if [ -e /proc/self/fd/3 ]; then echo "reopen $(helper open-exe /proc/self/fd/3)"
+    else echo "reopen nothing held"; fi >>/shared/out 2>&1
+    touch /shared/done2
+    sleep 600
+"#;
+
 /// The attack of CVE-2019-5736, from a container that shares its pid namespace with the one
 /// being created (as the containers of a Kubernetes pod may): once `create` has returned, the
 /// new container's init waits for `start` as a clone of berth, with the container's user and
@@ -66,24 +91,7 @@ fn a_container_cannot_open_berth_through_the_exe_of_a_created_init() {
     std::fs::create_dir(&shared).unwrap();
 
     let attacker = env.id("attacker");
-    let script = r#"
-        until [ -e /shared/go ]; do sleep 0.02; done
-        pid=$(cat /shared/pid)
-        {
-            echo "link $(readlink /proc/$pid/exe || echo refused)"
-            echo "write $(helper open-exe /proc/$pid/exe)"
-            echo "root $(ls /proc/$pid/root/ >/dev/null 2>&1 && echo listed || echo refused)"
-            if cat /proc/$pid/exe >/dev/null 2>&1; then echo "read ok"; exec 3</proc/$pid/exe
-            else echo "read refused"; fi
-        } >/shared/out 2>&1
-        touch /shared/done
-        until [ -e /shared/later ]; do sleep 0.02; done
-        if [ -e /proc/self/fd/3 ]; then echo "reopen $(helper open-exe /proc/self/fd/3)"
-        else echo "reopen nothing held"; fi >>/shared/out 2>&1
-        touch /shared/done2
-        sleep 600
-    "#;
-    let bundle = env.bundle(&attacker, &["sh", "-c", script], |c| share(c, &shared));
+    let bundle = env.bundle(&attacker, &["sh", "-c", ATTACK], |c| share(c, &shared));
     let b = bundle.to_str().unwrap();
     env.berth(&["run", "--detach", "--bundle", b, &attacker])
         .ok();
@@ -124,6 +132,190 @@ fn a_container_cannot_open_berth_through_the_exe_of_a_created_init() {
         "link refused\nwrite EACCES\nroot refused\nread refused\nreopen nothing held\n"
     );
     assert_eq!(sha256(&berth), before, "berth's binary changed");
+}
+
+/// Reads the container process state and the notify descriptor a runtime sends to an agent.
+fn receive_listener(stream: &UnixStream) -> OwnedFd {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    // SAFETY: msghdr is plain data; the pointers below stay valid for the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: msg describes live buffers.
+    let len = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(len > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR and CMSG_DATA walk inside it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!header.is_null(), "no descriptor came with the state");
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(header).cast::<RawFd>(),
+        ))
+    }
+}
+
+/// Lets a notified syscall go on as if there were no filter.
+fn let_continue(listener: &OwnedFd, id: u64) {
+    let response = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: the ioctl reads `response`; an id whose caller went away just fails.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &response,
+        )
+    };
+}
+
+/// A seccomp agent that lets every notified call go on, except the first one, once `armed`, made
+/// by a process still running `berth` (a process of `berth exec` before its execve): that one it
+/// holds while the attacker in the container attacks it, named through /shared. Returns its pid.
+fn holding_agent(
+    socket: UnixListener,
+    berth: PathBuf,
+    shared: PathBuf,
+    armed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Option<i64> {
+    socket.set_nonblocking(true).unwrap();
+    let mut listeners: Vec<OwnedFd> = Vec::new();
+    let mut held: Option<(usize, u64, i64)> = None;
+    let mut released = false;
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((stream, _)) = socket.accept() {
+            stream.set_nonblocking(false).unwrap();
+            listeners.push(receive_listener(&stream));
+        }
+        if let (Some((index, id, _)), false) = (held, released) {
+            if shared.join("done").exists() {
+                let_continue(&listeners[index], id);
+                released = true;
+            }
+        }
+        let mut polls: Vec<libc::pollfd> = listeners
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `polls` is a live array of pollfd.
+        unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as _, 20) };
+        for (index, poll) in polls.iter().enumerate() {
+            if poll.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            // SAFETY: seccomp_notif is plain data; NOTIF_RECV wants it zeroed.
+            let mut request: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+            // SAFETY: the ioctl fills `request`.
+            let fd = listeners[index].as_raw_fd();
+            if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut request) } != 0 {
+                continue;
+            }
+            let pid = i64::from(request.pid);
+            let runs_berth =
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == berth);
+            if held.is_none() && armed.load(Ordering::SeqCst) && runs_berth {
+                held = Some((index, request.id, pid));
+                std::fs::write(shared.join("pid"), pid_in_namespace(pid)).unwrap();
+                std::fs::write(shared.join("go"), "").unwrap();
+            } else {
+                let_continue(&listeners[index], request.id);
+            }
+        }
+    }
+    held.map(|(_, _, pid)| pid)
+}
+
+/// The same attack against `berth exec`: the process it adds is a clone of berth until its
+/// execve. A seccomp agent holds it there (at a stat of its program's path, a call the profile
+/// sends to the agent) while the container's program attacks it.
+#[test]
+fn a_container_cannot_open_berth_through_the_exe_of_an_exec_process() {
+    need_root!();
+    let env = Env::new("exe-exec");
+    let berth = private_berth(&env);
+    let before = sha256(&berth);
+    let shared = env.scratch.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let socket = env.scratch.join("agent.sock");
+    let armed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = {
+        let (listener, berth, shared) = (
+            UnixListener::bind(&socket).unwrap(),
+            berth.clone(),
+            shared.clone(),
+        );
+        let (armed, stop) = (armed.clone(), stop.clone());
+        std::thread::spawn(move || holding_agent(listener, berth, shared, armed, stop))
+    };
+
+    let id = env.id("target");
+    let bundle = env.bundle(&id, &["sh", "-c", ATTACK], |c| {
+        share(c, &shared);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": socket,
+            "syscalls": [{"names": ["statx", "newfstatat", "stat", "lstat", "access",
+                                    "faccessat", "faccessat2"],
+                          "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let b = bundle.to_str().unwrap();
+    berth_at(&env, &berth, &["run", "--detach", "--bundle", b, &id]).ok();
+    armed.store(true, Ordering::SeqCst);
+    let exec = berth_at(&env, &berth, &["exec", &id, "/bin/true"]);
+    stop_after(&stop, || {
+        exec.ok();
+        assert!(
+            shared.join("done").exists(),
+            "the agent never held the exec process"
+        );
+        // Wait until no process runs this copy of berth, then let the attacker reopen.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while runs(&berth) {
+            assert!(Instant::now() < deadline, "a copy of berth still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::write(shared.join("later"), "").unwrap();
+        wait_for(&shared.join("done2"), "the late reopen");
+    });
+    let held = agent.join().unwrap();
+    assert!(held.is_some());
+    let out = std::fs::read_to_string(shared.join("out")).unwrap();
+    assert_eq!(
+        out,
+        "link refused\nwrite EACCES\nroot refused\nread refused\nreopen nothing held\n"
+    );
+    assert_eq!(sha256(&berth), before, "berth's binary changed");
+}
+
+/// Runs `body`, then sets `stop`, also when `body` panics (so the agent thread ends).
+fn stop_after(stop: &AtomicBool, body: impl FnOnce()) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    stop.store(true, Ordering::SeqCst);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Whether any process runs the binary at `path`.
+fn runs(path: &Path) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == path))
 }
 
 #[test]
