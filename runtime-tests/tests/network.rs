@@ -812,6 +812,39 @@ fn delete_leaves_no_veth_lease_port_or_rule() {
 }
 
 #[test]
+fn a_deleted_containers_veth_goes_with_its_namespace_and_its_address_comes_back() {
+    need_root!();
+    let env = Env::with_netns("veth-goes");
+    let start = |tag: &str| {
+        let id = env.id(tag);
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+        Detached::start(&env, &id, &bundle, &["--network", "bridge"]).output_with("pausing");
+        let net = settings(&env, &id);
+        let text = |field: &str| net[field].as_str().unwrap().to_string();
+        (id, text("IPAddress"), text("HostVeth"))
+    };
+    let (keeper, _, _) = start("keeper");
+    let (gone, address, veth) = start("gone");
+    env.berth(&["delete", "--force", &gone]).ok();
+    env.assert_gone(&gone);
+    // Another container still uses docker0: berth leaves the veth to the kernel, which
+    // removes it with the container's namespace.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while link_names(&host_ip(&env, &["link"])).contains(&veth) {
+        assert!(Instant::now() < deadline, "{veth} outlived its container");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (next, next_address, next_veth) = start("next");
+    assert_eq!(next_address, address, "the address did not come back");
+    assert_ne!(next_veth, veth);
+    for id in [&next, &keeper] {
+        env.berth(&["delete", "--force", id]).ok();
+        env.assert_gone(id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
 fn a_failed_create_leaves_no_network_behind() {
     need_root!();
     let env = Env::with_netns("failed-create");
