@@ -804,11 +804,26 @@ fn delete_leaves_no_veth_lease_port_or_rule() {
     assert_eq!(store_records(&env, "ports").len(), 2);
     assert!(link_names(&host_ip(&env, &["link"])).contains(&veth.to_string()));
 
+    // Deleting the bridge-mode one while another container keeps docker0 removes its port
+    // rules, leases and reservations, and leaves the bridge's table.
+    let keeper = env.id("keeper");
+    let bundle = env.bundle(&keeper, &["/bin/helper", "pause"], |_| {});
+    Detached::start(&env, &keeper, &bundle, &["--network", "bridge"]).output_with("pausing");
     env.berth(&["delete", "--force", &web]).ok();
     env.assert_gone(&web);
-    assert_no_network_left(&env);
+    assert_eq!(store_records(&env, "ports"), Vec::<String>::new());
+    let rules = nft_ruleset(&env);
+    assert!(rules.contains("table ip berth-docker0"), "{rules}");
+    assert!(
+        !rules.contains("8080") && !rules.contains("5353"),
+        "{rules}"
+    );
     // A second delete of what is gone is fine with --force.
     env.berth(&["delete", "--force", &web]).ok();
+
+    env.berth(&["delete", "--force", &keeper]).ok();
+    env.assert_gone(&keeper);
+    assert_no_network_left(&env);
 }
 
 #[test]
