@@ -433,9 +433,11 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
         }
     };
     // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
-    let root_propagation = plan
-        .propagation
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+    let root_propagation = match plan.propagation {
+        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
     kernel
         .mount(None, Path::new("/"), None, root_propagation, None)
         .map_err(mount_err("propagation", Path::new("/")))?;
@@ -539,22 +541,7 @@ fn mount_one(
                     None,
                 )
                 .map_err(err(&what))?;
-            let extra = mount.flags - MsFlags::MS_REMOUNT;
-            if !extra.is_empty() {
-                // Bind mounts take their flags in a second, remounting call, on the new mount.
-                let target = open_in_root(root, &mount.destination, ResolveFlag::empty())
-                    .map_err(err(&what))?;
-                let keep = locked_flags(&fd_path(target.as_raw_fd()));
-                kernel
-                    .mount(
-                        None,
-                        &fd_path(target.as_raw_fd()),
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep,
-                        None,
-                    )
-                    .map_err(err(&what))?;
-            }
+            remount_bind(kernel, root, &mount.destination, mount.flags).map_err(err(&what))?;
         }
         MountKind::Cgroup => mount_cgroups(kernel, root, plan, mount)?,
         MountKind::Filesystem { fstype, source } => {
@@ -589,15 +576,19 @@ fn mount_one(
             match result {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
                 // give it the host's, read-only where asked, as runc does.
-                Err(Errno::EPERM) if fstype == "sysfs" && plan.in_userns => kernel
-                    .mount(
-                        Some(Path::new("/sys")),
-                        &fd_path(target.as_raw_fd()),
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None,
-                    )
-                    .map_err(err("sysfs"))?,
+                Err(Errno::EPERM) if fstype == "sysfs" && plan.in_userns => {
+                    kernel
+                        .mount(
+                            Some(Path::new("/sys")),
+                            &fd_path(target.as_raw_fd()),
+                            None,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            None,
+                        )
+                        .map_err(err("sysfs"))?;
+                    remount_bind(kernel, root, &mount.destination, mount.flags)
+                        .map_err(err("sysfs"))?;
+                }
                 other => other.map_err(err(fstype))?,
             }
         }
@@ -663,8 +654,16 @@ fn mount_cgroups(
     let target = make_in_root(root, &mount.destination, false).map_err(point_err(shown.clone()))?;
     if unified_only {
         let (_, dir) = &plan.cgroup.dirs[0];
-        return mount_hierarchy(kernel, plan, None, dir, &target, mount.flags)
-            .map_err(err("cgroup2".into(), shown));
+        return mount_hierarchy(
+            kernel,
+            plan,
+            None,
+            dir,
+            root,
+            &mount.destination,
+            mount.flags,
+        )
+        .map_err(err("cgroup2".into(), shown));
     }
     kernel
         .mount(
@@ -681,14 +680,15 @@ fn mount_cgroups(
         };
         let sub = mount.destination.join(name);
         let sub_shown = sub.display().to_string();
-        let sub_fd = make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
+        make_in_root(root, &sub, false).map_err(point_err(sub_shown.clone()))?;
         let controllers = (!hierarchy.v2).then(|| hierarchy.controllers.join(","));
         mount_hierarchy(
             kernel,
             plan,
             controllers.as_deref(),
             dir,
-            &sub_fd,
+            root,
+            &sub,
             mount.flags,
         )
         .map_err(err("cgroup".into(), sub_shown))?;
@@ -737,14 +737,16 @@ fn mount_hierarchy(
     plan: &RootfsPlan,
     v1_controllers: Option<&str>,
     host_dir: &Path,
-    target: &OwnedFd,
+    root: &OwnedFd,
+    destination: &Path,
     flags: MsFlags,
 ) -> Result<(), Errno> {
-    let target = fd_path(target.as_raw_fd());
+    let target_fd = open_in_root(root, destination, ResolveFlag::empty())?;
+    let target = fd_path(target_fd.as_raw_fd());
     let flags =
         flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if plan.new_cgroupns {
-        match v1_controllers {
+        let fresh = match v1_controllers {
             Some(controllers) => kernel.mount(
                 Some(Path::new("cgroup")),
                 &target,
@@ -759,26 +761,48 @@ fn mount_hierarchy(
                 flags,
                 None,
             ),
+        };
+        // EBUSY: the target is already this hierarchy's root, from a /sys bound from the host (a
+        // user namespace may not mount sysfs for a network namespace it does not own), and the
+        // kernel refuses the same filesystem on the same mount point. Bind our folder instead.
+        if fresh != Err(Errno::EBUSY) {
+            return fresh;
         }
-    } else {
-        kernel.mount(
-            Some(host_dir),
-            &target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        if flags.is_empty() {
-            return Ok(());
-        }
-        kernel.mount(
-            None,
-            &target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
-            None,
-        )
     }
+    kernel.mount(
+        Some(host_dir),
+        &target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    remount_bind(kernel, root, destination, flags)
+}
+
+/// Gives the bind mount just made at `destination` its `flags` (ro, nosuid …), which bind mounts
+/// take only in a second, remounting call. The path is opened again: a descriptor opened before
+/// the bind names the folder under the new mount, and remounting that fails (EINVAL). Flags the
+/// kernel locked on the source (from a less privileged user namespace) are kept.
+fn remount_bind(
+    kernel: &dyn Kernel,
+    root: &OwnedFd,
+    destination: &Path,
+    flags: MsFlags,
+) -> Result<(), Errno> {
+    let flags = flags - MsFlags::MS_REMOUNT;
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let mounted = open_in_root(root, destination, ResolveFlag::empty())?;
+    let path = fd_path(mounted.as_raw_fd());
+    let keep = locked_flags(&path);
+    kernel.mount(
+        None,
+        &path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
+        None,
+    )
 }
 
 /// Fills `/dev`: device nodes (bind mounts from the host inside a user namespace), the standard

@@ -38,6 +38,12 @@ pub enum SpecError {
     DuplicateNamespace(String),
     #[error("linux.namespaces: the {0} namespace path {1} does not exist")]
     NoNamespacePath(String, PathBuf),
+    #[error("linux.namespaces: cannot use the {kind} namespace path {path}: {source}")]
+    NamespacePath {
+        kind: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("linux.uidMappings and linux.gidMappings are required with a new user namespace")]
     NoIdMappings,
     #[error("linux.uidMappings are set but there is no user namespace")]
@@ -176,6 +182,14 @@ pub fn namespace_types(spec: &Spec) -> HashSet<LinuxNamespaceType> {
         .unwrap_or_default()
 }
 
+/// A namespace type as config.json spells it (`network`, where oci-spec's Display says `net`).
+fn type_name(typ: LinuxNamespaceType) -> String {
+    serde_json::to_value(typ)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| typ.to_string())
+}
+
 fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
     let linux = spec.linux().as_ref();
     let mut seen = HashSet::new();
@@ -186,14 +200,21 @@ fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
         .flatten()
     {
         if !seen.insert(ns.typ()) {
-            return Err(SpecError::DuplicateNamespace(ns.typ().to_string()));
+            return Err(SpecError::DuplicateNamespace(type_name(ns.typ())));
         }
-        match ns.path() {
-            Some(path) if !path.exists() => {
+        match ns.path().as_ref().map(std::fs::metadata) {
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpecError::NoNamespacePath(
-                    ns.typ().to_string(),
-                    path.clone(),
+                    type_name(ns.typ()),
+                    ns.path().clone().unwrap_or_default(),
                 ))
+            }
+            Some(Err(source)) => {
+                return Err(SpecError::NamespacePath {
+                    kind: type_name(ns.typ()),
+                    path: ns.path().clone().unwrap_or_default(),
+                    source,
+                })
             }
             None if ns.typ() == LinuxNamespaceType::User => new_user = true,
             _ => {}
@@ -252,8 +273,22 @@ fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Sysctls are namespaced: berth refuses those whose namespace the container does not own,
-/// as runc does, since writing them would change the host.
+/// Whether `path` names the namespace of type `typ` that berth itself runs in: the host's.
+fn is_berths_namespace(path: &Path, typ: LinuxNamespaceType) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let kind = crate::namespaces::name(crate::namespaces::flag(typ));
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata(format!("/proc/self/ns/{kind}")),
+    ) {
+        (Ok(joined), Ok(own)) => joined.dev() == own.dev() && joined.ino() == own.ino(),
+        _ => false,
+    }
+}
+
+/// Sysctls are namespaced: berth refuses those whose namespace is the host's (not listed, or
+/// joined by a path that names the host's), as runc does, since writing them would change the
+/// host.
 fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
     let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(());
@@ -264,7 +299,13 @@ fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
             .flatten()
-            .any(|ns| ns.typ() == typ)
+            .any(|ns| {
+                ns.typ() == typ
+                    && ns
+                        .path()
+                        .as_ref()
+                        .is_none_or(|path| !is_berths_namespace(path, typ))
+            })
     };
     for key in sysctl.keys() {
         if key.is_empty()
@@ -285,7 +326,10 @@ fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
             || key.starts_with("kernel.shm");
         if ipc {
             if !own(LinuxNamespaceType::Ipc) {
-                return Err(SpecError::Sysctl(key.clone(), "needs an ipc namespace"));
+                return Err(SpecError::Sysctl(
+                    key.clone(),
+                    "would change the host's ipc namespace",
+                ));
             }
         } else if key.starts_with("net.") {
             if !own(LinuxNamespaceType::Network) {
@@ -296,13 +340,33 @@ fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
             }
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
             if !own(LinuxNamespaceType::Uts) {
-                return Err(SpecError::Sysctl(key.clone(), "needs a uts namespace"));
+                return Err(SpecError::Sysctl(
+                    key.clone(),
+                    "would change the host's uts namespace",
+                ));
             }
         } else {
             return Err(SpecError::Sysctl(key.clone(), "is not namespaced"));
         }
     }
     Ok(())
+}
+
+/// Refuses `net.*` sysctls for a container that shares the host's network namespace because an
+/// annotation or `--network host` said so, whatever `linux.namespaces` lists.
+pub fn check_sysctl_host_network(spec: &Spec) -> Result<(), SpecError> {
+    let keys = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    match keys
+        .into_iter()
+        .flatten()
+        .find(|(key, _)| key.starts_with("net."))
+    {
+        Some((key, _)) => Err(SpecError::Sysctl(
+            key.clone(),
+            "would change the host's network namespace",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
@@ -512,6 +576,35 @@ mod tests {
         );
         let err = check(&spec_from(&json), dir.path()).unwrap_err();
         assert!(err.to_string().contains("network namespace"), "{err}");
+    }
+
+    #[test]
+    fn sysctl_in_a_joined_host_namespace_is_refused() {
+        let dir = bundle_with_rootfs();
+        let json = MINIMAL.replace(
+            r#""linux":{"#,
+            r#""linux":{"sysctl":{"kernel.shmmax":"4096"},"#,
+        );
+        let host_ipc = json.replace(
+            r#"{"type":"mount"}"#,
+            r#"{"type":"mount"},{"type":"ipc","path":"/proc/self/ns/ipc"}"#,
+        );
+        let err = check(&spec_from(&host_ipc), dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "linux.sysctl \"kernel.shmmax\": would change the host's ipc namespace"
+        );
+        let new_ipc = json.replace(r#"{"type":"mount"}"#, r#"{"type":"mount"},{"type":"ipc"}"#);
+        check(&spec_from(&new_ipc), dir.path()).unwrap();
+        let err = check_sysctl_host_network(&spec_from(&MINIMAL.replace(
+            r#""linux":{"#,
+            r#""linux":{"sysctl":{"net.ipv4.ip_forward":"1"},"#,
+        )))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("host's network namespace"),
+            "{err}"
+        );
     }
 
     #[test]

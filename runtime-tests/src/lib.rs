@@ -3,9 +3,12 @@
 //! throwaway network namespace that plays the host. Everything a test makes is removed when its
 //! `Env` is dropped, also when the test fails.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -43,21 +46,50 @@ pub fn rootfs() -> PathBuf {
     path
 }
 
+/// Says that `test` is skipped and why, on a line starting "SKIP" that scripts/test collects.
+/// The line goes straight to standard error: the test harness captures `eprintln!` and shows it
+/// only for failing tests, which would hide every skip. It starts on a new line, since a
+/// single-threaded or `-q` run has printed part of a line already.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "\nSKIP {test}: {why}");
+}
+
 /// Whether the tests can run: they need root. Prints why they skip otherwise.
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIP {test}: needs root (run scripts/test as root)");
+        skip(test, "needs root (run scripts/test as root)");
     }
     root
 }
 
-/// Skips the calling test, with a reason, unless it runs as root.
+/// Whether this run drives berth with `--systemd-cgroup` (`BERTH_TEST_SYSTEMD_CGROUP=1`, set by
+/// `scripts/test-systemd-cgroup`): cgroup paths are then `slice:prefix:name` and each container's
+/// cgroup is a systemd scope.
+pub fn systemd_cgroup() -> bool {
+    std::env::var_os("BERTH_TEST_SYSTEMD_CGROUP").is_some_and(|v| v == "1")
+}
+
+/// Whether what this run asks for is here: systemd, when the run uses `--systemd-cgroup`. Prints
+/// why the test skips otherwise.
+pub fn has_systemd_if_asked(test: &str) -> bool {
+    let ready = !systemd_cgroup() || Path::new("/run/systemd/system").exists();
+    if !ready {
+        skip(
+            test,
+            "BERTH_TEST_SYSTEMD_CGROUP=1 but systemd is not running here",
+        );
+    }
+    ready
+}
+
+/// Skips the calling test, with a reason, unless it runs as root (and, for a `--systemd-cgroup`
+/// run, with systemd).
 #[macro_export]
 macro_rules! need_root {
     () => {
-        if !$crate::is_root(module_path!()) {
+        if !$crate::is_root(module_path!()) || !$crate::has_systemd_if_asked(module_path!()) {
             return;
         }
     };
@@ -101,6 +133,216 @@ pub fn run_to_files(cmd: &mut Command, scratch: &Path) -> Run {
         code: status.code().unwrap_or(-1),
         stdout: read(&out_path),
         stderr: read(&err_path),
+    }
+}
+
+/// How long a test waits for something that should happen at once before it fails: generous,
+/// since a failing wait is the only one that lasts, and the cgroup v2 VM lane (software
+/// emulation) is some fifty times slower than the machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after [`PATIENCE`].
+#[track_caller]
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A file's text, or "" if it does not exist (yet).
+pub fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+pub fn process_gone(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// `helper ns` output (`net -> net:[4026532181]` per line) as a map from name to namespace.
+pub fn parse_namespaces(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once(" -> "))
+        .map(|(name, ns)| (name.to_string(), ns.to_string()))
+        .collect()
+}
+
+/// The namespaces of process `pid` (`self` for the test itself), as `helper ns` prints them.
+pub fn namespaces_of(pid: &str) -> BTreeMap<String, String> {
+    std::fs::read_dir(format!("/proc/{pid}/ns"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let link = std::fs::read_link(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                link.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One line of /proc/PID/mountinfo.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    /// The folder of the filesystem mounted (`/` unless a bind mount or a cgroup's own folder).
+    pub root: String,
+    pub point: String,
+    /// The mount's own options (`ro`, `nosuid` …).
+    pub options: Vec<String>,
+    /// The propagation tags (`shared:4`, `master:2`, `unbindable`).
+    pub tags: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// The filesystem's options (`size=1024k`, `mode=700` …).
+    pub fs_options: Vec<String>,
+}
+
+impl Mount {
+    pub fn has_option(&self, option: &str) -> bool {
+        self.options.iter().any(|o| o == option)
+    }
+    pub fn has_fs_option(&self, option: &str) -> bool {
+        self.fs_options.iter().any(|o| o == option)
+    }
+}
+
+/// Parses mountinfo text (`helper mounts` prints it) into its lines.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let list = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            if left.len() < 6 || right.len() < 3 {
+                return None;
+            }
+            Some(Mount {
+                root: left[3].to_string(),
+                point: left[4].to_string(),
+                options: list(left[5]),
+                tags: left[6..].iter().map(|t| t.to_string()).collect(),
+                fstype: right[0].to_string(),
+                source: right[1].to_string(),
+                fs_options: list(right[2]),
+            })
+        })
+        .collect()
+}
+
+/// The mount on top at `point` in mountinfo text; panics if there is none.
+#[track_caller]
+pub fn mount_at(text: &str, point: &str) -> Mount {
+    parse_mountinfo(text)
+        .into_iter()
+        .rfind(|m| m.point == point)
+        .unwrap_or_else(|| panic!("nothing is mounted at {point}:\n{text}"))
+}
+
+/// A tmpfs this test mounted on the host (a source with a mount inside, for rbind); unmounted
+/// when dropped, also when the test fails. Declare it after the `Env` so it goes first.
+pub struct HostTmpfs {
+    pub path: PathBuf,
+}
+
+impl HostTmpfs {
+    pub fn new(path: &Path) -> HostTmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "berth-test"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount tmpfs on {}", path.display());
+        HostTmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Removes the `typ` entry from `linux.namespaces`: the container shares the host's.
+pub fn drop_namespace(config: &mut Value, typ: &str) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|ns| ns["type"] != typ);
+}
+
+/// Sets `linux.namespaces` entry `typ` (added if missing) to join the namespace at `path`.
+pub fn join_namespace(config: &mut Value, typ: &str, path: &str) {
+    drop_namespace(config, typ);
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": typ, "path": path}));
+}
+
+/// A berth command running in the background (`run` in the foreground, a `start` racing
+/// another), with its output in files. Dropping it kills it if it still runs.
+pub struct Background {
+    child: Option<Child>,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Background {
+    /// The berth process's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` to the berth process (one this test started, by pid).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a pid of our own child and a signal number.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill {} {signal}", self.pid());
+    }
+
+    /// Waits until stdout holds `text`.
+    #[track_caller]
+    pub fn wait_for_stdout(&self, text: &str) {
+        wait_until(&format!("{text:?} on stdout"), || {
+            read(&self.stdout).contains(text)
+        });
+    }
+
+    /// Waits for the command to end (at most [`PATIENCE`]) and returns what it did.
+    #[track_caller]
+    pub fn wait(mut self) -> Run {
+        let mut child = self.child.take().unwrap();
+        let mut status = None;
+        wait_until("the background berth to exit", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        Run {
+            code: status.unwrap().code().unwrap_or(-1),
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -160,9 +402,25 @@ impl Env {
         format!("{tag}-{}", self.name)
     }
 
-    /// The cgroup path tests give their containers, so leftovers can be found.
+    /// The cgroup path tests give their containers, so leftovers can be found: `/berth-tests/ID`,
+    /// or with `--systemd-cgroup` the scope `berth-test-ID.scope` in `system.slice`, as runc's
+    /// tests do.
     pub fn cgroup_path(&self, id: &str) -> String {
-        format!("/berth-tests/{id}")
+        if systemd_cgroup() {
+            format!("system.slice:{SYSTEMD_PREFIX}:{id}")
+        } else {
+            format!("/berth-tests/{id}")
+        }
+    }
+
+    /// The container's cgroup folder as /proc/PID/cgroup and mountinfo show it: `/berth-tests/ID`,
+    /// or the systemd scope's folder with `--systemd-cgroup`.
+    pub fn cgroup_folder(&self, id: &str) -> String {
+        let path = self.cgroup_path(id);
+        match systemd_cgroup_dir(&path) {
+            Some(dir) => format!("/{}", dir.display()),
+            None => path,
+        }
     }
 
     /// A command running `program` where berth runs (inside the test's netns if it has one).
@@ -190,6 +448,9 @@ impl Env {
     /// The command for `berth --root ROOT ARGS…`, to adjust before running.
     pub fn berth_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command(berth_bin());
+        if systemd_cgroup() {
+            cmd.arg("--systemd-cgroup");
+        }
         cmd.arg("--root").arg(&self.root).args(args);
         cmd
     }
@@ -219,6 +480,82 @@ impl Env {
         edit(&mut config);
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         dir
+    }
+
+    /// `berth ARGS…` started in the background, stdin closed, output in files.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let stdout = self.scratch.join(format!("bg-out-{n}"));
+        let stderr = self.scratch.join(format!("bg-err-{n}"));
+        let child = self
+            .berth_command(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("berth starts");
+        Background {
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `berth create --bundle B [EXTRA…] ID`, which must succeed. The container keeps berth's
+    /// stdout and stderr: both go to the file returned, `SCRATCH/ID.out`, which `start` then
+    /// fills with the program's output.
+    #[track_caller]
+    pub fn create(&self, bundle: &Path, id: &str, extra: &[&str]) -> PathBuf {
+        let out = self.scratch.join(format!("{id}.out"));
+        let file = std::fs::File::create(&out).unwrap();
+        let mut args = vec!["create", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let status = self
+            .berth_command(&args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .expect("berth runs");
+        assert!(status.success(), "berth create {id}: {}", read(&out));
+        out
+    }
+
+    /// The init's pid, from `berth state`.
+    #[track_caller]
+    pub fn pid(&self, id: &str) -> i64 {
+        self.state(id)["pid"].as_i64().expect("state has a pid")
+    }
+
+    /// Waits until `berth state` reports `status`.
+    #[track_caller]
+    pub fn wait_for_status(&self, id: &str, status: &str) {
+        wait_until(&format!("{id} to be {status}"), || {
+            self.state(id)["status"] == status
+        });
+    }
+
+    /// The pids in the container's cgroup, from every hierarchy.
+    pub fn cgroup_pids(&self, id: &str) -> Vec<i64> {
+        let mut pids: Vec<i64> = cgroup_dirs(&self.cgroup_path(id))
+            .iter()
+            .flat_map(|dir| {
+                read(&dir.join("cgroup.procs"))
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i64>>()
+            })
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// Asserts that `--root` holds no container at all (bad input must leave nothing behind).
+    #[track_caller]
+    pub fn assert_root_empty(&self) {
+        assert_eq!(self.containers(), Vec::<String>::new(), "left in --root");
     }
 
     /// `berth run --bundle B ID` in the foreground.
@@ -254,9 +591,40 @@ impl Env {
     }
 }
 
-/// Where a cgroup path would live in each mounted hierarchy.
+/// The prefix of the systemd scopes tests make with `--systemd-cgroup`.
+const SYSTEMD_PREFIX: &str = "berth-test";
+
+/// The cgroup directory systemd gives `slice:prefix:name`: the slice's ancestors each in turn
+/// (`a-b.slice` lives in `a.slice/a-b.slice`), then the scope `prefix-name.scope`.
+pub fn systemd_cgroup_dir(path: &str) -> Option<PathBuf> {
+    let mut parts = path.split(':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || name.is_empty() {
+        return None;
+    }
+    let mut dir = PathBuf::new();
+    if !slice.is_empty() && slice != "-.slice" {
+        let stem = slice.strip_suffix(".slice")?;
+        let mut ancestor = String::new();
+        for piece in stem.split('-') {
+            if !ancestor.is_empty() {
+                ancestor.push('-');
+            }
+            ancestor.push_str(piece);
+            dir.push(format!("{ancestor}.slice"));
+        }
+    }
+    dir.push(format!("{prefix}-{name}.scope"));
+    Some(dir)
+}
+
+/// Where a cgroup path (`/a/b`, or `slice:prefix:name` for systemd) would live in each mounted
+/// hierarchy.
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let relative = path.trim_start_matches('/');
+    let relative = match systemd_cgroup_dir(path) {
+        Some(dir) => dir,
+        None => PathBuf::from(path.trim_start_matches('/')),
+    };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
         .lines()
@@ -266,7 +634,7 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
             (fstype == "cgroup" || fstype == "cgroup2")
                 .then(|| left.split(' ').nth(4).map(PathBuf::from))?
         })
-        .map(|mount| mount.join(relative))
+        .map(|mount| mount.join(&relative))
         .collect()
 }
 
@@ -280,6 +648,12 @@ impl Drop for Env {
         }
         for id in self.containers() {
             let _ = std::fs::remove_dir_all(self.root.join(&id));
+        }
+        // With --systemd-cgroup each container is a scope: stop what is left of this test's.
+        if systemd_cgroup() {
+            let _ = Command::new("systemctl")
+                .args(["stop", &format!("{SYSTEMD_PREFIX}-*-{}.scope", self.name)])
+                .output();
         }
         // Each test's cgroups live under /berth-tests/<id>: remove what is left of this test's.
         for dir in cgroup_dirs("/berth-tests") {
@@ -338,5 +712,29 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_paths_map_to_the_scope_under_each_ancestor_slice() {
+        let dir = |p| systemd_cgroup_dir(p).map(|d| d.display().to_string());
+        assert_eq!(
+            dir("system.slice:berth-test:web").as_deref(),
+            Some("system.slice/berth-test-web.scope")
+        );
+        assert_eq!(
+            dir("machine-ci-jobs.slice:docker:abc").as_deref(),
+            Some("machine.slice/machine-ci.slice/machine-ci-jobs.slice/docker-abc.scope")
+        );
+        assert_eq!(dir(":berth:x").as_deref(), Some("berth-x.scope"));
+        assert_eq!(dir("-.slice:berth:x").as_deref(), Some("berth-x.scope"));
+        assert_eq!(dir("/berth-tests/web"), None);
+        assert_eq!(dir("system.slice:berth:"), None);
+        assert_eq!(dir("system:berth:web"), None, "a slice name ends in .slice");
+        assert_eq!(dir("a.slice:b:c:d"), None);
     }
 }

@@ -1,12 +1,32 @@
 //! Cgroups: where a container's cgroup lives on each layout (legacy v1, the hybrid layout of v1
-//! controllers beside a cgroup2 mount, and unified v2), behind one `Manager` trait.
+//! controllers beside a cgroup2 mount, and unified v2), and what berth does with it (resources,
+//! freezing, statistics, killing, removal), behind one `Manager` trait.
 
+mod bpf;
+mod dbus;
+pub mod devices;
+#[cfg(test)]
+mod kernel_tests;
+mod paths;
+mod resources;
+pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
+
+pub use devices::DeviceRule;
+pub use paths::{config_for, discover};
+pub use resources::{
+    check as check_resources, cpu_weight_from_shares, io_weight_from_blkio, swap_max_v2,
+};
+pub use stats::Stats;
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -42,6 +62,34 @@ pub enum CgroupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{field} needs the {controller} cgroup controller, which is not available in {dir}")]
+    NoController {
+        field: String,
+        controller: String,
+        dir: String,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{field} is not supported on this host's cgroup layout ({layout}): {reason}")]
+    Unsupported {
+        field: String,
+        layout: String,
+        reason: String,
+    },
+    #[error("cgroup {path} is still {state} after {waited:?}")]
+    Stuck {
+        path: PathBuf,
+        state: String,
+        waited: Duration,
+    },
+    #[error("cannot {what} for cgroup {path}: {source}")]
+    Bpf {
+        what: &'static str,
+        path: PathBuf,
+        source: nix::errno::Errno,
+    },
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
 }
 
 /// How the cgroup hierarchies of this host are laid out.
@@ -55,6 +103,16 @@ pub enum Layout {
     Hybrid,
     /// cgroup2 alone at `/sys/fs/cgroup`.
     Unified,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Legacy => "cgroup v1",
+            Layout::Hybrid => "hybrid v1 and v2",
+            Layout::Unified => "cgroup v2",
+        })
+    }
 }
 
 /// One mounted hierarchy.
@@ -74,6 +132,9 @@ pub struct CgroupConfig {
     pub layout: Option<Layout>,
     /// The container's cgroup directory in each hierarchy, e.g. `/sys/fs/cgroup/memory/default/web`.
     pub dirs: Vec<(Hierarchy, PathBuf)>,
+    /// The systemd scope that owns the cgroup, with `--systemd-cgroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Scope>,
 }
 
 impl CgroupConfig {
@@ -92,215 +153,57 @@ impl CgroupConfig {
             .find(|(h, _)| !h.v2 && h.controllers.iter().any(|c| c == controller))
             .map(|(_, d)| d.as_path())
     }
+
+    /// The mount point of the cgroup2 hierarchy, if there is one.
+    fn unified_mount(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(h, _)| h.v2)
+            .map(|(h, _)| h.mount_point.as_path())
+    }
 }
 
 /// What berth does with a container's cgroup.
 pub trait Manager {
-    /// Makes the cgroup directories.
+    /// Makes the cgroup directories (on v2 with the controllers enabled on the way down).
     fn create(&self) -> Result<(), CgroupError>;
+    /// Applies `linux.resources` and the device rules at create.
+    fn apply(&self, resources: &LinuxResources, devices: &[DeviceRule]) -> Result<(), CgroupError>;
+    /// Changes the limits of a running container; device rules stay as they were at create, as
+    /// with runc.
+    fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
     /// Moves a process into the cgroup.
     fn add_process(&self, pid: i32) -> Result<(), CgroupError>;
     /// The pids of every process in the cgroup and below it.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
+    /// Stops every process in the cgroup (`pause`); returns once they are all stopped.
+    fn freeze(&self) -> Result<(), CgroupError>;
+    /// Lets them run again (`resume`).
+    fn thaw(&self) -> Result<(), CgroupError>;
     /// Whether the cgroup is frozen (the container is paused).
     fn is_frozen(&self) -> bool;
+    /// Memory, cpu, pids, block I/O and hugetlb figures.
+    fn stats(&self) -> Result<Stats, CgroupError>;
+    /// How many times the OOM killer has killed a process in the cgroup.
+    fn oom_kills(&self) -> u64;
+    /// Sends `signal` to every process in the cgroup: a frozen cgroup is signalled and thawed,
+    /// so a paused container can be killed; a running one is frozen meanwhile, so no process
+    /// forks away from the signal.
+    fn kill_all(&self, signal: Signal) -> Result<(), CgroupError>;
     /// Removes the cgroup directories (the cgroup must be empty).
     fn remove(&self) -> Result<(), CgroupError>;
 }
 
 /// The manager for a container's cgroup.
 pub fn manager(config: &CgroupConfig) -> Box<dyn Manager> {
-    match config.layout {
+    let inner: Box<dyn Manager> = match config.layout {
         Some(Layout::Unified) => Box::new(v2::V2Manager::new(config.clone())),
         _ => Box::new(v1::V1Manager::new(config.clone())),
-    }
-}
-
-/// Works out where the container's cgroup goes. An absolute `cgroupsPath` is taken from each
-/// hierarchy's root; a relative one (or none, which means the container id) lands under the cgroup
-/// berth itself runs in, as runc does.
-pub fn config_for(cgroups_path: Option<&Path>, id: &str) -> Result<CgroupConfig, CgroupError> {
-    let (layout, hierarchies) = discover()?;
-    let wanted = match cgroups_path {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from(id),
     };
-    let clean =
-        clean_path(&wanted).ok_or_else(|| CgroupError::BadPath(wanted.display().to_string()))?;
-    let own = own_cgroups()?;
-    let mut dirs = Vec::new();
-    for hierarchy in hierarchies {
-        let base = if wanted.is_absolute() {
-            PathBuf::from("/")
-        } else {
-            own_path_in(&own, &hierarchy).unwrap_or_else(|| PathBuf::from("/"))
-        };
-        let dir = hierarchy
-            .mount_point
-            .join(base.strip_prefix("/").unwrap_or(&base))
-            .join(&clean);
-        dirs.push((hierarchy, dir));
+    match &config.systemd {
+        Some(scope) => Box::new(systemd::SystemdManager::new(scope.clone(), config, inner)),
+        None => inner,
     }
-    Ok(CgroupConfig {
-        layout: Some(layout),
-        dirs,
-    })
-}
-
-/// Strips the leading `/` and refuses `..`, so a cgroups path cannot leave its hierarchy.
-fn clean_path(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::Normal(p) => out.push(p),
-            std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// The mounted cgroup hierarchies, from /proc/self/mountinfo.
-pub fn discover() -> Result<(Layout, Vec<Hierarchy>), CgroupError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Layout {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let hierarchies = parse_mountinfo(&text);
-    let v1 = hierarchies.iter().any(|h| !h.v2);
-    let v2 = hierarchies.iter().any(|h| h.v2);
-    let layout = match (v1, v2) {
-        (true, true) => Layout::Hybrid,
-        (true, false) => Layout::Legacy,
-        (false, true) => Layout::Unified,
-        (false, false) => return Err(CgroupError::NoHierarchy),
-    };
-    Ok((layout, hierarchies))
-}
-
-fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mut found: Vec<Hierarchy> = Vec::new();
-    for line in text.lines() {
-        // Fields: id parent major:minor root mount-point options [optional...] - fstype source super-options
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 {
-            continue;
-        }
-        let mount_point = PathBuf::from(unescape(left[4]));
-        let hierarchy = match right[0] {
-            "cgroup2" => Hierarchy {
-                mount_point,
-                controllers: Vec::new(),
-                v2: true,
-            },
-            "cgroup" => Hierarchy {
-                mount_point,
-                controllers: right[2]
-                    .split(',')
-                    .filter(|o| is_v1_controller(o))
-                    .map(str::to_string)
-                    .collect(),
-                v2: false,
-            },
-            _ => continue,
-        };
-        // A hierarchy mounted twice is used once, at its first mount point.
-        let duplicate = found
-            .iter()
-            .any(|h| h.v2 == hierarchy.v2 && h.controllers == hierarchy.controllers);
-        if !duplicate && (hierarchy.v2 || !hierarchy.controllers.is_empty()) {
-            found.push(hierarchy);
-        }
-    }
-    found
-}
-
-fn is_v1_controller(option: &str) -> bool {
-    const CONTROLLERS: &[&str] = &[
-        "cpu",
-        "cpuacct",
-        "cpuset",
-        "memory",
-        "devices",
-        "freezer",
-        "blkio",
-        "pids",
-        "net_cls",
-        "net_prio",
-        "perf_event",
-        "hugetlb",
-        "rdma",
-        "misc",
-    ];
-    CONTROLLERS.contains(&option) || option.starts_with("name=")
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit)
-        {
-            let code = u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?');
-            out.push(code as char);
-            i += 4;
-        } else {
-            out.push(bytes[i] as char);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// berth's own cgroups, from /proc/self/cgroup: (controllers, path) per line.
-fn own_cgroups() -> Result<Vec<(Vec<String>, PathBuf)>, CgroupError> {
-    let path = Path::new("/proc/self/cgroup");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Layout {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(parse_proc_cgroup(&text))
-}
-
-fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let _id = parts.next()?;
-            let controllers = parts.next()?;
-            let path = parts.next()?;
-            let controllers = controllers
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect();
-            Some((controllers, PathBuf::from(path)))
-        })
-        .collect()
-}
-
-fn own_path_in(own: &[(Vec<String>, PathBuf)], hierarchy: &Hierarchy) -> Option<PathBuf> {
-    own.iter()
-        .find(|(controllers, _)| {
-            if hierarchy.v2 {
-                controllers.is_empty()
-            } else {
-                !controllers.is_empty()
-                    && controllers
-                        .iter()
-                        .all(|c| hierarchy.controllers.contains(c))
-            }
-        })
-        .map(|(_, p)| p.clone())
 }
 
 /// Reads a cgroup file, trimmed.
@@ -313,6 +216,21 @@ pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
         })
 }
 
+/// Reads a cgroup file holding one number; `max` reads as `u64::MAX`.
+pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
+    let text = read_file(path)?;
+    if text == "max" {
+        return Ok(u64::MAX);
+    }
+    text.parse().map_err(|_| CgroupError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{text:?} is not a number"),
+        ),
+    })
+}
+
 /// Writes one value to a cgroup file.
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(|source| CgroupError::Write {
@@ -320,6 +238,46 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
         value: value.to_string(),
         source,
     })
+}
+
+/// Writes a controller's file for the spec field `field`: a missing file (which cgroupfs
+/// reports as EACCES or ENOENT) means the controller is not there, which is said as such.
+pub(crate) fn set(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    match std::fs::write(&path, value) {
+        Ok(()) => Ok(()),
+        Err(_) if !path.exists() && dir.is_dir() => Err(CgroupError::NoController {
+            field: field.to_string(),
+            controller: file.split('.').next().unwrap_or(file).to_string(),
+            dir: format!("{} (no {file})", dir.display()),
+        }),
+        Err(source) => Err(CgroupError::Write {
+            path,
+            value: value.to_string(),
+            source,
+        }),
+    }
+}
+
+/// `key value` lines (memory.stat, cpu.stat …) as pairs; lines that are not are skipped.
+pub(crate) fn read_keyed(path: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of `key` in a `key value` file, 0 when missing.
+pub(crate) fn keyed(pairs: &[(String, u64)], key: &str) -> u64 {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
 }
 
 /// The pids in `cgroup.procs` of `dir` and of every cgroup below it.
@@ -352,6 +310,29 @@ pub(crate) fn procs_below(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     Ok(pids)
 }
 
+/// Sends `signal` to each pid; a process that is already gone is not an error.
+pub(crate) fn signal_each(pids: &[i32], signal: Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
+    }
+}
+
+/// Polls `done` until it holds, for at most `limit`; returns whether it did.
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut delay = Duration::from_micros(100);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// Removes `dir` and the cgroups below it, deepest first. A cgroup whose last process is still
 /// exiting reports EBUSY for a moment, so that is retried briefly.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
@@ -362,14 +343,14 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
             }
         }
     }
-    let mut delay = std::time::Duration::from_micros(200);
+    let mut delay = Duration::from_micros(200);
     for attempt in 0.. {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 30 => {
                 std::thread::sleep(delay);
-                delay = (delay * 2).min(std::time::Duration::from_millis(100));
+                delay = (delay * 2).min(Duration::from_millis(100));
             }
             Err(source) => {
                 return Err(CgroupError::Remove {
@@ -380,57 +361,4 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
         }
     }
     unreachable!()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw
-32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
-33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-35 30 0:29 / /mnt/again rw - cgroup cgroup rw,memory
-";
-
-    #[test]
-    fn hybrid_mountinfo() {
-        let found = parse_mountinfo(HYBRID);
-        assert_eq!(found.len(), 4);
-        assert!(found[0].v2);
-        assert_eq!(found[1].controllers, vec!["name=systemd"]);
-        assert_eq!(found[3].controllers, vec!["cpu", "cpuacct"]);
-        assert_eq!(
-            found[3].mount_point,
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
-        );
-    }
-
-    #[test]
-    fn own_paths_match_hierarchies() {
-        let own = parse_proc_cgroup("4:memory:/a/b\n3:cpu,cpuacct:/\n1:name=systemd:/s\n0::/u\n");
-        let found = parse_mountinfo(HYBRID);
-        assert_eq!(own_path_in(&own, &found[0]), Some(PathBuf::from("/u")));
-        assert_eq!(own_path_in(&own, &found[1]), Some(PathBuf::from("/s")));
-        assert_eq!(own_path_in(&own, &found[2]), Some(PathBuf::from("/a/b")));
-        assert_eq!(own_path_in(&own, &found[3]), Some(PathBuf::from("/")));
-    }
-
-    #[test]
-    fn paths_stay_inside() {
-        assert_eq!(
-            clean_path(Path::new("/docker/abc")),
-            Some(PathBuf::from("docker/abc"))
-        );
-        assert_eq!(clean_path(Path::new("rel/x")), Some(PathBuf::from("rel/x")));
-        assert_eq!(clean_path(Path::new("/a/../../etc")), None);
-    }
-
-    #[test]
-    fn unescapes_mount_points() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 }

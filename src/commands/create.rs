@@ -49,6 +49,7 @@ impl CreateArgs {
             network: self.network,
             publish: self.publish,
             systemd_cgroup: global.systemd_cgroup,
+            keep_console: false,
         }
     }
 }

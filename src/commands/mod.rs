@@ -2,18 +2,26 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
 pub mod features;
 pub mod inspect;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
+pub mod resume;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use berth::state::Root;
 
-pub const VERSION_LINE: &str = concat!(
+/// What `berth --version` prints, in runc's shape (engines show its first line).
+pub const VERSION: &str = concat!(
+    "berth version ",
     env!("CARGO_PKG_VERSION"),
     "\ncommit: ",
     env!("BERTH_COMMIT"),

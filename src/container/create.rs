@@ -3,6 +3,7 @@
 //! at any step undoes the steps before it.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -10,15 +11,16 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxIdMapping;
+use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
 
 use super::{oci_state, process_start_time, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
+use crate::console::{self, WindowSize};
 use crate::namespaces::Namespaces;
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, Cloned};
 use crate::process::init::{self, InitPlan};
-use crate::process::ProcessPlan;
+use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
@@ -37,6 +39,9 @@ pub struct CreateOptions {
     pub network: Option<String>,
     pub publish: Vec<String>,
     pub systemd_cgroup: bool,
+    /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
+    /// instead of requiring --console-socket.
+    pub keep_console: bool,
 }
 
 /// A container just created: its locked folder, its state, and its init.
@@ -44,6 +49,8 @@ pub struct Created {
     pub dir: ContainerDir,
     pub state: State,
     pub pid: Pid,
+    /// The pty master, when the container has a terminal and `keep_console` was asked for.
+    pub console: Option<OwnedFd>,
 }
 
 /// What has been made so far, to undo on failure.
@@ -61,12 +68,20 @@ struct Checked {
     bundle: Bundle,
     network: network::NetworkRequest,
     seccomp: Option<seccomp::Filter>,
+    resources: (LinuxResources, Vec<cgroups::DeviceRule>),
+    /// The console socket, connected.
+    console_socket: Option<UnixStream>,
+    extra_fds: ExtraFds,
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
     crate::state::validate_id(&opts.id)?;
+    let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
+    if network.mode == network::Mode::Host {
+        spec::check_sysctl_host_network(&bundle.spec)?;
+    }
     let seccomp = match bundle
         .spec
         .linux()
@@ -76,15 +91,44 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         Some(profile) => Some(seccomp::compile(profile)?),
         None => None,
     };
+    let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let console_socket = match (&opts.console_socket, terminal) {
+        (Some(path), true) => Some(console::connect_socket(path)?),
+        (Some(_), false) => {
+            return Err(ContainerError::Unsupported(
+                "--console-socket was given but process.terminal is false".into(),
+            ))
+        }
+        (None, true) if !opts.keep_console => {
+            return Err(ContainerError::Unsupported(
+                "process.terminal is true: give --console-socket to receive the terminal, or use `run` without --detach".into(),
+            ))
+        }
+        (None, _) => None,
+    };
     let checked = Checked {
         bundle,
         network,
         seccomp,
+        resources,
+        console_socket,
+        extra_fds,
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
     match build(root, &dir, opts, checked, &mut made) {
-        Ok((state, pid)) => Ok(Created { dir, state, pid }),
+        Ok((state, pid, console)) => Ok(Created {
+            dir,
+            state,
+            pid,
+            console,
+        }),
         Err(err) => {
             undo(root, dir, made);
             Err(err)
@@ -133,12 +177,15 @@ fn build(
     opts: &CreateOptions,
     checked: Checked,
     made: &mut Made,
-) -> Result<(State, Pid), ContainerError> {
+) -> Result<(State, Pid, Option<OwnedFd>), ContainerError> {
     let id = opts.id.as_str();
     let Checked {
         bundle,
         network: net_request,
         seccomp,
+        resources,
+        console_socket,
+        extra_fds,
     } = checked;
     let bundle = &bundle;
     let spec = &bundle.spec;
@@ -146,11 +193,6 @@ fn build(
         .process()
         .as_ref()
         .expect("spec::check requires process");
-    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
-        return Err(ContainerError::Unsupported(
-            "process.terminal is true but no --console-socket was given".into(),
-        ));
-    }
     let linux = spec.linux().as_ref();
     let network_namespace = match &net_request.mode {
         network::Mode::Host => None,
@@ -159,7 +201,7 @@ fn build(
     };
     let mut namespaces = Namespaces::from_spec(spec, network_namespace)?;
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::config_for(cgroups_path, id)?;
+    let cgroup = cgroups::config_for(cgroups_path, id, opts.systemd_cgroup)?;
 
     // The first state is written before anything else is made, so `delete --force` can find the
     // cgroup even if berth is killed half-way.
@@ -190,6 +232,8 @@ fn build(
     let manager = cgroups::manager(&cgroup);
     made.cgroup = Some(cgroup.clone());
     manager.create()?;
+    // Limits and device rules are in place before the init exists.
+    manager.apply(&resources.0, &resources.1)?;
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
 
@@ -244,7 +288,7 @@ fn build(
         namespaces.has(CloneFlags::CLONE_NEWCGROUP),
         userns,
     )?;
-    let process_plan = ProcessPlan::from_spec(process, opts.preserve_fds)?;
+    let process_plan = ProcessPlan::from_spec(process, &extra_fds)?;
 
     let fifo_path = dir.fifo_path();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -264,6 +308,13 @@ fn build(
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         rootfs,
         process: process_plan,
+        terminal: process.terminal().unwrap_or(false),
+        // A pty berth relays starts with the size of the terminal berth runs in.
+        console_size: console_socket
+            .is_none()
+            .then(console::caller_window_size)
+            .flatten()
+            .or_else(|| WindowSize::from_spec(process)),
         hooks_point,
         create_container_hooks: create_container,
         start_container_hooks: start_container,
@@ -276,8 +327,13 @@ fn build(
 
     let own_pid_ns = match &join_pid {
         Some(target) => {
-            let own = open_path(Path::new("/proc/self/ns/pid"))
-                .map_err(sys(id, "open berth's pid namespace"))?;
+            // setns needs a descriptor open for reading; an O_PATH one gets EBADF.
+            let own = nix::fcntl::open(
+                "/proc/self/ns/pid",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(sys(id, "open berth's pid namespace"))?;
             setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(sys(id, "join the pid namespace"))?;
             Some(own)
@@ -285,16 +341,21 @@ fn build(
         None => None,
     };
     let cloned = clone(clone_flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()));
+    if let Ok(Cloned::Child) = cloned {
+        drop(ours);
+        init::run(plan, theirs)
+    }
+    // Only berth goes back: the init stays in the pid namespace it was born in.
     if let Some(own) = own_pid_ns {
         setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
-    let (first, in_cgroup) = match cloned.map_err(sys(id, "clone the init"))? {
-        Cloned::Child => {
-            drop(ours);
-            init::run(plan, theirs)
-        }
-        Cloned::Parent { pid, in_cgroup } => (pid, in_cgroup),
+    let Cloned::Parent {
+        pid: first,
+        in_cgroup,
+    } = cloned.map_err(sys(id, "clone the init"))?
+    else {
+        unreachable!("the init never returns")
     };
     drop(plan);
     drop(theirs);
@@ -343,9 +404,14 @@ fn build(
     };
     if let Some(score) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (lowering it needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
             ContainerError::Init {
                 id: id.into(),
-                reason: format!("cannot set process.oomScoreAdj to {score}: {e}"),
+                reason: format!("cannot set process.oomScoreAdj to {score}: {e}{hint}"),
             }
         })?;
     }
@@ -358,6 +424,7 @@ fn build(
         .unwrap_or(0);
     dir.write_state(&state)?;
 
+    let mut console = None;
     loop {
         match ours.recv_with_fd() {
             Ok((Message::HooksPoint, _)) => {
@@ -368,6 +435,14 @@ fn build(
                     .map_err(|_| init_lost(id, pid))?;
             }
             Ok((Message::Fd, Some(listener))) => send_seccomp_listener(spec, &state, &listener)?,
+            Ok((Message::Console(name), Some(master))) => {
+                match (&console_socket, &opts.console_socket) {
+                    (Some(socket), Some(path)) => {
+                        console::send_master(socket, path, master.as_fd(), &name)?
+                    }
+                    _ => console = Some(master),
+                }
+            }
             Ok((Message::Ready, _)) => break,
             Ok((Message::Error(reason), _)) => {
                 return Err(ContainerError::Init {
@@ -389,7 +464,7 @@ fn build(
             other => other.into(),
         })?;
     }
-    Ok((state, pid))
+    Ok((state, pid, console))
 }
 
 /// Hands the init's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.

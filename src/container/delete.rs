@@ -44,15 +44,19 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
     if super::init_alive(state) {
         let _ = super::kill::signal_init(state, Signal::SIGKILL);
     }
-    // Processes left in the cgroup (no pid namespace of its own, or a paused container).
+    // Processes left in the cgroup (no pid namespace of its own, or a paused container): the
+    // cgroup kills them all, thawing a frozen one so the signal lands.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pids = manager.pids().unwrap_or_default();
         if pids.is_empty() && !super::init_alive(state) {
             break;
         }
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        if let Err(err) = manager.kill_all(Signal::SIGKILL) {
+            crate::logging::debug(&format!("killing what is left of {:?}: {err}", state.id));
+            for pid in &pids {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
         }
         if Instant::now() > deadline {
             break;

@@ -31,10 +31,7 @@ pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<(), Cont
         return Err(ContainerError::NotRunning { id: id.into() });
     }
     if all {
-        let manager = crate::cgroups::manager(&state.cgroup);
-        for pid in manager.pids()? {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
-        }
+        crate::cgroups::manager(&state.cgroup).kill_all(signal)?;
         return Ok(());
     }
     signal_init(&state, signal).map_err(|source| match source {

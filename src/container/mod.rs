@@ -3,9 +3,15 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
 pub mod kill;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
+pub mod update;
+pub mod wait;
 
 use std::path::Path;
 
@@ -21,7 +27,9 @@ use crate::state::{State, StateError, Status};
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use exec::{exec, ExecOptions};
 pub use kill::{kill, parse_signal};
+pub use pause::{pause, resume};
 pub use run::run;
 pub use start::start;
 
@@ -45,6 +53,10 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]
@@ -61,6 +73,18 @@ pub enum ContainerError {
     NotRunning { id: String },
     #[error("{0:?} is not a signal")]
     BadSignal(String),
+    #[error("cannot {action} container {id:?}: it is {status}")]
+    WrongStatus {
+        id: String,
+        action: &'static str,
+        status: Status,
+    },
+    #[error("{value:?} is not a valid {what}: expected {expected}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("cannot write pid file {path}: {source}")]
     PidFile {
         path: std::path::PathBuf,

@@ -1,7 +1,11 @@
 //! `start`: release a created container's init by writing into its exec fifo, then run the
 //! poststart hooks.
 
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::{oci_state, status, ContainerError};
@@ -39,6 +43,7 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         what: "start the init",
         source,
     })?;
+    wait_for_exec(&fd);
     drop(fd);
     let _ = std::fs::remove_file(&fifo);
     state.status = Status::Running;
@@ -55,4 +60,13 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         }
     }
     Ok(())
+}
+
+/// Waits until the init has run the startContainer hooks and executed the program (or died), so
+/// poststart hooks run after it and `start` returns with the program running. The init holds the
+/// exec fifo open, close-on-exec, until its execve; a writer's poll reports POLLERR once no
+/// reader is left.
+fn wait_for_exec(fifo: &OwnedFd) {
+    let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
+    while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
 }

@@ -24,10 +24,16 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Skips the test without root, on a line of its own starting "SKIP" that scripts/test collects.
+/// The line goes straight to standard error: the test harness would keep an `eprintln!` to itself.
 macro_rules! require_root {
     () => {
         if !is_root() {
-            eprintln!("skipped: this test makes network namespaces and needs root");
+            let _ = writeln!(
+                io::stderr(),
+                "\nSKIP {}: makes network namespaces and needs root",
+                module_path!()
+            );
             return;
         }
     };

@@ -27,8 +27,10 @@ pub enum Message {
     Go,
     /// berth → init: the hooks ran; here is the state for the createContainer hooks.
     State(String),
-    /// init → berth: a descriptor follows (a console master, a seccomp listener).
+    /// init → berth: a descriptor follows (a seccomp listener).
     Fd,
+    /// init or exec → berth: the pty master follows; the text is the pty's name (`/dev/pts/0`).
+    Console(String),
 }
 
 impl Message {
@@ -41,6 +43,7 @@ impl Message {
             Message::Go => (b'G', b""),
             Message::State(json) => (b'S', json.as_bytes()),
             Message::Fd => (b'F', b""),
+            Message::Console(name) => (b'C', name.as_bytes()),
         };
         let mut out = Vec::with_capacity(1 + body.len() + 4);
         out.push(tag);
@@ -64,6 +67,7 @@ impl Message {
             b'G' => Message::Go,
             b'S' => Message::State(text()),
             b'F' => Message::Fd,
+            b'C' => Message::Console(text()),
             _ => return Err(ChannelError::Garbled),
         })
     }
@@ -110,7 +114,12 @@ impl Channel {
 
     /// Sends a descriptor with a `Fd` message.
     pub fn send_fd(&self, fd: RawFd) -> Result<(), ChannelError> {
-        let bytes = Message::Fd.encode();
+        self.send_with_fd(&Message::Fd, fd)
+    }
+
+    /// Sends a descriptor with `message`.
+    pub fn send_with_fd(&self, message: &Message, fd: RawFd) -> Result<(), ChannelError> {
+        let bytes = message.encode();
         let fds = [fd];
         sendmsg::<()>(
             self.fd.as_raw_fd(),
@@ -199,5 +208,15 @@ mod tests {
         let mut buf = [0u8; 2];
         nix::unistd::read(&r, &mut buf).unwrap();
         assert_eq!(&buf, b"hi");
+
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let console = Message::Console("/dev/pts/3".into());
+        a.send_with_fd(&console, w.as_raw_fd()).unwrap();
+        drop(w);
+        let (message, fd) = b.recv_with_fd().unwrap();
+        assert_eq!(message, console);
+        nix::unistd::write(fd.unwrap(), b"ok").unwrap();
+        nix::unistd::read(&r, &mut buf).unwrap();
+        assert_eq!(&buf, b"ok");
     }
 }

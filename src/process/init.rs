@@ -2,16 +2,18 @@
 //! the container's program. Everything it needs was worked out by berth before the clone; errors
 //! travel back over the channel and become the command's error.
 
+use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
-use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::Hook;
 
 use super::channel::{Channel, Message};
+use super::program::{self, become_root_in_userns, ProgramError};
 use super::ProcessPlan;
+use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{self, Join};
 use crate::rootfs::{self, RootfsPlan};
 use crate::syscall::{Kernel, Linux};
@@ -33,6 +35,9 @@ pub struct InitPlan {
     pub domainname: Option<String>,
     pub rootfs: RootfsPlan,
     pub process: ProcessPlan,
+    /// Whether the container gets a terminal (`process.terminal`), and its first size.
+    pub terminal: bool,
+    pub console_size: Option<WindowSize>,
     /// Whether berth runs prestart/createRuntime hooks, and this init createContainer ones.
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -54,21 +59,13 @@ pub enum InitError {
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
-    Capabilities(#[from] crate::capabilities::CapabilityError),
-    #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
-    #[error("cannot set {0}: {1}")]
-    Rlimit(&'static str, Errno),
-    #[error("cannot change to user {uid}:{gid}: {source}")]
-    User { uid: u32, gid: u32, source: Errno },
-    #[error("cannot change to the working directory {0}: {1}")]
-    Cwd(String, Errno),
-    #[error("{0}")]
-    Exec(String),
-    #[error(transparent)]
-    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -87,8 +84,6 @@ pub fn run(plan: InitPlan, channel: Channel) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-enum Never {}
-
 fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError> {
     match channel.recv() {
         Ok(Message::Go) => Ok(()),
@@ -96,17 +91,7 @@ fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError>
     }
 }
 
-fn become_root_in_userns() -> Result<(), InitError> {
-    let root = |e| InitError::User {
-        uid: 0,
-        gid: 0,
-        source: e,
-    };
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(root)?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(root)
-}
-
-fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never, InitError> {
+fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Infallible, InitError> {
     // SAFETY: the lock descriptor is a copy of berth's; nothing else in this process uses it.
     unsafe { libc::close(plan.lock_fd) };
     if plan.two_stage {
@@ -187,36 +172,21 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Never,
         crate::hooks::run("createContainer", &plan.create_container_hooks, &state)?;
     }
     rootfs::switch_root(kernel, &plan.rootfs)?;
+    if plan.terminal {
+        let slave = console::setup(plan.console_size, channel)?;
+        console::mount_dev_console(kernel, &slave)?;
+    }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
-    let mut env = process.env.clone();
-    if process.needs_home {
-        env.push(home_for(process.uid));
-    }
-    set_rlimits(process)?;
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
-    // capabilities (the profile must then allow what follows). With it, as late as possible,
-    // unless a notify listener has to reach berth before `create` returns.
-    let filter = plan.seccomp.as_ref();
-    let early = filter.filter(|f| !process.no_new_privileges || f.has_notify());
-    if let Some(filter) = early.filter(|_| !process.no_new_privileges) {
-        install_seccomp(filter, channel)?;
-    }
-    become_user(process)?;
-    if let Some(filter) = early.filter(|_| process.no_new_privileges) {
-        install_seccomp(filter, channel)?;
-    }
-    let late = filter.filter(|_| early.is_none());
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
-    let program = process.args[0].to_string_lossy();
-    let path = super::find_executable(&program, process.path_env()).map_err(InitError::Exec)?;
+    let ready = program::prepare(process, plan.seccomp.as_ref(), channel)?;
+    end_on_signals_while_created();
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
     // From here berth's `create` may have returned: failures go to the container's stderr.
     let started = wait_for_start(&plan.fifo).and_then(|()| {
         run_start_hooks(&plan.start_container_hooks, &state)?;
-        exec(&path, &process.args, &env, process.preserve_fds, late)
+        Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
     eprintln!("berth: {err}");
@@ -234,76 +204,31 @@ fn run_start_hooks(hooks: &[Hook], state: &str) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Installs the seccomp filter; a notify listener goes to berth, which hands it to the agent.
-fn install_seccomp(filter: &crate::seccomp::Filter, channel: &Channel) -> Result<(), InitError> {
-    if let Some(listener) = crate::seccomp::install(filter)? {
-        channel
-            .send_fd(listener.as_raw_fd())
-            .map_err(|_| InitError::Channel("handing over the seccomp listener"))?;
+/// The init of a created container is pid 1 of its pid namespace, and the kernel drops every
+/// signal sent to it for which it has no handler (but SIGKILL and SIGSTOP): `berth kill ID` would
+/// succeed and do nothing. Catch the usual ones and end, as runc's init does. execve resets the
+/// handlers; signals `run` keeps blocked for forwarding stay pending and never reach them.
+fn end_on_signals_while_created() {
+    extern "C" fn end(signal: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) }
     }
-    Ok(())
-}
-
-/// Drops capabilities and changes user, in the order the kernel needs: bounding set while
-/// CAP_SETPCAP is still there, keep-caps across the uid change, then the final sets.
-fn become_user(process: &ProcessPlan) -> Result<(), InitError> {
-    crate::capabilities::drop_bounding(process.caps.bounding, process.last_cap)?;
-    let user_err = |source| InitError::User {
-        uid: process.uid,
-        gid: process.gid,
-        source,
-    };
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    let groups: Vec<Gid> = process
-        .additional_gids
-        .iter()
-        .map(|&g| Gid::from_raw(g))
-        .collect();
-    match nix::unistd::setgroups(&groups) {
-        // A user namespace with setgroups denied cannot change groups; keep what it has.
-        Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
-        other => other.map_err(user_err)?,
-    }
-    let gid = Gid::from_raw(process.gid);
-    let uid = Uid::from_raw(process.uid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(user_err)?;
-    nix::unistd::setresuid(uid, uid, uid).map_err(user_err)?;
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    nix::unistd::chdir(&process.cwd)
-        .map_err(|e| InitError::Cwd(process.cwd.display().to_string(), e))?;
-    crate::capabilities::apply(&process.caps)?;
-    if process.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| InitError::Sys("set no_new_privs", e))?;
-    }
-    Ok(())
-}
-
-fn set_rlimits(process: &ProcessPlan) -> Result<(), InitError> {
-    for &(resource, name, soft, hard) in &process.rlimits {
-        let limit = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit reads one rlimit struct.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(InitError::Rlimit(name, Errno::last()));
+    for signal in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: installs a handler that only calls _exit; the struct is zeroed, then filled.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = end as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
-    Ok(())
-}
-
-/// `HOME=` from the container's /etc/passwd, or `/` when the user has no entry, as runc does.
-fn home_for(uid: u32) -> CString {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let home = passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
-        .map(|f| f[5].to_string())
-        .unwrap_or_else(|| "/".to_string());
-    CString::new(format!("HOME={home}")).unwrap_or_default()
 }
 
 /// Blocks until `start` writes a byte into the exec fifo.
@@ -316,53 +241,6 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
             Err(e) => return Err(InitError::Sys("wait for start", e)),
         }
     }
-}
-
-/// Replaces the init with the container's program: berth's descriptors closed on exec (only
-/// stdio and the preserved ones stay), signals back to their defaults.
-fn exec(
-    path: &CString,
-    args: &[CString],
-    env: &[CString],
-    preserve_fds: i32,
-    seccomp: Option<&crate::seccomp::Filter>,
-) -> Result<Never, InitError> {
-    let first_closed = 3 + preserve_fds.max(0) as libc::c_uint;
-    // SAFETY: close_range only marks descriptors close-on-exec.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first_closed,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    // SAFETY: restoring default dispositions and an empty mask before exec; no handlers run here.
-    // Ignored signals survive execve, and berth may have inherited some (or ignores SIGPIPE).
-    // glibc refuses to touch its own real-time signals, so this talks to the kernel directly: an
-    // all-zero kernel sigaction is SIG_DFL with no flags and an empty mask.
-    unsafe {
-        let default_action = [0u64; 4];
-        for signal in 1..=64 {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signal,
-                    default_action.as_ptr(),
-                    0usize,
-                    8usize,
-                );
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-    if let Some(filter) = seccomp {
-        crate::seccomp::install(filter)?;
-    }
-    let err = nix::unistd::execve(path, args, env).unwrap_err();
-    Err(InitError::Exec(format!("cannot run {:?}: {err}", path)))
 }
 
 /// Joins a new session keyring named `name`. Kernels without keyrings, or that refuse (some

@@ -3,7 +3,9 @@
 
 pub mod channel;
 pub mod clone;
+pub mod exec;
 pub mod init;
+pub mod program;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,56 @@ pub enum ProcessError {
     Nul(&'static str),
     #[error(transparent)]
     Capabilities(#[from] crate::capabilities::CapabilityError),
+    #[error("--preserve-fds must not be negative, not {0}")]
+    NegativePreserve(i32),
+    #[error("descriptor {fd} is not open, but the container is to get descriptors 3 to {last} ({given})")]
+    NotOpen { fd: u32, given: String, last: u32 },
+}
+
+/// The descriptors a container's process gets beyond stdio, numbered from 3 up: those that
+/// systemd-style socket activation handed to berth (`LISTEN_FDS`, when `LISTEN_PID` is berth's),
+/// as runc passes them, then the `--preserve-fds` ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtraFds {
+    pub listen: u32,
+    /// `LISTEN_FDNAMES`, passed on with the listen descriptors.
+    pub listen_names: Option<String>,
+    pub preserve: u32,
+}
+
+impl ExtraFds {
+    /// `--preserve-fds N`, after berth's own listen descriptors when `socket_activation`; checks
+    /// that each is open (berth's own descriptors are close-on-exec and never take their place).
+    pub fn new(preserve: i32, socket_activation: bool) -> Result<ExtraFds, ProcessError> {
+        let mut extra = ExtraFds {
+            preserve: u32::try_from(preserve)
+                .map_err(|_| ProcessError::NegativePreserve(preserve))?,
+            ..ExtraFds::default()
+        };
+        let var = |name| std::env::var(name).ok();
+        let for_berth = var("LISTEN_PID").and_then(|p| p.parse().ok()) == Some(std::process::id());
+        if socket_activation && for_berth {
+            extra.listen = var("LISTEN_FDS").and_then(|n| n.parse().ok()).unwrap_or(0);
+            extra.listen_names = var("LISTEN_FDNAMES");
+        }
+        let last = 2 + extra.total();
+        for fd in 3..=last {
+            if std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
+                let given = match (extra.listen, extra.preserve) {
+                    (0, n) => format!("--preserve-fds {n}"),
+                    (l, 0) => format!("LISTEN_FDS {l}"),
+                    (l, n) => format!("LISTEN_FDS {l} and --preserve-fds {n}"),
+                };
+                return Err(ProcessError::NotOpen { fd, given, last });
+            }
+        }
+        Ok(extra)
+    }
+
+    /// How many descriptors from 3 up the process keeps.
+    pub fn total(&self) -> u32 {
+        self.listen + self.preserve
+    }
 }
 
 /// What the container's program is and who it runs as, worked out before it exists.
@@ -58,14 +110,17 @@ pub struct ProcessPlan {
     pub no_new_privileges: bool,
     /// (resource, name, soft, hard)
     pub rlimits: Vec<(libc::__rlimit_resource_t, &'static str, u64, u64)>,
-    /// Descriptors 3 .. 3+N stay open for the program.
+    /// Descriptors 3 .. 3+N stay open for the program (listen and preserved ones).
     pub preserve_fds: i32,
+    /// How many of them are socket-activation descriptors: the program's `LISTEN_PID` is then
+    /// set to its own pid.
+    pub listen_fds: u32,
     /// Whether the environment lacks HOME (then it is taken from the container's /etc/passwd).
     pub needs_home: bool,
 }
 
 impl ProcessPlan {
-    pub fn from_spec(process: &Process, preserve_fds: i32) -> Result<ProcessPlan, ProcessError> {
+    pub fn from_spec(process: &Process, extra: &ExtraFds) -> Result<ProcessPlan, ProcessError> {
         let cstrings = |list: &[String], what| {
             list.iter()
                 .map(|s| CString::new(s.as_str()).map_err(|_| ProcessError::Nul(what)))
@@ -74,9 +129,24 @@ impl ProcessPlan {
         let args = cstrings(process.args().as_deref().unwrap_or_default(), "args")?;
         let mut env = cstrings(process.env().as_deref().unwrap_or_default(), "env")?;
         let needs_home = !env.iter().any(|e| e.as_bytes().starts_with(b"HOME="));
-        if preserve_fds > 0 {
-            // A program handed descriptors by systemd-style socket activation expects these.
-            env.retain(|e| !e.as_bytes().starts_with(b"LISTEN_FDS="));
+        if extra.listen > 0 {
+            // The program's socket-activation variables describe the descriptors it gets.
+            env.retain(|e| {
+                let e = e.as_bytes();
+                !(e.starts_with(b"LISTEN_FDS=")
+                    || e.starts_with(b"LISTEN_PID=")
+                    || e.starts_with(b"LISTEN_FDNAMES="))
+            });
+            let listen = [
+                Some(format!("LISTEN_FDS={}", extra.listen)),
+                extra
+                    .listen_names
+                    .as_ref()
+                    .map(|n| format!("LISTEN_FDNAMES={n}")),
+            ];
+            for var in listen.into_iter().flatten() {
+                env.push(CString::new(var).map_err(|_| ProcessError::Nul("env"))?);
+            }
         }
         let user = process.user();
         Ok(ProcessPlan {
@@ -99,7 +169,8 @@ impl ProcessPlan {
                     (resource, name, l.soft(), l.hard())
                 })
                 .collect(),
-            preserve_fds,
+            preserve_fds: extra.total() as i32,
+            listen_fds: extra.listen,
             needs_home,
         })
     }
@@ -166,6 +237,51 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_fds_come_first_and_the_environment_says_so() {
+        let process: Process = serde_json::from_str(
+            r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+                "env":["A=1","LISTEN_FDS=9","LISTEN_PID=7","B=2"]}"#,
+        )
+        .unwrap();
+        let env = |plan: &ProcessPlan| -> Vec<String> {
+            plan.env
+                .iter()
+                .map(|e| e.to_string_lossy().into_owned())
+                .collect()
+        };
+        // Without socket activation the environment is the spec's, whatever it says.
+        let plain = ProcessPlan::from_spec(&process, &ExtraFds::default()).unwrap();
+        assert_eq!(env(&plain), ["A=1", "LISTEN_FDS=9", "LISTEN_PID=7", "B=2"]);
+        let extra = ExtraFds {
+            listen: 2,
+            listen_names: Some("web:admin".into()),
+            preserve: 1,
+        };
+        let plan = ProcessPlan::from_spec(&process, &extra).unwrap();
+        assert_eq!(
+            env(&plan),
+            ["A=1", "B=2", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin"]
+        );
+        assert_eq!((plan.preserve_fds, plan.listen_fds), (3, 2));
+    }
+
+    #[test]
+    fn preserved_descriptors_must_be_open() {
+        assert_eq!(ExtraFds::new(0, false).unwrap(), ExtraFds::default());
+        assert_eq!(
+            ExtraFds::new(-1, false).unwrap_err().to_string(),
+            "--preserve-fds must not be negative, not -1"
+        );
+        let err = ExtraFds::new(100_000, false).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "is not open, but the container is to get descriptors 3 to 100002 (--preserve-fds 100000)"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn finds_programs_like_execvp() {

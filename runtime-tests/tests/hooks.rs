@@ -1,0 +1,178 @@
+//! Hooks: the six kinds run in order at their points of the lifecycle with the state on stdin
+//! (the real pid, the right status), with path, args, env and timeout honoured; a failing
+//! createRuntime hook fails `create` and leaves nothing, a failing poststop one only warns.
+
+use std::path::{Path, PathBuf};
+
+use runtime_tests::{need_root, read, wait_until, Env};
+use serde_json::{json, Value};
+
+/// A hook that appends its name to `DIR/order` and saves the state it read as `DIR/NAME.json`.
+fn recording_hook(name: &str, dir: &Path) -> Value {
+    let script = format!(
+        "echo {name} >> {dir}/order; cat > {dir}/{name}.json",
+        dir = dir.display()
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
+}
+
+/// The folder the hooks write into, bound at /run in the container for the one hook that runs
+/// inside it after the switch to the container's root (startContainer).
+fn hooks_folder(env: &Env, config: &mut Value) -> PathBuf {
+    let dir = env.scratch.join("hooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/run", "type": "bind", "source": dir, "options": ["rbind", "rw"]
+    }));
+    dir
+}
+
+fn state_read_by(dir: &Path, hook: &str) -> Value {
+    serde_json::from_str(&read(&dir.join(format!("{hook}.json"))))
+        .unwrap_or_else(|e| panic!("{hook} read no state JSON: {e}"))
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state() {
+    need_root!();
+    let env = Env::new("hooks-order");
+    let id = env.id("order");
+    let mut dir = PathBuf::new();
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        dir = hooks_folder(&env, c);
+        let on_host = |name| json!([recording_hook(name, &dir)]);
+        c["hooks"] = json!({
+            "prestart": on_host("prestart"),
+            "createRuntime": on_host("createRuntime"),
+            "createContainer": on_host("createContainer"),
+            "startContainer": [recording_hook("startContainer", Path::new("/run"))],
+            "poststart": on_host("poststart"),
+            "poststop": on_host("poststop"),
+        });
+    });
+    let order = || read(&dir.join("order"));
+
+    let out = env.create(&bundle, &id, &[]);
+    assert_eq!(order(), "prestart\ncreateRuntime\ncreateContainer\n");
+    let pid = env.pid(&id);
+    for hook in ["prestart", "createRuntime", "createContainer"] {
+        let state = state_read_by(&dir, hook);
+        assert_eq!(state["id"], id.as_str(), "{hook}: {state}");
+        assert_eq!(
+            state["pid"], pid,
+            "{hook} got another pid than the init's: {state}"
+        );
+        assert_eq!(state["status"], "creating", "{hook}: {state}");
+        assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{hook}: {state}");
+        assert_eq!(state["ociVersion"], "1.2.1", "{hook}: {state}");
+    }
+
+    env.berth(&["start", &id]).ok();
+    // startContainer runs before the program, poststart after it and before start returns.
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\n"
+    );
+    wait_until("the program to run", || read(&out) == "pausing\n");
+    for hook in ["startContainer", "poststart"] {
+        let state = state_read_by(&dir, hook);
+        assert_eq!(state["pid"], pid, "{hook}: {state}");
+        assert_eq!(state["status"], "running", "{hook}: {state}");
+    }
+
+    env.berth(&["delete", "--force", &id]).ok();
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
+    );
+    let state = state_read_by(&dir, "poststop");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["status"], "stopped");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn hook_args_env_and_timeout_are_honoured() {
+    need_root!();
+    let env = Env::new("hooks-args");
+    let id = env.id("args");
+    let seen = env.scratch.join("seen");
+    // sh -c SCRIPT NAME ARG: the hook's args[3] becomes $0 and args[4] $1.
+    let script = format!("echo \"$0 $1\" > {0}; env | sort >> {0}", seen.display());
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script, "named", "first"],
+            "env": ["HOOK_COLOR=blue", "HOOK_SIZE=3"],
+            "timeout": 5
+        }]});
+    });
+    env.run(&bundle, &id).ok();
+    let text = read(&seen);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("named first"));
+    let vars: Vec<&str> = lines.collect();
+    assert!(vars.contains(&"HOOK_COLOR=blue"), "{text}");
+    assert!(vars.contains(&"HOOK_SIZE=3"), "{text}");
+    // Only the hook's env: nothing of berth's own environment leaks in.
+    assert!(!vars.iter().any(|v| v.starts_with("CARGO")), "{text}");
+
+    // A hook that outlives its timeout is killed and fails create, which leaves nothing.
+    let id = env.id("slow");
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    let started = std::time::Instant::now();
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        err.trim(),
+        "berth: prestart hook /bin/sleep timed out after 1 s"
+    );
+    env.assert_gone(&id);
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
+    need_root!();
+    let env = Env::new("hooks-fail");
+    let id = env.id("fail");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        c["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "echo no network for you >&2; exit 3"]
+        }]});
+    });
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert_eq!(
+        err.trim(),
+        "berth: createRuntime hook /bin/sh exited with status 3: no network for you"
+    );
+    env.assert_gone(&id);
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_failing_poststop_hook_only_warns() {
+    need_root!();
+    let env = Env::new("hooks-poststop");
+    let id = env.id("poststop");
+    let bundle = env.bundle(&id, &["/bin/echo", "done"], |c| {
+        c["hooks"] = json!({"poststop": [{"path": "/bin/false"}]});
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "done\n");
+    assert!(
+        run.stderr
+            .contains("poststop hook /bin/false exited with status 1"),
+        "{}",
+        run.stderr
+    );
+    env.assert_gone(&id);
+}

@@ -1,0 +1,89 @@
+# shellcheck shell=bash
+# containerd.sh: containerd 1.6 driven with ctr. The runtime is chosen per container with
+# `ctr run --runc-binary PATH`, which sets the runc shim's BinaryName option, the same option the
+# CRI configuration in the README's Kubernetes section sets for a runtime handler. Sourced by
+# inside.sh.
+
+# Starts containerd once (Docker uses it too) with the CRI plugin on and the README's runtime
+# handler `berth`, so the configuration Kubernetes users copy is loaded and checked.
+containerd_daemon() {
+    [[ -n ${daemons[containerd]:-} ]] && return 0
+    local dir="$work/containerd"
+    mkdir -p "$dir"
+    cat >"$dir/config.toml" <<EOF
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$dir/containerd.sock"
+[ttrpc]
+  address = "$dir/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.berth]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.berth.options]
+      BinaryName = "$work/rt/containerd/berth"
+EOF
+    start_daemon containerd "$dir/containerd.sock" "$dir/containerd.log" \
+        containerd --config "$dir/config.toml"
+    export CTR="ctr --address $dir/containerd.sock --namespace berth-engines"
+    # The CRI plugin prints its whole configuration once it has loaded it.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'Start cri plugin with config' "$dir/containerd.log" && break
+        sleep 0.05
+    done
+    if ! grep 'Start cri plugin with config' "$dir/containerd.log" |
+        grep -q "berth:{Type:io.containerd.runc.v2 .*Options:map\[BinaryName:$work/rt/containerd/berth\]"; then
+        failures+=("containerd: the CRI plugin did not load the runtime handler berth with its BinaryName:
+$(grep -E 'cri|level=error' "$dir/containerd.log" | tail -n 5 | sed 's/^/    /')")
+    else
+        echo "engine-tests: containerd's CRI plugin loaded the runtime handler berth (BinaryName $work/rt/containerd/berth)"
+    fi
+}
+
+containerd_start() {
+    containerd_daemon
+    $CTR images import --base-name berth.test/busybox "$work/images/oci.tar" >/dev/null
+}
+
+# The state of a task, as `ctr task ls` shows it.
+task_status() {
+    $CTR task ls | awk -v id="$1" '$1 == id {print $1, $3}'
+}
+export -f task_status
+
+containerd_steps() {
+    local run='$CTR run --runc-binary $RUNTIME'
+    step "run" 3 '^hello from ctr$' \
+        "$run --rm \$IMAGE c-run sh -c 'echo hello from ctr; ip -o link | cut -d\" \" -f2; exit 3'"
+    step "run --net-host" 0 '^host0:$' \
+        "$run --rm --net-host \$IMAGE c-host sh -c 'ip -o link | cut -d\" \" -f2'"
+    step "run --detach" 0 '' \
+        "$run --detach \$IMAGE c-task sh -c 'sleep 1000 & exec helper pause' >/dev/null"
+    step "task ls" 0 '^c-task RUNNING$' "wait_for RUNNING task_status c-task"
+    step --needs exec "exec" 0 '^from exec uid=0' \
+        "\$CTR task exec --exec-id e1 c-task sh -c 'echo from exec \$(id -u | sed s/^/uid=/); cat /proc/1/cmdline | tr \"\\0\" \" \"'"
+    # ctr attaches to a terminal exec after starting it: a process that ends at once can lose
+    # its output (and ctr reports "cannot resize a stopped container"), with runc as with berth.
+    step --needs exec "exec -t" 0 '^true$' "on_tty \$CTR task exec -t --exec-id e2 c-task sh -c \'sleep 0.5\; helper isatty\'"
+    step --needs exec --code-only "exec a missing binary" 1 '' "\$CTR task exec --exec-id e3 c-task /no/such/binary"
+    step --needs ps "task ps" 0 '^2$' "\$CTR task ps c-task | awk 'NR > 1' | wc -l"
+    step --needs pause "task pause" 0 '^c-task PAUSED$' "\$CTR task pause c-task && task_status c-task"
+    step --needs resume "task resume" 0 '^c-task RUNNING$' "\$CTR task resume c-task && task_status c-task"
+    step "task metrics" 0 '^pids.current +2$' \
+        "\$CTR task metrics c-task | awk '/^(memory|cpuacct|pids)\\./ {print \$1, (\$1 == \"pids.current\" ? \$2 : \"\")}'"
+    step "task kill (SIGTERM)" 0 '^c-task STOPPED$' "\$CTR task kill c-task && wait_for STOPPED task_status c-task"
+    step "task delete" 0 '' "\$CTR task delete c-task && \$CTR container rm c-task && \$CTR container ls -q"
+    step "run --detach, three processes" 0 '' \
+        "$run --detach \$IMAGE c-all sh -c 'sleep 1000 & sleep 1001 & exec helper pause' >/dev/null"
+    step "task kill --all" 0 '^c-all STOPPED$' \
+        "wait_for RUNNING task_status c-all >/dev/null && \$CTR task kill --all --signal SIGKILL c-all && wait_for STOPPED task_status c-all"
+    step "task delete, exit status" 0 '' \
+        "\$CTR task delete c-all; echo status \$?; \$CTR container rm c-all"
+}

@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# docker.sh: dockerd 20.10 on the shared containerd, with both runtimes added by
+# `--add-runtime` and chosen per container by `docker run --runtime`. Its bridge docker0, its
+# iptables chains and docker-proxy live in the throwaway namespace. Sourced by inside.sh.
+
+docker_start() {
+    containerd_daemon
+    local dir="$work/docker"
+    mkdir -p "$dir"
+    echo '{}' >"$dir/daemon.json"
+    # Docker reserves the name runc for its own default: runc is added as runc-ref.
+    start_daemon docker "$dir/docker.sock" "$dir/dockerd.log" \
+        dockerd --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" \
+        --pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
+        --containerd "$work/containerd/containerd.sock" \
+        --add-runtime "runc-ref=$work/rt/docker/runc" --add-runtime "berth=$work/rt/docker/berth" \
+        --exec-opt native.cgroupdriver=cgroupfs
+    export DOCKER_HOST="unix://$dir/docker.sock" DOCKER_CONFIG="$dir/cli"
+    mkdir -p "$DOCKER_CONFIG"
+    echo '{}' >"$DOCKER_CONFIG/config.json"
+    docker import --change 'CMD ["sh"]' "$work/images/rootfs.tar" "$image" >/dev/null
+}
+
+docker_steps() {
+    local dr=$RT
+    [[ $RT == runc ]] && dr=runc-ref
+    export DOCKER_RUNTIME=$dr
+    local run='docker run --runtime $DOCKER_RUNTIME'
+    step "run" 3 '^hello from docker$' "$run --rm \$IMAGE sh -c 'echo hello from docker; exit 3'"
+    step "run --network host" 0 '^host0:$' "$run --rm --network host \$IMAGE sh -c 'ip -o link | cut -d\" \" -f2'"
+    step "run on the default bridge" 0 'inet 172\.17\.[0-9.]+/16' \
+        "$run --rm \$IMAGE sh -c 'ip addr; ip route'"
+    step "run -p 8080:80, fetch 127.0.0.1:8080" 0 'Hello from a berth container' \
+        "$run --detach --name web -p 8080:80 \$IMAGE httpd -f -p 80 -h /var/www >/dev/null &&
+         wait_for berth \$ROOTFS/bin/busybox wget -qO- http://127.0.0.1:8080/ ; docker rm --force web >/dev/null"
+    step "seccomp: the default profile is in force" 1 '^EPERM$' \
+        "$run --rm \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
+    step "seccomp=unconfined" 0 '^ok$' \
+        "$run --rm --security-opt seccomp=unconfined \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
+    step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
+    step "inspect" 0 '^running 0 16 172\.17\.0\.1 default 172\.17\.' \
+        "docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.HostConfig.NetworkMode}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"
+    step --needs exec "exec" 0 '^from exec$' "docker exec box sh -c 'echo from exec; id'"
+    step --needs exec "exec -it" 0 '^true$' "on_tty docker exec -it box helper isatty"
+    step --needs exec --code-only "exec a missing binary" 126 '' "docker exec box /no/such/binary"
+    step --needs ps "top" 0 '^helper$' "docker top box -o pid,comm | awk 'NR > 1 {print \$2}' | sort"
+    step --needs pause "pause" 0 '^paused$' "docker pause box >/dev/null && docker inspect -f '{{.State.Status}}' box"
+    step --needs resume "unpause" 0 '^running$' "docker unpause box >/dev/null && docker inspect -f '{{.State.Status}}' box"
+    step --needs update "update --memory 64m" 0 '^67108864 67108864$' \
+        "docker update --memory 64m --memory-swap 128m box >/dev/null &&
+         id=\$(docker inspect -f '{{.Id}}' box) && limit=/sys/fs/cgroup/memory/docker/\$id/memory.limit_in_bytes &&
+         { [ -e \$limit ] || limit=/sys/fs/cgroup/docker/\$id/memory.max; } &&
+         echo \$(docker inspect -f '{{.HostConfig.Memory}}' box) \$(cat \$limit)"
+    step "stats" 0 '^box 2 ' "docker stats --no-stream --format '{{.Name}} {{.PIDs}} {{if .MemUsage}}memory shown{{end}}' box"
+    step "stop" 0 '^exited 0$' "docker stop --time 5 box >/dev/null && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    step "restart" 0 '^running 0$' "docker restart --time 5 box >/dev/null && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    step "kill" 0 '^exited 137$' "docker kill box >/dev/null && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    step "rm" 0 '^box$' "docker rm box"
+}

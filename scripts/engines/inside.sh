@@ -1,0 +1,130 @@
+# shellcheck shell=bash
+# inside.sh: the part of engine-tests that runs in the throwaway network and mount namespace
+# that plays the host. It makes that "host" (lo up; a link `host0` to recognise it, an empty
+# bridge since the dummy driver may be missing; tmpfs over /run and the private_dirs so the
+# engines' default paths stay private), starts each engine, runs its steps once on runc and once
+# on berth, and compares them. Sourced by engine-tests.
+
+# shellcheck source=scripts/engines/steps.sh
+source "$engines_dir/steps.sh"
+# shellcheck source=scripts/engines/containerd.sh
+source "$engines_dir/containerd.sh"
+# shellcheck source=scripts/engines/docker.sh
+source "$engines_dir/docker.sh"
+# shellcheck source=scripts/engines/podman.sh
+source "$engines_dir/podman.sh"
+
+image=berth.test/busybox:latest
+# pid of each engine daemon we started, by name
+declare -A daemons=()
+
+# Starts a daemon in the background and waits for its socket; prints how long that took.
+start_daemon() {
+    local name=$1 socket=$2 log=$3
+    shift 3
+    local t0
+    t0=$(date +%s%N)
+    "$@" >"$log" 2>&1 &
+    daemons[$name]=$!
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [[ -S $socket ]] && break
+        kill -0 "${daemons[$name]}" 2>/dev/null || die "$name exited at start: $(tail -n 5 "$log")"
+        sleep 0.02
+    done
+    [[ -S $socket ]] || die "$name made no socket $socket in 4 s: $(tail -n 5 "$log")"
+    echo "engine-tests: $name is up in $((($(date +%s%N) - t0) / 1000000)) ms (pid ${daemons[$name]})"
+}
+
+# Stops a daemon by pid: SIGTERM, then SIGKILL after 10 s.
+stop_daemon() {
+    local name=$1 pid=${daemons[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 500; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "engine-tests: $name (pid $pid) ignored SIGTERM for 10 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset "daemons[$name]"
+}
+
+# Everything left in this mount namespace but this script: shims, conmon, docker-proxy,
+# containers. Found by namespace, so only processes this run started; killed by pid.
+kill_leftovers() {
+    local ours pid
+    ours=$(readlink /proc/self/ns/mnt)
+    for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
+        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+        [[ $(readlink "/proc/$pid/ns/mnt" 2>/dev/null) == "$ours" ]] || continue
+        # This script's own command substitutions (readlink, awk) must live on.
+        [[ $(awk '/^PPid:/{print $2}' "/proc/$pid/status" 2>/dev/null) == "$$" ]] && continue
+        echo "engine-tests: stopping leftover pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+inside_cleanup() {
+    set +e # clean up all there is; the run's own status stands
+    local name
+    for name in podman docker containerd; do
+        stop_daemon "$name"
+    done
+    kill_leftovers
+    # The mounts die with this namespace; unmounting first lets the outside remove the folder.
+    local target
+    grep -F " $work/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r target; do
+        umount -l "$target" 2>/dev/null || true
+    done
+}
+
+make_host() {
+    readlink /proc/self/ns/mnt >"$work/mnt-ns"
+    mount -t tmpfs -o mode=755 tmpfs /run
+    local dir
+    for dir in "${private_dirs[@]}"; do
+        mount -t tmpfs -o mode=700 tmpfs "$dir"
+    done
+    ip link set lo up
+    ip link add host0 type bridge
+    ip link set host0 up
+    export TMPDIR="$work/tmp"
+    mkdir -p "$TMPDIR"
+}
+
+# The wrapper an engine is given as its runtime: capture-runtime with its settings baked in.
+# podman names a runtime by its file name, so each is called runc or berth.
+make_runtime_wrappers() {
+    local engine=$1 rt real
+    mkdir -p "$work/rt/$engine"
+    for rt in runc berth; do
+        real=$([[ $rt == runc ]] && command -v runc || echo "$BERTH_BIN")
+        cat >"$work/rt/$engine/$rt" <<EOF
+#!/bin/sh
+CAPTURE_DIR='$work/calls/$engine/$rt' CAPTURE_RUNTIME='$real' exec '$engines_dir/capture-runtime' "\$@"
+EOF
+        chmod 755 "$work/rt/$engine/$rt"
+    done
+}
+
+inside_main() {
+    trap inside_cleanup EXIT
+    make_host
+    local engine rt
+    for engine in "$@"; do
+        make_runtime_wrappers "$engine"
+        echo "engine-tests: == $engine"
+        "${engine}_start"
+        for rt in runc berth; do
+            run_steps "$engine" "$rt" "${engine}_steps"
+        done
+        compare_runtimes "$engine"
+    done
+    report
+}

@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# podman.sh: podman 4.3 (no daemon: conmon watches each container) with `--runtime PATH`, its
+# storage and configuration in the work folder, and the CNI plugins for its default network.
+# Sourced by inside.sh.
+
+podman_start() {
+    local dir="$work/podman"
+    mkdir -p "$dir/cni"
+    # The hard limit on open files here is 20000 and berth, like runc, cannot raise it (no
+    # CAP_SYS_RESOURCE): podman's default rlimits (nofile 1048576) would fail every container.
+    # conmon passes --log and --log-format json only to runtimes named in runtime_supports_json.
+    cat >"$dir/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$dir/events.log"
+runtime_supports_json = ["runc", "berth"]
+tmp_dir = "$dir/tmp"
+volume_path = "$dir/volumes"
+[network]
+network_backend = "cni"
+network_config_dir = "$dir/cni"
+cni_plugin_dirs = ["/usr/lib/cni"]
+CONF
+    cat >"$dir/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$dir/root"
+runroot = "$dir/run"
+CONF
+    export CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf"
+    export CONTAINERS_REGISTRIES_CONF=/dev/null
+    unset DOCKER_CONFIG # podman reads it for registry logins
+    podman import --quiet --change 'CMD ["sh"]' "$work/images/rootfs.tar" "$image" >/dev/null
+}
+
+podman_steps() {
+    local run='podman --runtime $RUNTIME run'
+    step "run on the CNI network" 0 'inet 10\.88\.[0-9.]+/16' \
+        "$run --rm \$IMAGE sh -c 'echo exit soon; ip addr; ip route; exit 5'; echo status \$?"
+    step "run --network host (cni-podman0 exists by now)" 0 '^host0:$' "$run --rm --network host \$IMAGE sh -c 'ip -o link | cut -d\" \" -f2'"
+    step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
+    step "inspect" 0 '^running 0 16 10\.88\.0\.1 10\.88\.' \
+        "podman inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"
+    step --needs exec "exec -it" 0 '^true$' "on_tty podman --runtime \$RUNTIME exec -it box helper isatty"
+    step --needs pause "pause" 0 '^paused$' "podman --runtime \$RUNTIME pause box >/dev/null && podman inspect -f '{{.State.Status}}' box"
+    step --needs resume "unpause" 0 '^running$' "podman --runtime \$RUNTIME unpause box >/dev/null && podman inspect -f '{{.State.Status}}' box"
+    step "stop" 0 '^exited 0$' "podman --runtime \$RUNTIME stop --time 5 box >/dev/null && podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    step "start again" 0 '^running$' "podman --runtime \$RUNTIME start box >/dev/null && podman inspect -f '{{.State.Status}}' box"
+    step "kill" 0 '^exited 137$' "podman --runtime \$RUNTIME kill box >/dev/null && podman wait box >/dev/null; podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    step "rm" 0 '^box$' "podman rm box"
+}

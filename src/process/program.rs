@@ -1,0 +1,237 @@
+//! The last steps before a container's program runs, shared by the init and `exec`: resource
+//! limits, user, groups and capabilities, the working directory, seccomp, the program's path, and
+//! the execve itself with berth's descriptors closed and signals back to their defaults.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+
+use super::channel::Channel;
+use super::ProcessPlan;
+use crate::seccomp::Filter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error(transparent)]
+    Capabilities(#[from] crate::capabilities::CapabilityError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error("cannot set process.rlimits {name} to soft {soft}, hard {hard}: {source}{hint}")]
+    Rlimit {
+        name: &'static str,
+        soft: u64,
+        hard: u64,
+        source: Errno,
+        hint: &'static str,
+    },
+    #[error("cannot change to user {uid}:{gid}: {source}")]
+    User { uid: u32, gid: u32, source: Errno },
+    #[error("cannot change to the working directory {0}: {1}")]
+    Cwd(String, Errno),
+    #[error("the working directory {0} is outside the container's root filesystem")]
+    CwdOutside(String),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(Errno),
+    #[error("{0}")]
+    Exec(String),
+    #[error("lost contact with berth while {0}")]
+    Channel(&'static str),
+}
+
+/// A program ready to run: found on disk, with its final environment, the caller already in the
+/// process's user, capabilities and working directory.
+pub struct Ready<'a> {
+    path: CString,
+    env: Vec<CString>,
+    /// A seccomp filter still to install, right before execve.
+    late_seccomp: Option<&'a Filter>,
+}
+
+/// Takes the root identity of a user namespace just made or joined.
+pub fn become_root_in_userns() -> Result<(), ProgramError> {
+    let root = |source| ProgramError::User {
+        uid: 0,
+        gid: 0,
+        source,
+    };
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(root)?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(root)
+}
+
+/// Applies the process's limits, seccomp filter (when it must go in before the user change),
+/// user and capabilities, working directory and umask, then finds the program.
+pub fn prepare<'a>(
+    process: &ProcessPlan,
+    seccomp: Option<&'a Filter>,
+    channel: &Channel,
+) -> Result<Ready<'a>, ProgramError> {
+    let mut env = process.env.clone();
+    if process.needs_home {
+        env.push(home_for(process.uid));
+    }
+    set_rlimits(process)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
+    // capabilities (the profile must then allow what follows). With it, as late as possible,
+    // unless a notify listener has to reach berth before it returns.
+    let early = seccomp.filter(|f| !process.no_new_privileges || f.has_notify());
+    if let Some(filter) = early.filter(|_| !process.no_new_privileges) {
+        install_seccomp(filter, channel)?;
+    }
+    become_user(process)?;
+    if let Some(filter) = early.filter(|_| process.no_new_privileges) {
+        install_seccomp(filter, channel)?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
+    let program = process.args[0].to_string_lossy();
+    let path = super::find_executable(&program, process.path_env()).map_err(ProgramError::Exec)?;
+    Ok(Ready {
+        path,
+        env,
+        late_seccomp: seccomp.filter(|_| early.is_none()),
+    })
+}
+
+/// Replaces the calling process with the program: berth's descriptors closed on exec (only stdio
+/// and the preserved ones stay), signals back to their defaults, the late seccomp filter in.
+pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramError> {
+    let first_closed = 3 + process.preserve_fds.max(0) as libc::c_uint;
+    // SAFETY: close_range only marks descriptors close-on-exec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_closed,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    // SAFETY: restoring default dispositions and an empty mask before exec; no handlers run here.
+    // Ignored signals survive execve, and berth may have inherited some (or ignores SIGPIPE).
+    // glibc refuses to touch its own real-time signals, so this talks to the kernel directly: an
+    // all-zero kernel sigaction is SIG_DFL with no flags and an empty mask.
+    unsafe {
+        let default_action = [0u64; 4];
+        for signal in 1..=64 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    0usize,
+                    8usize,
+                );
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    let mut env = ready.env;
+    if process.listen_fds > 0 {
+        // Socket activation names the process the descriptors are for: this one, as it sees itself.
+        let pid = format!("LISTEN_PID={}", nix::unistd::getpid());
+        env.push(CString::new(pid).expect("no NUL in a number"));
+    }
+    if let Some(filter) = ready.late_seccomp {
+        crate::seccomp::install(filter)?;
+    }
+    let err = nix::unistd::execve(&ready.path, &process.args, &env).unwrap_err();
+    Err(ProgramError::Exec(format!(
+        "cannot run {:?}: {err}",
+        ready.path
+    )))
+}
+
+/// Installs the seccomp filter; a notify listener goes to berth, which hands it to the agent.
+fn install_seccomp(filter: &Filter, channel: &Channel) -> Result<(), ProgramError> {
+    if let Some(listener) = crate::seccomp::install(filter)? {
+        channel
+            .send_fd(listener.as_raw_fd())
+            .map_err(|_| ProgramError::Channel("handing over the seccomp listener"))?;
+    }
+    Ok(())
+}
+
+/// Drops capabilities and changes user, in the order the kernel needs: bounding set while
+/// CAP_SETPCAP is still there, keep-caps across the uid change, then the final sets.
+fn become_user(process: &ProcessPlan) -> Result<(), ProgramError> {
+    crate::capabilities::drop_bounding(process.caps.bounding, process.last_cap)?;
+    let user_err = |source| ProgramError::User {
+        uid: process.uid,
+        gid: process.gid,
+        source,
+    };
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let groups: Vec<Gid> = process
+        .additional_gids
+        .iter()
+        .map(|&g| Gid::from_raw(g))
+        .collect();
+    match nix::unistd::setgroups(&groups) {
+        // A user namespace with setgroups denied cannot change groups; keep what it has.
+        Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
+        other => other.map_err(user_err)?,
+    }
+    let gid = Gid::from_raw(process.gid);
+    let uid = Uid::from_raw(process.uid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(user_err)?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(user_err)?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    let cwd = || process.cwd.display().to_string();
+    nix::unistd::chdir(&process.cwd).map_err(|e| ProgramError::Cwd(cwd(), e))?;
+    // A host directory reachable as /proc/self/fd/N (a leaked descriptor: CVE-2024-21626) would
+    // put the working directory outside the container's root; the kernel then calls it
+    // unreachable, which getcwd reports as ENOENT.
+    match nix::unistd::getcwd() {
+        Ok(dir) if dir.is_absolute() => {}
+        Ok(_) | Err(Errno::ENOENT) => return Err(ProgramError::CwdOutside(cwd())),
+        Err(e) => return Err(ProgramError::Cwd(cwd(), e)),
+    }
+    crate::capabilities::apply(&process.caps)?;
+    if process.no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().map_err(ProgramError::NoNewPrivs)?;
+    }
+    Ok(())
+}
+
+fn set_rlimits(process: &ProcessPlan) -> Result<(), ProgramError> {
+    for &(resource, name, soft, hard) in &process.rlimits {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads one rlimit struct.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            let source = Errno::last();
+            let hint = if source == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(ProgramError::Rlimit {
+                name,
+                soft,
+                hard,
+                source,
+                hint,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `HOME=` from the container's /etc/passwd, or `/` when the user has no entry, as runc does.
+fn home_for(uid: u32) -> CString {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let home = passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .unwrap_or_else(|| "/".to_string());
+    CString::new(format!("HOME={home}")).unwrap_or_default()
+}
