@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runtime_tests::{berth_bin, need_root, rootfs, workspace, Env, NetNs};
+use runtime_tests::{
+    berth_bin, need_root, process_gone, read, rootfs, wait_until, workspace, Env, NetNs,
+};
 use serde_json::{json, Value};
 
 const PAGE: &str = "Hello from a berth container";
@@ -180,19 +182,9 @@ impl Detached {
     /// The container's output once it holds `line` (waiting up to 10 s).
     #[track_caller]
     fn output_with(&self, line: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if text.lines().any(|l| l == line) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "container {} never printed {line:?}; it printed {text:?}",
-                self.id
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("container {} to print {line:?}", self.id);
+        wait_until(&what, || read(&self.log).lines().any(|l| l == line));
+        read(&self.log)
     }
 }
 
@@ -941,14 +933,7 @@ fn delete_force_cleans_up_after_berth_is_killed_during_create() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the createRuntime hook never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the createRuntime hook", || marker.exists());
     // berth waits on the hook: kill it (nsenter execs berth, so this pid is berth's).
     create.kill().unwrap();
     create.wait().unwrap();
@@ -973,11 +958,7 @@ fn delete_force_cleans_up_after_berth_is_killed_during_create() {
     env.berth(&["delete", "--force", &id]).ok();
     env.assert_gone(&id);
     assert_no_network_left(&env);
-    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z"),
-        "the init {init} still runs: {stat}"
-    );
+    assert!(process_gone(init), "the init {init} still runs");
 }
 
 #[test]
