@@ -87,6 +87,21 @@ fn run_forwards_signals_to_the_container() {
 }
 
 #[test]
+fn a_foreground_run_can_be_deleted_from_elsewhere() {
+    need_root!();
+    let env = Env::new("run-delete");
+    let id = env.id("fg");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let run = env.spawn(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    run.wait_for_stdout("pausing");
+    assert_eq!(env.state(&id)["status"], "running");
+    env.berth(&["delete", "--force", &id]).ok();
+    let done = run.wait();
+    assert_eq!(done.code, 137, "{}", done.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn create_start_kill_delete_move_through_the_states() {
     need_root!();
     let env = Env::new("states");

@@ -8,7 +8,7 @@ use super::create::{create, CreateOptions, Created};
 use super::start::start_locked;
 use super::ContainerError;
 use crate::console::Relay;
-use crate::state::Root;
+use crate::state::{Root, StateError};
 
 /// Runs a container. Detached, returns 0 once it runs; otherwise returns its exit status.
 pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, ContainerError> {
@@ -40,10 +40,21 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
             return Err(err);
         }
     };
-    let created = start_or_remove(created)?;
-    let code = super::wait::foreground(created.pid, &signals, relay.as_mut());
+    let Created {
+        dir, state, pid, ..
+    } = start_or_remove(created)?;
+    // Unlocked while it runs, so `kill`, `exec`, `pause` and `delete --force` can reach it.
+    drop(dir);
+    let code = super::wait::foreground(pid, &signals, relay.as_mut());
     drop(relay);
-    super::delete::destroy(created.dir, &created.state)?;
+    match root.open_container(&opts.id) {
+        // Unless someone deleted it meanwhile (and perhaps made another under the same id).
+        Ok(dir) if dir.read_state().is_ok_and(|now| now.pid == state.pid) => {
+            super::delete::destroy(dir, &state)?
+        }
+        Ok(_) | Err(StateError::NotExist(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
     Ok(code)
 }
 
