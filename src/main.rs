@@ -104,8 +104,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let root = match berth::state::Root::from_flag(&cli.root) {
+        Ok(root) => root,
+        Err(err) => {
+            berth::logging::report_error(&err.to_string());
+            return ExitCode::from(1);
+        }
+    };
+    // berth is never dumpable, so neither is any process it makes, however it makes it, until that
+    // process runs the container's program (CVE-2019-5736: see process::clone::undumpable).
+    if let Err(err) = berth::process::clone::undumpable() {
+        berth::logging::report_error(&format!("cannot make berth non-dumpable: {err}"));
+        return ExitCode::from(1);
+    }
     let global = commands::Global {
-        root: berth::state::Root::new(cli.root),
+        root,
         systemd_cgroup: cli.systemd_cgroup,
     };
     let result = match command {

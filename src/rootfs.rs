@@ -36,6 +36,12 @@ pub enum RootfsError {
         step: &'static str,
         source: Errno,
     },
+    #[error("{path} is not the device {major}:{minor} (a symlink or another file)")]
+    NotDevice {
+        path: String,
+        major: u64,
+        minor: u64,
+    },
     #[error("cannot mask {path}: {source}")]
     Mask { path: String, source: Errno },
     #[error("cannot make {path} read-only: {source}")]
@@ -551,20 +557,26 @@ fn mount_one(
             } else {
                 ResolveFlag::empty()
             };
+            let not_real = || RootfsError::NotRealDirectory {
+                target: shown.clone(),
+                fstype: fstype.clone(),
+            };
             let target = match open_in_root(root, &mount.destination, extra) {
-                Err(Errno::ENOENT) => make_in_root(root, &mount.destination, false),
-                Err(Errno::ELOOP) => {
-                    return Err(RootfsError::NotRealDirectory {
-                        target: shown,
-                        fstype: fstype.clone(),
-                    })
-                }
+                // Made here, then opened again under the same rule, so nothing swapped in between.
+                Err(Errno::ENOENT) => make_in_root(root, &mount.destination, false)
+                    .and_then(|_| open_in_root(root, &mount.destination, extra)),
                 other => other,
             }
-            .map_err(|source| RootfsError::MountPoint {
-                target: shown.clone(),
-                source,
+            .map_err(|source| match source {
+                Errno::ELOOP => not_real(),
+                source => RootfsError::MountPoint {
+                    target: shown.clone(),
+                    source,
+                },
             })?;
+            if !extra.is_empty() && !is_directory(&target) {
+                return Err(not_real());
+            }
             let data = (!mount.data.is_empty()).then_some(mount.data.as_str());
             let result = kernel.mount(
                 Some(Path::new(source)),
@@ -607,6 +619,19 @@ fn mount_one(
             .map_err(err("propagation"))?;
     }
     Ok(())
+}
+
+fn is_directory(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// Whether `fd` is the device node `kind` `major:minor`.
+fn is_device(fd: &OwnedFd, kind: SFlag, major: u64, minor: u64) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| {
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
+            && st.st_rdev == nix::sys::stat::makedev(major, minor)
+    })
 }
 
 /// The flags of the mount at `path` that a remount must keep: a mount made in a less privileged
@@ -867,11 +892,25 @@ fn make_device(
     let dir = make_in_root(root, parent, false).map_err(err)?;
     let path = fd_path(dir.as_raw_fd()).join(name);
     if in_userns {
-        // mknod is refused in a user namespace: bind the host's node onto an empty file.
+        // mknod is refused in a user namespace: bind the host's node onto an empty file. The
+        // spec's path is then a host path too: bind it only if it is the device the spec names.
+        let host = nix::fcntl::open(
+            &device.path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        if !is_device(&host, device.kind, device.major, device.minor) {
+            return Err(RootfsError::NotDevice {
+                path: shown,
+                major: device.major,
+                minor: device.minor,
+            });
+        }
         let target = make_in_root(root, &device.path, true).map_err(err)?;
         return kernel
             .mount(
-                Some(&device.path),
+                Some(&fd_path(host.as_raw_fd())),
                 &fd_path(target.as_raw_fd()),
                 None,
                 MsFlags::MS_BIND,
@@ -947,6 +986,25 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
     Ok(())
 }
 
+/// The container's `/dev/null`, opened without following symlinks and checked to be the null
+/// device: masking binds it over paths, and a `/dev/null` that the image made a symlink (say to
+/// `/proc/sys/kernel/core_pattern`) or another file would expose that file in their place.
+fn open_dev_null(root: &OwnedFd) -> Result<OwnedFd, RootfsError> {
+    let fd = open_in_root(
+        root,
+        Path::new("/dev/null"),
+        ResolveFlag::RESOLVE_NO_SYMLINKS,
+    );
+    match fd {
+        Ok(fd) if is_device(&fd, SFlag::S_IFCHR, 1, 3) => Ok(fd),
+        _ => Err(RootfsError::NotDevice {
+            path: "/dev/null".into(),
+            major: 1,
+            minor: 3,
+        }),
+    }
+}
+
 /// After the switch: masked and read-only paths, the read-only root, the root's propagation.
 pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/")).map_err(|source| RootfsError::Pivot {
@@ -954,6 +1012,10 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
         step: "open new /",
         source,
     })?;
+    let dev_null = match plan.masked.is_empty() {
+        true => None,
+        false => Some(open_dev_null(&root)?),
+    };
     for path in &plan.masked {
         let shown = path.display().to_string();
         let target = match open_in_root(&root, path, ResolveFlag::empty()) {
@@ -983,13 +1045,8 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
         let result = if is_dir {
             mask_dir()
         } else {
-            match kernel.mount(
-                Some(Path::new("/dev/null")),
-                &target,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            ) {
+            let null = dev_null.as_ref().map(|fd| fd_path(fd.as_raw_fd()));
+            match kernel.mount(null.as_deref(), &target, None, MsFlags::MS_BIND, None) {
                 Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => mask_dir(),
                 other => other,
             }

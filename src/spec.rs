@@ -34,6 +34,10 @@ pub enum SpecError {
     NoArgs,
     #[error("process.cwd {0:?} must be an absolute path")]
     RelativeCwd(PathBuf),
+    #[error("process.user.{0} {1} is not a valid id")]
+    BadUser(&'static str, u32),
+    #[error("linux.devices[{0}].path {1:?} must be an absolute path without '..'")]
+    BadDevicePath(usize, PathBuf),
     #[error("linux.namespaces lists {0:?} twice")]
     DuplicateNamespace(String),
     #[error("linux.namespaces: the {0} namespace path {1} does not exist")]
@@ -145,6 +149,7 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     if !process.cwd().is_absolute() {
         return Err(SpecError::RelativeCwd(process.cwd().clone()));
     }
+    check_user(process.user())?;
     let mut seen = HashSet::new();
     for limit in process.rlimits().iter().flatten() {
         if !seen.insert(crate::process::rlimit(limit.typ()).1) {
@@ -167,6 +172,7 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         return Err(SpecError::NoMountNamespace);
     }
     check_namespaces(spec)?;
+    check_devices(spec)?;
     check_mounts(spec)?;
     check_sysctl(spec)?;
     check_hooks(spec)?;
@@ -240,6 +246,41 @@ fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !own_uts {
         return Err(SpecError::NeedsUts("domainname"));
+    }
+    Ok(())
+}
+
+/// 4294967295 is `(uid_t)-1`, which setresuid and setgroups read as "leave unchanged": a
+/// container asking for it would keep running as root.
+fn check_user(user: &oci_spec::runtime::User) -> Result<(), SpecError> {
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .map(|&g| ("additionalGids", g)),
+        );
+    for (field, id) in ids {
+        if id == u32::MAX {
+            return Err(SpecError::BadUser(field, id));
+        }
+    }
+    Ok(())
+}
+
+/// Device paths name a node inside the container, and with a user namespace the host node that
+/// is bind-mounted there: absolute, without `..`.
+fn check_devices(spec: &Spec) -> Result<(), SpecError> {
+    let devices = spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+    for (index, device) in devices.into_iter().flatten().enumerate() {
+        let path = device.path();
+        let dotdot = path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if !path.is_absolute() || dotdot || path == Path::new("/") {
+            return Err(SpecError::BadDevicePath(index, path.clone()));
+        }
     }
     Ok(())
 }
@@ -549,6 +590,33 @@ mod tests {
             assert!(
                 err.contains(expected),
                 "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unchanged_ids_and_escaping_device_paths_are_refused() {
+        let dir = bundle_with_rootfs();
+        let json = MINIMAL.replace(r#""uid":0"#, r#""uid":4294967295"#);
+        let err = check(&spec_from(&json), dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "process.user.uid 4294967295 is not a valid id"
+        );
+        let json = MINIMAL.replace(r#""gid":0"#, r#""gid":0,"additionalGids":[4294967295]"#);
+        let err = check(&spec_from(&json), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("additionalGids"), "{err}");
+        for path in ["/dev/../etc/shadow", "dev/null", "/"] {
+            let json = MINIMAL.replace(
+                r#""linux":{"#,
+                &format!(
+                    r#""linux":{{"devices":[{{"path":"{path}","type":"c","major":1,"minor":3}}],"#
+                ),
+            );
+            let err = check(&spec_from(&json), dir.path()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("linux.devices[0].path {path:?} must be an absolute path without '..'")
             );
         }
     }

@@ -17,6 +17,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
 /// Longest container id: the id is a file name, and engines use 64 hex characters.
 pub const MAX_ID_LEN: usize = 200;
+/// Longest `--root`: its files' paths (and the network store's) must stay well within PATH_MAX.
+pub const MAX_ROOT_LEN: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -28,6 +30,18 @@ pub enum StateError {
         "container id {0:?} may hold only letters, digits and _ + - . and must not start with '.'"
     )]
     BadId(String),
+    #[error("--root must not be empty")]
+    EmptyRoot,
+    #[error("--root {0:?} is longer than {MAX_ROOT_LEN} bytes")]
+    RootTooLong(PathBuf),
+    #[error("--root {0:?} must not contain '..'")]
+    RootDotDot(PathBuf),
+    #[error("--root {path} is not a directory")]
+    RootNotDir { path: PathBuf },
+    #[error(
+        "--root {path} is writable by others (mode {mode:o}): its state would not be berth's alone"
+    )]
+    RootWritable { path: PathBuf, mode: u32 },
     #[error("container {0:?} does not exist")]
     NotExist(String),
     #[error("container {0:?} already exists")]
@@ -132,11 +146,31 @@ impl Root {
         Root { path: path.into() }
     }
 
+    /// The `--root` flag, checked: not empty, no `..`, not too long; a relative path is made
+    /// absolute, so hooks and later commands find the same folder.
+    pub fn from_flag(path: &Path) -> Result<Root, StateError> {
+        if path.as_os_str().is_empty() {
+            return Err(StateError::EmptyRoot);
+        }
+        if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(StateError::RootDotDot(path.to_path_buf()));
+        }
+        let path = std::path::absolute(path).map_err(io_err(path))?;
+        if path.as_os_str().len() > MAX_ROOT_LEN {
+            return Err(StateError::RootTooLong(path));
+        }
+        Ok(Root { path })
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.path.join(id)
     }
 
-    /// Makes the root folder (mode 0700) if it is missing.
+    /// Makes the root folder (mode 0700) if it is missing. An existing one must be a directory
+    /// that no one else may write to: whoever can could plant state for berth to act on.
     pub fn ensure(&self) -> Result<(), StateError> {
         match std::fs::DirBuilder::new()
             .recursive(false)
@@ -144,7 +178,22 @@ impl Root {
             .create(&self.path)
         {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::metadata(&self.path).map_err(io_err(&self.path))?;
+                let mode = meta.permissions().mode() & 0o7777;
+                if !meta.is_dir() {
+                    Err(StateError::RootNotDir {
+                        path: self.path.clone(),
+                    })
+                } else if mode & 0o022 != 0 {
+                    Err(StateError::RootWritable {
+                        path: self.path.clone(),
+                        mode,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -366,6 +415,51 @@ mod tests {
             root.open_container("three"),
             Err(StateError::NotExist(_))
         ));
+    }
+
+    #[test]
+    fn root_flag_checks() {
+        let tmp = TempDir::new("state");
+        assert!(matches!(
+            Root::from_flag(Path::new("")),
+            Err(StateError::EmptyRoot)
+        ));
+        let err = Root::from_flag(Path::new("/run/../etc")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--root \"/run/../etc\" must not contain '..'"
+        );
+        let long = PathBuf::from("/").join("r".repeat(MAX_ROOT_LEN));
+        assert!(matches!(
+            Root::from_flag(&long),
+            Err(StateError::RootTooLong(_))
+        ));
+        let relative = Root::from_flag(Path::new("some/root")).unwrap();
+        assert!(relative.path.is_absolute() && relative.path.ends_with("some/root"));
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = Root::from_flag(&open).unwrap().ensure().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--root {} is writable by others (mode 1777): its state would not be berth's alone",
+                open.display()
+            )
+        );
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = Root::from_flag(&file).unwrap().create_container("x");
+        assert!(matches!(err, Err(StateError::RootNotDir { .. })));
+        // A folder of the caller's with no write bits for others is fine.
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Root::from_flag(&shared)
+            .unwrap()
+            .create_container("x")
+            .unwrap();
     }
 
     #[test]

@@ -414,7 +414,8 @@ fn build(
         if new.contains(CloneFlags::CLONE_NEWUSER) {
             write_id_maps(id, first, &uid_maps, &gid_maps)?;
         }
-        ours.send(&Message::Go).map_err(|_| init_lost(id, first))?;
+        ours.send(&Message::Go)
+            .map_err(|_| init_failed(id, &ours, first))?;
         let pidfd = match ours.recv_with_fd() {
             Ok((Message::Fd, Some(fd))) => fd,
             Ok((Message::Error(reason), _)) => {
@@ -435,7 +436,8 @@ fn build(
             write_id_maps(id, first, &uid_maps, &gid_maps)?;
         }
         if wait_go {
-            ours.send(&Message::Go).map_err(|_| init_lost(id, first))?;
+            ours.send(&Message::Go)
+                .map_err(|_| init_failed(id, &ours, first))?;
         }
         first
     };
@@ -554,6 +556,20 @@ fn expect(id: &str, channel: &Channel, wanted: Message, pid: Pid) -> Result<(), 
             reason,
         }),
         _ => Err(init_lost(id, pid)),
+    }
+}
+
+/// The init closed the channel while berth was writing: it may have sent why before it exited.
+fn init_failed(id: &str, channel: &Channel, pid: Pid) -> ContainerError {
+    match channel.recv() {
+        Ok(Message::Error(reason)) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            ContainerError::Init {
+                id: id.into(),
+                reason,
+            }
+        }
+        _ => init_lost(id, pid),
     }
 }
 

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::firewall;
 use super::ipam::{self, Direction};
@@ -16,6 +17,10 @@ use super::{Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation}
 
 pub(super) const MTU: u32 = 1500;
 const CONTAINER_INTERFACE: &str = "eth0";
+/// How long a deleted container's veth may outlive it before berth deletes it itself. The
+/// kernel removes it with the container's network namespace within tens of milliseconds,
+/// unless something else (a bind mount, a process that entered it) holds that namespace.
+pub(super) const VETH_LINGER: Duration = Duration::from_secs(1);
 
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
     if !matches!(req.mode, Mode::Host | Mode::Bridge) {
@@ -45,6 +50,7 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
         id: id.to_string(),
         owner,
         lease,
+        released_at: None,
     });
     let port_records: Vec<PortRecord> = req
         .ports
@@ -338,10 +344,11 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     let Some(store) = Store::lock_existing(root)? else {
         return Ok(());
     };
+    // a released lease of an earlier container with the same id is not this one's
     let leases: Vec<LeaseRecord> = store
         .leases()?
         .into_iter()
-        .filter(|record| record.id == id)
+        .filter(|record| record.id == id && record.released_at.is_none())
         .collect();
     let ports: Vec<PortRecord> = store
         .ports()?
@@ -351,10 +358,15 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     release_records(&store, &leases, &ports)
 }
 
-/// Drops the records of containers that no longer exist, with whatever they still hold.
+/// Drops the records of containers that no longer exist, with whatever they still hold, and
+/// settles released leases.
 fn reclaim(store: &Store) -> Result<(), NetworkError> {
-    let leases: Vec<LeaseRecord> = store
+    let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
         .leases()?
+        .into_iter()
+        .partition(|record| record.released_at.is_some());
+    settle_released(store, &released)?;
+    let leases: Vec<LeaseRecord> = held
         .into_iter()
         .filter(|record| !store.is_alive(&record.id, &record.owner))
         .collect();
@@ -369,8 +381,42 @@ fn reclaim(store: &Store) -> Result<(), NetworkError> {
     release_records(store, &leases, &ports)
 }
 
+/// Forgets released leases whose veth the kernel has removed, and deletes the veths that
+/// outlived their container by more than [`VETH_LINGER`].
+fn settle_released(store: &Store, released: &[LeaseRecord]) -> Result<(), NetworkError> {
+    if released.is_empty() {
+        return Ok(());
+    }
+    let mut host = Netlink::open()?;
+    let now = now_millis();
+    for record in released {
+        let since = now.saturating_sub(record.released_at.unwrap_or(0));
+        if host.link(&record.lease.host_veth)?.is_some() {
+            if since < VETH_LINGER.as_millis() as u64 {
+                continue;
+            }
+            host.delete_link(&record.lease.host_veth)?;
+        }
+        store.remove_lease(&record.lease)?;
+    }
+    Ok(())
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 /// Undoes what the records stand for, then forgets them: published ports first, then veths,
 /// then the records, then any bridge no berth container uses any more.
+///
+/// The containers' processes are gone by now, so their network namespaces are going and the
+/// kernel removes each veth with its namespace. Deleting a veth makes the kernel wait for RCU
+/// grace periods (15 to 30 ms here), so while other containers use the bridge a veth still
+/// there is left to the kernel and its lease kept as released, its address taken until
+/// [`settle_released`] sees the veth gone. The last container on a bridge deletes its veth
+/// and any released ones at once, so that the bridge can go with nothing left behind.
 fn release_records(
     store: &Store,
     leases: &[LeaseRecord],
@@ -392,19 +438,33 @@ fn release_records(
         }
     }
 
+    for port in ports {
+        store.remove_port(&port.mapping)?;
+    }
+
     let mut host = None;
+    let before = store.leases()?;
+    // a lease not being released and not released before: a container still on the bridge
+    let in_use = |record: &LeaseRecord| {
+        record.released_at.is_none() && !leases.iter().any(|gone| gone.lease == record.lease)
+    };
     for record in leases {
         let host = match &mut host {
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
-        host.delete_link(&record.lease.host_veth)?;
-    }
-    for port in ports {
-        store.remove_port(&port.mapping)?;
-    }
-    for record in leases {
-        store.remove_lease(&record.lease)?;
+        let shared = before
+            .iter()
+            .any(|other| other.lease.bridge == record.lease.bridge && in_use(other));
+        if shared && host.link(&record.lease.host_veth)?.is_some() {
+            store.put_lease(&LeaseRecord {
+                released_at: Some(now_millis()),
+                ..record.clone()
+            })?;
+        } else {
+            host.delete_link(&record.lease.host_veth)?;
+            store.remove_lease(&record.lease)?;
+        }
     }
 
     let bridges: BTreeSet<&String> = leases
@@ -414,16 +474,18 @@ fn release_records(
         .collect();
     let remaining = store.leases()?;
     for bridge in bridges {
-        if remaining
-            .iter()
-            .any(|record| &record.lease.bridge == bridge)
-        {
+        let on_bridge = || remaining.iter().filter(|r| &r.lease.bridge == bridge);
+        if on_bridge().any(|record| record.released_at.is_none()) {
             continue;
         }
         let host = match &mut host {
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
+        for released in on_bridge() {
+            host.delete_link(&released.lease.host_veth)?;
+            store.remove_lease(&released.lease)?;
+        }
         teardown_bridge(store, host, bridge)?;
     }
     Ok(())

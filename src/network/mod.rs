@@ -24,6 +24,10 @@
 //!   berth has no daemon to keep a proxy process per port alive (see `firewall`).
 //! - The bridge's masquerade rule is made with the first container and removed with the last,
 //!   so no `nft` process runs per container unless it publishes ports.
+//! - At delete, a container's veth is left for the kernel to remove with its network
+//!   namespace while other containers use the bridge: deleting it would keep `delete` waiting
+//!   15 to 30 ms for RCU grace periods. Its address stays taken until the veth is seen gone;
+//!   one that outlives its container by a second is deleted by the next `reserve`.
 
 mod bridge;
 mod firewall;
@@ -244,6 +248,10 @@ pub fn attach(
 /// Undoes everything container `id` holds: published-port rules, the host veth, its lease and
 /// port reservations, and the bridge with its NAT rules once no berth container uses it (the
 /// bridge itself only if berth made it and nothing is attached). Idempotent.
+///
+/// Call it once the container's processes are gone. While other containers use the bridge, a
+/// veth that is still there is left for the kernel to remove with the container's namespace,
+/// and its address stays taken until the veth is seen gone (see `bridge::release_records`).
 pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     bridge::release(root, id)
 }

@@ -55,6 +55,11 @@ pub struct LeaseRecord {
     pub id: String,
     pub owner: Owner,
     pub lease: Lease,
+    /// When the container was deleted (milliseconds since the epoch) while its veth was still
+    /// there: the kernel removes the veth with the container's network namespace, and until
+    /// it is seen gone, the record keeps its address and veth name taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

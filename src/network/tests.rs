@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, unshare, CloneFlags};
 use serde_json::Value;
 
-use super::bridge::{ensure_bridge, MTU};
+use super::bridge::{ensure_bridge, MTU, VETH_LINGER};
 use super::netlink::Netlink;
 use super::store::Store;
 use super::*;
@@ -473,6 +473,68 @@ fn records_of_vanished_containers_are_reclaimed() {
         assert_eq!(lease.address, Ipv4Addr::new(172, 17, 0, 2));
         release(root.path(), "next").unwrap();
         release(root.path(), "next2").unwrap();
+        assert_nothing_left(&root);
+    });
+}
+
+/// Waits up to 2 s for the kernel to remove a link.
+fn wait_until_gone(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while host_link_names().iter().any(|link| link == name) {
+        assert!(Instant::now() < deadline, "{name} is still there");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_released_veth_keeps_its_address_until_it_is_gone() {
+    require_root!();
+    in_throwaway_host(|| {
+        let root = TempRoot::new("released");
+        let req = bridge_request(&[]);
+        let keeper = Container::start();
+        let kept = reserve(root.path(), "keeper", &req).unwrap();
+        attach(root.path(), "keeper", &req, &kept, keeper.pid()).unwrap();
+        let start = |id: &str| {
+            let container = Container::start();
+            let reservation = reserve(root.path(), id, &req).unwrap();
+            attach(root.path(), id, &req, &reservation, container.pid()).unwrap();
+            (container, reservation.lease.unwrap())
+        };
+
+        // A container that ends: the kernel removes its veth with its namespace, and the
+        // next reserve takes its address back.
+        let (ending, lease) = start("ending");
+        drop(ending);
+        release(root.path(), "ending").unwrap();
+        wait_until_gone(&lease.host_veth);
+        let next = reserve(root.path(), "next", &req).unwrap().lease.unwrap();
+        assert_eq!(next.address, lease.address);
+        release(root.path(), "next").unwrap();
+
+        // A namespace that outlives its container (here its process still runs, as when
+        // something else holds it): the veth stays, and so do its address and name.
+        let (_held, lease) = start("held");
+        release(root.path(), "held").unwrap();
+        assert!(host_link_names().contains(&lease.host_veth));
+        assert_eq!(root.records("leases/docker0").len(), 2);
+        let next = reserve(root.path(), "next", &req).unwrap().lease.unwrap();
+        assert_ne!(next.address, lease.address);
+        assert_ne!(next.host_veth, lease.host_veth);
+        release(root.path(), "next").unwrap();
+        // A second later, the next reserve deletes the veth and takes the address back.
+        std::thread::sleep(VETH_LINGER + Duration::from_millis(100));
+        let next = reserve(root.path(), "next", &req).unwrap().lease.unwrap();
+        assert!(!host_link_names().contains(&lease.host_veth));
+        assert_eq!(next.address, lease.address);
+        release(root.path(), "next").unwrap();
+
+        // The last container on the bridge deletes the released veths at once, and the bridge
+        // goes with nothing left behind.
+        let (_held, lease) = start("held-2");
+        release(root.path(), "held-2").unwrap();
+        assert!(host_link_names().contains(&lease.host_veth));
+        release(root.path(), "keeper").unwrap();
         assert_nothing_left(&root);
     });
 }

@@ -140,6 +140,7 @@ impl Channel {
     pub fn recv_with_fd(&self) -> Result<(Message, Option<OwnedFd>), ChannelError> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut reset = false;
         let (len, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -159,6 +160,9 @@ impl Channel {
                     break (msg.bytes, fd);
                 }
                 Err(Errno::EINTR) => continue,
+                // A peer that exited with our last message unread leaves ECONNRESET pending ahead
+                // of what it sent before (its error, say): that is still queued, so read on.
+                Err(Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -194,6 +198,16 @@ mod tests {
         }
         drop(a);
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn a_peer_gone_with_a_message_unread_still_says_why() {
+        let (berth, init) = pair().unwrap();
+        init.send(&Message::Error("cannot join".into())).unwrap();
+        berth.send(&Message::Go).unwrap();
+        drop(init);
+        assert_eq!(berth.recv().unwrap(), Message::Error("cannot join".into()));
+        assert!(matches!(berth.recv(), Err(ChannelError::Closed)));
     }
 
     #[test]

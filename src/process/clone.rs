@@ -21,8 +21,26 @@ pub enum Cloned {
 /// Whether the kernel clones straight into a cgroup (Linux 5.7 and later).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// Makes the calling process non-dumpable, which its clones inherit, and which lasts until they
+/// execve the container's program (a process whose credentials change may become dumpable again
+/// when `fs.suid_dumpable` is 1: the init calls this again after each change).
+///
+/// This is berth's protection against CVE-2019-5736. A container's process is a clone of berth,
+/// so until its execve `/proc/PID/exe` is berth's own binary, and `/proc/PID/{fd,root,cwd}` are
+/// berth's descriptors and the host's root. Once the init has dropped to the container's user and
+/// capabilities, every process of the container may ptrace-read it, so could open berth for
+/// writing through that link (or keep an O_PATH descriptor and reopen it once berth is no longer
+/// running, which ETXTBSY does not stop). The kernel lets no one but a holder of CAP_SYS_PTRACE
+/// over berth's user namespace resolve those links of a non-dumpable process (EACCES). A
+/// container granted that capability could ptrace the init outright, with any runtime; copying
+/// the binary to a sealed memfd (runc) costs a copy per command, this one system call.
+pub fn undumpable() -> Result<(), Errno> {
+    nix::sys::prctl::set_dumpable(false)
+}
+
 /// Clones the calling process with `flags` (namespace flags, and CLONE_PARENT), straight into the
-/// cgroup2 directory `cgroup` where the kernel can.
+/// cgroup2 directory `cgroup` where the kernel can. The caller becomes non-dumpable first, so the
+/// child is never dumpable while it runs berth's code (see [`undumpable`]).
 ///
 /// The caller must be single-threaded: the child is a copy of this process and goes on running
 /// Rust code (berth never starts threads).
@@ -32,6 +50,7 @@ pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> Result<Cloned, Er
             return Ok(cloned);
         }
     }
+    undumpable()?;
     let args = clone3::CloneArgs {
         flags: flags.bits() as u64,
         exit_signal: libc::SIGCHLD as u64,
@@ -63,9 +82,10 @@ pub fn clone(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> Result<Cloned, Er
     }
 }
 
-/// Clones straight into the cgroup2 directory `cgroup`, as [`clone`] does; `Ok(None)` when the
-/// kernel cannot (before Linux 5.7), and no process was made.
+/// Clones straight into the cgroup2 directory `cgroup`, non-dumpable, as [`clone`] does;
+/// `Ok(None)` when the kernel cannot (before Linux 5.7), and no process was made.
 pub fn clone_into(flags: CloneFlags, cgroup: BorrowedFd) -> Result<Option<Cloned>, Errno> {
+    undumpable()?;
     let args = clone3::CloneArgs {
         flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -103,6 +123,24 @@ mod tests {
                 assert!(!in_cgroup);
                 let status = nix::sys::wait::waitpid(pid, None).unwrap();
                 assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 42));
+            }
+        }
+    }
+
+    #[test]
+    fn clones_are_born_non_dumpable() {
+        match clone(CloneFlags::empty(), None).unwrap() {
+            Cloned::Child => {
+                let code = match nix::sys::prctl::get_dumpable() {
+                    Ok(false) => 0,
+                    _ => 1,
+                };
+                // SAFETY: leave the child at once, without running the test harness's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            Cloned::Parent { pid, .. } => {
+                let status = nix::sys::wait::waitpid(pid, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 0));
             }
         }
     }

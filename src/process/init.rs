@@ -145,6 +145,8 @@ fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Infall
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Changing user (into a user namespace) may have made this process dumpable again.
+    super::clone::undumpable().map_err(|e| InitError::Sys("stay non-dumpable", e))?;
     // Device nodes and the files berth makes get exactly the modes asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if let Some(name) = &plan.session_keyring {

@@ -35,6 +35,8 @@ pub enum ProgramError {
     CwdOutside(String),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(Errno),
+    #[error("cannot keep the container's process non-dumpable: {0}")]
+    Dumpable(Errno),
     #[error("{0}")]
     Exec(String),
     #[error("lost contact with berth while {0}")]
@@ -81,6 +83,9 @@ pub fn prepare<'a>(
         install_seccomp(filter, channel)?;
     }
     become_user(process)?;
+    // A change of user makes a process dumpable again when fs.suid_dumpable is 1: until its
+    // execve it is still berth (CVE-2019-5736, see clone::undumpable).
+    super::clone::undumpable().map_err(ProgramError::Dumpable)?;
     if let Some(filter) = early.filter(|_| process.no_new_privileges) {
         install_seccomp(filter, channel)?;
     }

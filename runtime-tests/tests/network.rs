@@ -1,0 +1,1179 @@
+//! Networking through the real `berth` binary: bridge mode into `docker0`, host mode with port
+//! reservations, none mode, a namespace joined by path, published ports, `inspect`, teardown
+//! (also after a failed create and after berth is killed), and `scripts/demo` end to end.
+//!
+//! Every test runs berth inside a throwaway network namespace that plays the host
+//! (`Env::with_netns`): the bridge, veths and nftables rules live and die there, and nothing is
+//! sent but to that namespace's loopback and its containers. The container's own view comes
+//! from busybox `ip` inside it (text: busybox has no `ip -j`); the host's view of the
+//! container's namespace from iproute2's `nsenter -t PID -n ip -j …`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runtime_tests::{
+    berth_bin, need_root, process_gone, read, rootfs, wait_until, workspace, Env, NetNs,
+};
+use serde_json::{json, Value};
+
+const PAGE: &str = "Hello from a berth container";
+
+/// The test's throwaway host namespace.
+fn host_ns(env: &Env) -> &NetNs {
+    env.netns
+        .as_ref()
+        .expect("network tests run in Env::with_netns")
+}
+
+/// Runs `program ARGS` on the throwaway host; panics unless it succeeds; returns stdout.
+#[track_caller]
+fn on_host(env: &Env, program: &str, args: &[&str]) -> String {
+    let output = env.command(program).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `ip -j ARGS` on the throwaway host.
+fn host_ip(env: &Env, args: &[&str]) -> Value {
+    let mut full = vec!["-j"];
+    full.extend(args);
+    serde_json::from_str(&on_host(env, "ip", &full)).unwrap()
+}
+
+/// `nsenter -t PID -n ip -j ARGS`: iproute2 on the host side, in the container's namespace.
+#[track_caller]
+fn nsenter_ip(pid: i64, args: &[&str]) -> Value {
+    let output = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "ip", "-j"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "nsenter ip {args:?}: {output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn link_names(links: &Value) -> Vec<String> {
+    let mut names: Vec<String> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| link["ifname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The IPv4 addresses of an `ip -j a` listing: (interface, "ADDR/LEN").
+fn ipv4_addresses(listing: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for link in listing.as_array().unwrap() {
+        for addr in link["addr_info"].as_array().unwrap() {
+            if addr["family"] == "inet" {
+                found.push((
+                    link["ifname"].as_str().unwrap().to_string(),
+                    format!("{}/{}", addr["local"].as_str().unwrap(), addr["prefixlen"]),
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The IPv4 addresses in busybox `ip -o a` text: (interface, "ADDR/LEN").
+fn ipv4_addresses_from_text(text: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() > 3 && fields[2] == "inet")
+                .then(|| (fields[1].to_string(), fields[3].to_string()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The link names and flags in busybox or iproute2 `ip -o link` text.
+fn links_from_text(text: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let name = fields.get(1)?.trim_end_matches(':');
+            let name = name.split('@').next().unwrap();
+            Some((name.to_string(), fields.get(2)?.to_string()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The section of a container's output between the marker line `# NAME` and the next marker.
+fn section<'a>(output: &'a str, name: &str) -> &'a str {
+    let marker = format!("# {name}\n");
+    let start = output
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {output:?}"))
+        + marker.len();
+    let rest = &output[start..];
+    &rest[..rest.find("# ").unwrap_or(rest.len())]
+}
+
+/// The shell command that prints the container's addresses, links and routes, then pauses.
+const SHOW_NETWORK_THEN_PAUSE: &str =
+    "echo '# addresses'; ip -o a; echo '# links'; ip -o link; echo '# routes'; ip r; \
+     echo '# end'; exec /bin/helper pause";
+
+/// Adds CAP_NET_RAW, which busybox ping needs for its raw socket.
+fn with_net_raw(config: &mut Value) {
+    for set in ["bounding", "effective", "permitted"] {
+        config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_NET_RAW"));
+    }
+}
+
+/// A detached container started with `berth run -d`, its output going to a file of ours.
+struct Detached {
+    id: String,
+    pid: i64,
+    log: PathBuf,
+}
+
+impl Detached {
+    #[track_caller]
+    fn start(env: &Env, id: &str, bundle: &Path, flags: &[&str]) -> Detached {
+        let log = env.scratch.join(format!("log-{id}"));
+        let mut args = vec!["run", "-d"];
+        args.extend(flags);
+        args.extend(["--bundle", bundle.to_str().unwrap(), id]);
+        let file = std::fs::File::create(&log).unwrap();
+        let status = env
+            .berth_command(&args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "berth {args:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pid = env.state(id)["pid"].as_i64().unwrap();
+        Detached {
+            id: id.to_string(),
+            pid,
+            log,
+        }
+    }
+
+    /// The container's output once it holds `line` (waiting up to 10 s).
+    #[track_caller]
+    fn output_with(&self, line: &str) -> String {
+        let what = format!("container {} to print {line:?}", self.id);
+        wait_until(&what, || read(&self.log).lines().any(|l| l == line));
+        read(&self.log)
+    }
+}
+
+/// `berth inspect ID`'s NetworkSettings.
+fn settings(env: &Env, id: &str) -> Value {
+    let out: Value = serde_json::from_str(env.berth(&["inspect", id]).ok()).unwrap();
+    out[0]["NetworkSettings"].clone()
+}
+
+/// A process of ours on the throwaway host (a listener), killed by pid when dropped.
+struct HostProcess {
+    child: Child,
+}
+
+impl HostProcess {
+    /// `helper listen PROTO PORT TEXT` on the host; returns once it listens.
+    fn listen(env: &Env, protocol: &str, port: u16, text: &str) -> HostProcess {
+        let mut child = env
+            .command(rootfs().join("bin/helper"))
+            .args(["listen", protocol, &port.to_string(), text])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, "listening\n");
+        HostProcess { child }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `helper connect ADDRESS PORT` from the throwaway host: what the server sent, or the error.
+fn connect_from_host(env: &Env, address: &str, port: u16) -> Result<String, String> {
+    let output = env
+        .command(rootfs().join("bin/helper"))
+        .args(["connect", address, &port.to_string()])
+        .output()
+        .unwrap();
+    match output.status.success() {
+        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
+/// `GET /` over HTTP/1.0 from the throwaway host: the page's body, or the error. Made by a
+/// thread of ours that enters the namespace, since busybox wget crashes outside its root
+/// filesystem (its static glibc loads the host's NSS modules) and curl may be missing.
+fn fetch_from_host(env: &Env, address: &str, port: u16) -> Result<String, String> {
+    let path = host_ns(env).path.clone();
+    let target = format!("{address}:{port}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        // SAFETY: setns on a descriptor we own; it moves only this thread, which ends here.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        let timeout = Duration::from_secs(2);
+        let mut stream = TcpStream::connect_timeout(&target.parse().unwrap(), timeout)
+            .map_err(|e| format!("connect {target}: {e}"))?;
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: berth\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("read {target}: {e}"))?;
+        match response.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.to_string()),
+            _ => Err(format!("{target} answered {response:?}")),
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+/// Fetches the page, retrying for up to 5 s while the server inside starts.
+#[track_caller]
+fn fetch_when_served(env: &Env, address: &str, port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fetch_from_host(env, address, port) {
+            Ok(page) => return page,
+            Err(err) if Instant::now() > deadline => panic!("GET {address}:{port}: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Gives the throwaway host an interface with an address of its own, as a real host has:
+/// `lab0` with 192.0.2.1/24, one end of a veth pair whose other end `lab0-peer` stays in the
+/// namespace (not every kernel has the dummy driver).
+fn add_host_address(env: &Env) {
+    on_host(
+        env,
+        "ip",
+        &[
+            "link",
+            "add",
+            "lab0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lab0-peer",
+        ],
+    );
+    on_host(env, "ip", &["addr", "add", "192.0.2.1/24", "dev", "lab0"]);
+    on_host(env, "ip", &["link", "set", "lab0-peer", "up"]);
+    on_host(env, "ip", &["link", "set", "lab0", "up"]);
+}
+
+/// The records in the network store's folder `sub` (`ports`, `bridges`, or every lease).
+fn store_records(env: &Env, sub: &str) -> Vec<String> {
+    let dir = env.root.join(".network").join(sub);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if sub == "leases" && path.is_dir() {
+            for lease in std::fs::read_dir(&path).unwrap().flatten() {
+                found.push(lease.path().display().to_string());
+            }
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+fn nft_ruleset(env: &Env) -> String {
+    on_host(env, "nft", &["list", "ruleset"])
+}
+
+/// Asserts that the throwaway host holds nothing of berth's network: no veth, no `docker0`
+/// (berth made it there), no nftables table, no lease, port reservation or bridge record.
+#[track_caller]
+fn assert_no_network_left(env: &Env) {
+    let links = link_names(&host_ip(env, &["link"]));
+    assert!(
+        !links
+            .iter()
+            .any(|name| name.starts_with("veth") || name == "docker0"),
+        "links left on the host: {links:?}"
+    );
+    let rules = nft_ruleset(env);
+    assert!(!rules.contains("berth"), "nftables rules left: {rules}");
+    for sub in ["leases", "ports", "bridges"] {
+        assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
+    }
+}
+
+/// The MAC address Docker up to 27 gives an address, which berth follows.
+fn mac_of(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+fn in_default_subnet(address: &str) -> Ipv4Addr {
+    let ip: Ipv4Addr = address.parse().unwrap();
+    let [a, b, _, _] = ip.octets();
+    assert_eq!((a, b), (172, 17), "{ip} is not in 172.17.0.0/16");
+    assert_ne!(ip, Ipv4Addr::new(172, 17, 0, 1), "the gateway was leased");
+    ip
+}
+
+#[test]
+fn bridge_container_has_eth0_on_the_subnet_and_a_default_route() {
+    need_root!();
+    let env = Env::with_netns("bridge-eth0");
+    let id = env.id("b");
+    let bundle = env.bundle(&id, &["sh", "-c", SHOW_NETWORK_THEN_PAUSE], |_| {});
+    let container = Detached::start(&env, &id, &bundle, &["--network", "bridge"]);
+    let output = container.output_with("pausing");
+
+    // Inside: busybox ip in the container itself.
+    let inside = ipv4_addresses_from_text(section(&output, "addresses"));
+    assert_eq!(inside.len(), 2, "lo and eth0: {inside:?}");
+    assert_eq!(inside[1], ("lo".to_string(), "127.0.0.1/8".to_string()));
+    let (name, cidr) = &inside[0];
+    assert_eq!(name, "eth0");
+    let (address, prefix) = cidr.split_once('/').unwrap();
+    let address = in_default_subnet(address);
+    assert_eq!(prefix, "16");
+    let routes = section(&output, "routes");
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["default", "via", "172.17.0.1", "dev", "eth0"]),
+        "no default route via 172.17.0.1: {routes}"
+    );
+    let links = links_from_text(section(&output, "links"));
+    assert_eq!(
+        links.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
+    assert!(
+        links.iter().all(|(_, flags)| flags.contains("UP")),
+        "{links:?}"
+    );
+
+    // The host's view of the same namespace, with iproute2's JSON.
+    let seen = nsenter_ip(container.pid, &["a"]);
+    assert_eq!(ipv4_addresses(&seen), inside);
+    let eth0 = &nsenter_ip(container.pid, &["link", "show", "eth0"])[0];
+    assert_eq!(eth0["address"], mac_of(address).as_str());
+    assert_eq!(eth0["mtu"], 1500);
+    let default = nsenter_ip(container.pid, &["route", "show", "default"]);
+    assert_eq!(default[0]["gateway"], "172.17.0.1");
+    assert_eq!(default[0]["dev"], "eth0");
+
+    // The host: docker0 made with the gateway address, the host end of the veth on it.
+    let bridge = &host_ip(&env, &["a", "show", "docker0"])[0];
+    assert_eq!(
+        ipv4_addresses(&json!([bridge])),
+        [("docker0".to_string(), "172.17.0.1/16".to_string())]
+    );
+    assert_eq!(bridge["mtu"], 1500);
+    assert!(bridge["flags"].as_array().unwrap().contains(&json!("UP")));
+    let host_veth = settings(&env, &id)["HostVeth"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let veth = &host_ip(&env, &["link", "show", &host_veth])[0];
+    assert_eq!(veth["master"], "docker0");
+    assert!(veth["flags"].as_array().unwrap().contains(&json!("UP")));
+
+    env.berth(&["kill", &id, "KILL"]).ok();
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn bridge_containers_reach_the_gateway_each_other_and_the_host_reaches_them() {
+    need_root!();
+    let env = Env::with_netns("bridge-ping");
+    let server_id = env.id("server");
+    let bundle = env.bundle(
+        &server_id,
+        &[
+            "/bin/helper",
+            "listen",
+            "tcp",
+            "80",
+            "hello from the server",
+        ],
+        |_| {},
+    );
+    let server = Detached::start(&env, &server_id, &bundle, &["--network", "bridge"]);
+    server.output_with("listening");
+    let server_ip = settings(&env, &server_id)["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    in_default_subnet(&server_ip);
+
+    // Another container pings the gateway and the server, and talks to it over TCP.
+    let client_id = env.id("client");
+    let script = format!(
+        "ping -c 1 -W 2 172.17.0.1 && ping -c 1 -W 2 {server_ip} && \
+         /bin/helper connect {server_ip} 80"
+    );
+    let bundle = env.bundle(&client_id, &["sh", "-c", &script], with_net_raw);
+    let run = env.berth(&[
+        "run",
+        "--network",
+        "bridge",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &client_id,
+    ]);
+    let out = run.ok();
+    assert_eq!(out.matches("1 packets received").count(), 2, "{out}");
+    assert!(out.contains(&format!("64 bytes from {server_ip}")), "{out}");
+    assert!(out.ends_with("hello from the server\n"), "{out}");
+    env.assert_gone(&client_id);
+
+    // The host reaches the container: ICMP and TCP.
+    on_host(
+        &env,
+        rootfs().join("bin/busybox").to_str().unwrap(),
+        &["ping", "-c", "1", "-W", "2", &server_ip],
+    );
+    assert_eq!(
+        connect_from_host(&env, &server_ip, 80).unwrap(),
+        "hello from the server\n"
+    );
+
+    env.berth(&["delete", "--force", &server_id]).ok();
+    env.assert_gone(&server_id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn host_mode_sees_the_hosts_links_namespace_and_listeners() {
+    need_root!();
+    let env = Env::with_netns("host-links");
+    add_host_address(&env);
+    let _listener = HostProcess::listen(&env, "tcp", 3000, "hello from the host");
+    let id = env.id("h");
+    let script = "echo '# links'; ip -o link; echo '# addresses'; ip -o a; echo '# ns'; \
+                  /bin/helper ns; echo '# connect'; /bin/helper connect 127.0.0.1 3000";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |_| {});
+    let run = env.berth(&[
+        "run",
+        "--network",
+        "host",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    let out = run.ok();
+
+    let inside: Vec<String> = links_from_text(section(out, "links"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(inside, link_names(&host_ip(&env, &["link"])));
+    assert_eq!(inside, ["lab0", "lab0-peer", "lo"]);
+    assert_eq!(
+        ipv4_addresses_from_text(section(out, "addresses")),
+        ipv4_addresses(&host_ip(&env, &["a"]))
+    );
+    let host_ns_inode = std::fs::metadata(&host_ns(&env).path).unwrap();
+    let expected = format!(
+        "net -> net:[{}]",
+        std::os::unix::fs::MetadataExt::ino(&host_ns_inode)
+    );
+    assert!(section(out, "ns").lines().any(|l| l == expected), "{out}");
+    assert_eq!(section(out, "connect"), "hello from the host\n");
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_second_host_mode_container_on_the_same_port_is_refused() {
+    need_root!();
+    let env = Env::with_netns("host-conflict");
+    let first = env.id("first");
+    let bundle = env.bundle(
+        &first,
+        &["/bin/helper", "listen", "tcp", "3000", "first"],
+        |_| {},
+    );
+    Detached::start(&env, &first, &bundle, &["--network", "host", "-p", "3000"])
+        .output_with("listening");
+    assert_eq!(
+        connect_from_host(&env, "127.0.0.1", 3000).unwrap(),
+        "first\n"
+    );
+
+    let second = env.id("second");
+    let bundle = env.bundle(
+        &second,
+        &["/bin/helper", "listen", "tcp", "3000", "second"],
+        |_| {},
+    );
+    let b = bundle.to_str().unwrap();
+    let create = [
+        "create",
+        "--network",
+        "host",
+        "-p",
+        "3000",
+        "--bundle",
+        b,
+        &second,
+    ];
+    let err = env.berth(&create).fails().to_string();
+    assert!(err.contains("RESOURCE:PORTS"), "{err}");
+    assert!(err.contains("3000/tcp"), "{err}");
+    assert!(err.contains(&first), "the holder is not named: {err}");
+    env.assert_gone(&second);
+    assert_eq!(env.containers(), vec![first.clone()]);
+    assert_eq!(store_records(&env, "ports").len(), 1);
+    // The first one still serves.
+    assert_eq!(
+        connect_from_host(&env, "127.0.0.1", 3000).unwrap(),
+        "first\n"
+    );
+
+    // Once the first is deleted, the port is free again.
+    env.berth(&["delete", "--force", &first]).ok();
+    env.berth(&create).ok();
+    env.berth(&["delete", "--force", &second]).ok();
+    env.assert_gone(&first);
+    env.assert_gone(&second);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_host_listener_on_the_port_refuses_a_host_mode_container() {
+    need_root!();
+    let env = Env::with_netns("host-listener");
+    let _tcp = HostProcess::listen(&env, "tcp", 3001, "taken");
+    let _udp = HostProcess::listen(&env, "udp", 5353, "taken");
+    for port in ["3001", "3001/tcp", "5353/udp"] {
+        let id = env.id("refused");
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+        let b = bundle.to_str().unwrap();
+        let err = env
+            .berth(&[
+                "create",
+                "--network",
+                "host",
+                "-p",
+                port,
+                "--bundle",
+                b,
+                &id,
+            ])
+            .fails()
+            .to_string();
+        assert!(err.contains("RESOURCE:PORTS"), "{err}");
+        assert!(err.contains("a listener on the host"), "{err}");
+        let number = port.split('/').next().unwrap();
+        assert!(err.contains(&format!("port {number}/")), "{err}");
+        env.assert_gone(&id);
+        assert_no_network_left(&env);
+    }
+    // Bridge mode publishes on the host's ports too, and is refused the same way.
+    let id = env.id("bridged");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let b = bundle.to_str().unwrap();
+    let err = env
+        .berth(&[
+            "create",
+            "--network",
+            "bridge",
+            "-p",
+            "3001:80",
+            "--bundle",
+            b,
+            &id,
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("RESOURCE:PORTS"), "{err}");
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn host_mode_refuses_a_host_port_that_differs_from_the_container_port() {
+    need_root!();
+    let env = Env::with_netns("host-remap");
+    let id = env.id("remap");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let b = bundle.to_str().unwrap();
+    let err = env
+        .berth(&[
+            "create",
+            "--network",
+            "host",
+            "-p",
+            "8080:80",
+            "--bundle",
+            b,
+            &id,
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("8080:80/tcp"), "{err}");
+    assert!(err.contains("host mode"), "{err}");
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn thirty_parallel_bridge_containers_get_distinct_addresses() {
+    need_root!();
+    let env = Env::with_netns("parallel");
+    let ids: Vec<String> = (0..30).map(|n| env.id(&format!("p{n}"))).collect();
+    let bundles: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| env.bundle(id, &["/bin/helper", "pause"], |_| {}))
+        .collect();
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .iter()
+            .zip(&bundles)
+            .map(|(id, bundle)| {
+                let env = &env;
+                scope.spawn(move || {
+                    let b = bundle.to_str().unwrap();
+                    env.berth(&["run", "-d", "--network", "bridge", "--bundle", b, id])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        run.ok();
+    }
+
+    let mut addresses = HashSet::new();
+    let mut veths = HashSet::new();
+    for id in &ids {
+        let net = settings(&env, id);
+        let address = in_default_subnet(net["IPAddress"].as_str().unwrap());
+        // The address is really on the container's eth0.
+        let pid = env.state(id)["pid"].as_i64().unwrap();
+        assert_eq!(
+            ipv4_addresses(&nsenter_ip(pid, &["a", "show", "eth0"])),
+            [("eth0".to_string(), format!("{address}/16"))]
+        );
+        addresses.insert(address);
+        veths.insert(net["HostVeth"].as_str().unwrap().to_string());
+    }
+    assert_eq!(addresses.len(), 30, "{addresses:?}");
+    let on_bridge: HashSet<String> = host_ip(&env, &["link", "show", "master", "docker0"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| link["ifname"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(on_bridge, veths);
+    assert_eq!(store_records(&env, "leases").len(), 30);
+
+    for id in &ids {
+        env.berth(&["delete", "--force", id]).ok();
+        env.assert_gone(id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_published_port_serves_a_page_on_loopback_and_the_hosts_address() {
+    need_root!();
+    let env = Env::with_netns("publish");
+    add_host_address(&env);
+    let id = env.id("web");
+    let bundle = env.bundle(&id, &["httpd", "-f", "-p", "80", "-h", "/var/www"], |_| {});
+    let web = Detached::start(
+        &env,
+        &id,
+        &bundle,
+        &["--network", "bridge", "-p", "8080:80"],
+    );
+    let address = settings(&env, &id)["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Through the published port, at loopback and at the host's own address; and straight to
+    // the container's address and port.
+    let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
+    assert!(index.contains(PAGE));
+    for (address, port) in [("127.0.0.1", 8080), ("192.0.2.1", 8080), (&address, 80)] {
+        assert_eq!(
+            fetch_when_served(&env, address, port),
+            index,
+            "{address}:{port}"
+        );
+    }
+    let rules = nft_ruleset(&env);
+    assert!(
+        rules.contains(&format!("tcp . 8080 : {address} . 80")),
+        "{rules}"
+    );
+
+    env.berth(&["delete", "--force", &web.id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+    assert!(fetch_from_host(&env, "127.0.0.1", 8080).is_err());
+}
+
+#[test]
+fn delete_leaves_no_veth_lease_port_or_rule() {
+    need_root!();
+    let env = Env::with_netns("teardown");
+    let web = env.id("web");
+    let bundle = env.bundle(&web, &["/bin/helper", "pause"], |_| {});
+    let web_flags = ["--network", "bridge", "-p", "8080:80", "-p", "5353:53/udp"];
+    Detached::start(&env, &web, &bundle, &web_flags).output_with("pausing");
+    let host = env.id("host");
+    let bundle = env.bundle(&host, &["/bin/helper", "pause"], |_| {});
+    Detached::start(&env, &host, &bundle, &["--network", "host", "-p", "3000"])
+        .output_with("pausing");
+
+    // While they run, all of it is there.
+    let net = settings(&env, &web);
+    let veth = net["HostVeth"].as_str().unwrap();
+    assert!(link_names(&host_ip(&env, &["link"])).contains(&veth.to_string()));
+    assert_eq!(store_records(&env, "leases").len(), 1);
+    assert_eq!(store_records(&env, "ports").len(), 3);
+    assert_eq!(store_records(&env, "bridges").len(), 1);
+    let rules = nft_ruleset(&env);
+    assert!(rules.contains("table ip berth-docker0"), "{rules}");
+    assert!(rules.contains("udp . 5353"), "{rules}");
+
+    // Deleting the host-mode one frees its port and nothing else.
+    env.berth(&["delete", "--force", &host]).ok();
+    env.assert_gone(&host);
+    assert_eq!(store_records(&env, "ports").len(), 2);
+    assert!(link_names(&host_ip(&env, &["link"])).contains(&veth.to_string()));
+
+    // Deleting the bridge-mode one while another container keeps docker0 removes its port
+    // rules, leases and reservations, and leaves the bridge's table.
+    let keeper = env.id("keeper");
+    let bundle = env.bundle(&keeper, &["/bin/helper", "pause"], |_| {});
+    Detached::start(&env, &keeper, &bundle, &["--network", "bridge"]).output_with("pausing");
+    env.berth(&["delete", "--force", &web]).ok();
+    env.assert_gone(&web);
+    assert_eq!(store_records(&env, "ports"), Vec::<String>::new());
+    let rules = nft_ruleset(&env);
+    assert!(rules.contains("table ip berth-docker0"), "{rules}");
+    assert!(
+        !rules.contains("8080") && !rules.contains("5353"),
+        "{rules}"
+    );
+    // A second delete of what is gone is fine with --force.
+    env.berth(&["delete", "--force", &web]).ok();
+
+    env.berth(&["delete", "--force", &keeper]).ok();
+    env.assert_gone(&keeper);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_deleted_containers_veth_goes_with_its_namespace_and_its_address_comes_back() {
+    need_root!();
+    let env = Env::with_netns("veth-goes");
+    let start = |tag: &str| {
+        let id = env.id(tag);
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+        Detached::start(&env, &id, &bundle, &["--network", "bridge"]).output_with("pausing");
+        let net = settings(&env, &id);
+        let text = |field: &str| net[field].as_str().unwrap().to_string();
+        (id, text("IPAddress"), text("HostVeth"))
+    };
+    let (keeper, _, _) = start("keeper");
+    let (gone, address, veth) = start("gone");
+    env.berth(&["delete", "--force", &gone]).ok();
+    env.assert_gone(&gone);
+    // Another container still uses docker0: berth leaves the veth to the kernel, which
+    // removes it with the container's namespace.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while link_names(&host_ip(&env, &["link"])).contains(&veth) {
+        assert!(Instant::now() < deadline, "{veth} outlived its container");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (next, next_address, next_veth) = start("next");
+    assert_eq!(next_address, address, "the address did not come back");
+    assert_ne!(next_veth, veth);
+    for id in [&next, &keeper] {
+        env.berth(&["delete", "--force", id]).ok();
+        env.assert_gone(id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_failed_create_leaves_no_network_behind() {
+    need_root!();
+    let env = Env::with_netns("failed-create");
+    let flags = ["--network", "bridge", "-p", "8080:80"];
+
+    // A root filesystem without the program: the init fails after the network is reserved.
+    let empty_rootfs = env.scratch.join("empty-rootfs");
+    std::fs::create_dir(&empty_rootfs).unwrap();
+    let id = env.id("no-program");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["root"]["path"] = json!(empty_rootfs.to_str().unwrap());
+        config["root"]["readonly"] = json!(false);
+    });
+    let mut args = vec!["create"];
+    args.extend(flags);
+    args.extend(["--bundle", bundle.to_str().unwrap(), &id]);
+    let err = env.berth(&args).fails().to_string();
+    assert!(err.contains("/bin/helper"), "{err}");
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+
+    // A createRuntime hook that fails: it runs after the network is attached.
+    let id = env.id("bad-hook");
+    let seen = env.scratch.join("links-seen-by-hook");
+    let hook = format!("ip -o link > {}; exit 3", seen.display());
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    let mut args = vec!["create"];
+    args.extend(flags);
+    args.extend(["--bundle", bundle.to_str().unwrap(), &id]);
+    let err = env.berth(&args).fails().to_string();
+    assert!(err.contains("createRuntime"), "{err}");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        seen.contains("master docker0"),
+        "no veth when the hook ran: {seen}"
+    );
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn delete_force_cleans_up_after_berth_is_killed_during_create() {
+    need_root!();
+    let env = Env::with_netns("killed-create");
+    let id = env.id("killed");
+    // The hook keeps the state berth hands it (with the init's pid), then its own pid, then
+    // sleeps: berth waits for it.
+    let seen_state = env.scratch.join("hook-state");
+    let marker = env.scratch.join("hook-pid");
+    let hook = format!(
+        "cat > {}; echo $$ > {1}.tmp && mv {1}.tmp {1} && exec sleep 60",
+        seen_state.display(),
+        marker.display()
+    );
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    let b = bundle.to_str().unwrap();
+    let log = std::fs::File::create(env.scratch.join("create.log")).unwrap();
+    let mut create = env
+        .berth_command(&[
+            "create",
+            "--network",
+            "bridge",
+            "-p",
+            "8080:80",
+            "--bundle",
+            b,
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_until("the createRuntime hook", || marker.exists());
+    // berth waits on the hook: kill it (nsenter execs berth, so this pid is berth's).
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook_pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the pid of the hook's sleep, a process this test started.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+
+    // The init ends once its channel to berth is gone, and the kernel removes the veth with
+    // its namespace; the state folder, the lease, the port and its rule are berth's to remove.
+    assert!(env.root.join(&id).is_dir());
+    let seen: Value = serde_json::from_slice(&std::fs::read(&seen_state).unwrap()).unwrap();
+    let init = seen["pid"].as_i64().unwrap();
+    assert!(init > 0, "the hook saw no init pid: {seen}");
+    assert_eq!(store_records(&env, "leases").len(), 1);
+    assert_eq!(store_records(&env, "ports").len(), 1);
+    assert!(nft_ruleset(&env).contains("tcp . 8080"));
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+    assert!(process_gone(init), "the init {init} still runs");
+}
+
+#[test]
+fn inspect_reports_network_settings_for_each_mode() {
+    need_root!();
+    let env = Env::with_netns("inspect");
+
+    // Bridge mode and a port, asked for with berth's annotations rather than flags.
+    let bridged = env.id("bridged");
+    let bundle = env.bundle(&bridged, &["/bin/helper", "pause"], |config| {
+        config["annotations"] = json!({
+            "io.berth.network.mode": "bridge",
+            "io.berth.network.ports": "8080:80/tcp",
+        });
+    });
+    let container = Detached::start(&env, &bridged, &bundle, &[]);
+    let net = settings(&env, &bridged);
+    let address = in_default_subnet(net["IPAddress"].as_str().unwrap());
+    let eth0 = &nsenter_ip(container.pid, &["link", "show", "eth0"])[0];
+    assert_eq!(net["MacAddress"], eth0["address"]);
+    assert_eq!(net["MacAddress"], mac_of(address).as_str());
+    let veth = net["HostVeth"].as_str().unwrap();
+    assert!(veth.len() == 11 && veth.starts_with("veth"), "{veth}");
+    assert_eq!(
+        host_ip(&env, &["link", "show", veth])[0]["master"],
+        "docker0"
+    );
+    assert_eq!(
+        net,
+        json!({
+            "NetworkMode": "bridge",
+            "SandboxKey": format!("/proc/{}/ns/net", container.pid),
+            "IPAddress": address.to_string(),
+            "IPPrefixLen": 16,
+            "Gateway": "172.17.0.1",
+            "MacAddress": mac_of(address),
+            "Bridge": "docker0",
+            "HostVeth": veth,
+            "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+        })
+    );
+
+    // Host mode from config.json alone: no network namespace in it.
+    let host = env.id("host");
+    let bundle = env.bundle(&host, &["/bin/helper", "pause"], |config| {
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|ns| ns["type"] != "network");
+        config["annotations"] = json!({"io.berth.network.ports": "3000/tcp"});
+    });
+    let container = Detached::start(&env, &host, &bundle, &[]);
+    let net = settings(&env, &host);
+    let sandbox = net["SandboxKey"].as_str().unwrap();
+    assert_eq!(sandbox, format!("/proc/{}/ns/net", container.pid));
+    let same = std::fs::read_link(sandbox).unwrap();
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", env.state(&bridged)["pid"])).unwrap();
+    assert_ne!(
+        same, own,
+        "the host-mode container has the bridge container's namespace"
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(sandbox).unwrap()),
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&host_ns(&env).path).unwrap()),
+    );
+    assert_eq!(
+        net,
+        json!({
+            "NetworkMode": "host",
+            "SandboxKey": sandbox,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "Gateway": "",
+            "MacAddress": "",
+            "Bridge": "",
+            "HostVeth": "",
+            "Ports": {"3000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "3000"}]},
+        })
+    );
+
+    // None mode: berth spec's template.
+    let none = env.id("none");
+    let bundle = env.bundle(&none, &["/bin/helper", "pause"], |_| {});
+    let container = Detached::start(&env, &none, &bundle, &[]);
+    let net = settings(&env, &none);
+    assert_eq!(net["NetworkMode"], "none");
+    assert_eq!(net["SandboxKey"], format!("/proc/{}/ns/net", container.pid));
+    assert_eq!(net["IPAddress"], "");
+    assert_eq!(net["Ports"], json!({}));
+
+    for id in [&bridged, &host, &none] {
+        env.berth(&["delete", "--force", id]).ok();
+        env.assert_gone(id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn none_mode_has_only_loopback_up() {
+    need_root!();
+    let env = Env::with_netns("none");
+    let id = env.id("none");
+    let bundle = env.bundle(&id, &["sh", "-c", SHOW_NETWORK_THEN_PAUSE], |_| {});
+    let container = Detached::start(&env, &id, &bundle, &["--network", "none"]);
+    let output = container.output_with("pausing");
+    let links = links_from_text(section(&output, "links"));
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].0, "lo");
+    assert!(links[0].1.contains("UP"), "{links:?}");
+    assert_eq!(
+        ipv4_addresses_from_text(section(&output, "addresses")),
+        [("lo".to_string(), "127.0.0.1/8".to_string())]
+    );
+    assert_eq!(section(&output, "routes"), "");
+    assert_eq!(link_names(&nsenter_ip(container.pid, &["link"])), ["lo"]);
+    // Nothing was made on the host.
+    assert_eq!(link_names(&host_ip(&env, &["link"])), ["lo"]);
+    assert!(store_records(&env, "leases").is_empty());
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_namespace_given_by_path_is_joined_and_left_in_place() {
+    need_root!();
+    let env = Env::with_netns("join");
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let inside = |args: &[&str]| {
+        let status = joined.command("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?}");
+    };
+    inside(&[
+        "link", "add", "joined0", "type", "veth", "peer", "name", "joined1",
+    ]);
+    inside(&["addr", "add", "10.99.0.1/24", "dev", "joined0"]);
+    inside(&["link", "set", "joined0", "up"]);
+
+    let id = env.id("join");
+    let path = joined.path.to_str().unwrap().to_string();
+    let bundle = env.bundle(&id, &["sh", "-c", SHOW_NETWORK_THEN_PAUSE], |config| {
+        for ns in config["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    });
+    let container = Detached::start(&env, &id, &bundle, &[]);
+    let output = container.output_with("pausing");
+    assert_eq!(
+        ipv4_addresses_from_text(section(&output, "addresses")),
+        [
+            ("joined0".to_string(), "10.99.0.1/24".to_string()),
+            ("lo".to_string(), "127.0.0.1/8".to_string())
+        ]
+    );
+    let net = settings(&env, &id);
+    assert_eq!(net["NetworkMode"], format!("ns:{path}"));
+    assert_eq!(net["SandboxKey"], path.as_str());
+    let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    assert_eq!(ino(&format!("/proc/{}/ns/net", container.pid)), ino(&path));
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+    // The namespace and what is in it stay: berth did not make them.
+    let status = joined
+        .command("ip")
+        .args(["link", "show", "joined0"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "joined0 is gone with the container");
+}
+
+#[test]
+fn the_demo_runs_start_to_end() {
+    need_root!();
+    let output = Command::new(workspace().join("scripts/demo"))
+        .env("BERTH_BIN", berth_bin())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "scripts/demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for expected in [
+        "$ berth run -d -p 3000 --network host --bundle web-host lab-host",
+        "ok: the container's page, fetched from the host at 127.0.0.1:3000",
+        "RESOURCE:PORTS",
+        "$ berth run -d -p 8080:80 --network bridge --bundle web-bridge lab-bridge",
+        "inet 172.17.0.",
+        "default via 172.17.0.1 dev eth0",
+        "\"NetworkMode\": \"host\"",
+        "\"NetworkMode\": \"bridge\"",
+        "ok: the container's page, fetched from the host at 127.0.0.1:8080",
+        "ok: no container, veth, lease, port reservation or rule is left",
+        "The lab is over",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    // It leaves neither its namespace nor its state folder behind.
+    let namespace = stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("/run/netns/berth-demo-"))
+        .unwrap_or_else(|| panic!("the demo names no namespace:\n{stdout}"));
+    assert!(!Path::new(namespace).exists(), "{namespace} is left");
+    let lab = stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("/tmp/berth-demo."))
+        .unwrap_or_else(|| panic!("the demo names no lab folder:\n{stdout}"));
+    let lab = lab.trim_end_matches(|c: char| !c.is_alphanumeric());
+    let lab = lab.split('/').take(3).collect::<Vec<_>>().join("/");
+    assert!(!Path::new(&lab).exists(), "{lab} is left");
+}

@@ -1,0 +1,249 @@
+//! seccomp through berth: Docker's default profile, errnoRet, argument comparisons, and
+//! SCMP_ACT_NOTIFY with a seccomp agent (written here) that answers the container's syscall.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use runtime_tests::{need_root, workspace, Env};
+use serde_json::{json, Value};
+
+/// Docker's default profile as dockerd sends it (see src/seccomp/testdata/docker-default.jq).
+fn docker_profile() -> Value {
+    let path = workspace().join("src/seccomp/testdata/docker-default.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Adds capabilities to every set, so only seccomp stands between the helper and the call.
+fn add_caps(config: &mut Value, caps: &[&str]) {
+    for set in ["bounding", "effective", "permitted"] {
+        let list = config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap();
+        list.extend(caps.iter().map(|c| Value::from(*c)));
+    }
+}
+
+#[test]
+fn dockers_default_profile_denies_unshare_with_eperm() {
+    need_root!();
+    let env = Env::new("seccomp-docker");
+    // CAP_SYS_ADMIN makes unshare possible, so the EPERM comes from the profile alone.
+    let id = env.id("plain");
+    let bundle = env.bundle(&id, &["/bin/helper", "try-syscall", "unshare"], |c| {
+        add_caps(c, &["CAP_SYS_ADMIN"])
+    });
+    assert_eq!(env.run(&bundle, &id).stdout, "ok\n", "control run");
+
+    // Docker leaves no_new_privs off unless asked: then berth installs the filter before it
+    // drops capabilities (which needs CAP_SYS_ADMIN), and the profile allows what follows.
+    for no_new_privs in [true, false] {
+        let id = env.id(&format!("docker-nnp-{no_new_privs}"));
+        let script = "helper try-syscall unshare; helper try-syscall unshare-user; \
+                      helper seccomp; helper nnp; echo still runs: $(echo a b | wc -w)";
+        let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+            add_caps(c, &["CAP_SYS_ADMIN"]);
+            c["process"]["noNewPrivileges"] = Value::from(no_new_privs);
+            c["linux"]["seccomp"] = docker_profile();
+        });
+        let out = env.run(&bundle, &id);
+        // seccomp mode 2 is a filter; the shell and its pipes work under the profile.
+        let nnp = u8::from(no_new_privs);
+        assert_eq!(
+            out.stdout,
+            format!("EPERM\nEPERM\n2\n{nnp}\nstill runs: 2\n"),
+            "{}",
+            out.stderr
+        );
+        env.assert_gone(&id);
+    }
+}
+
+#[test]
+fn errno_ret_and_argument_comparisons_pick_the_calls() {
+    need_root!();
+    let env = Env::new("seccomp-args");
+    let id = env.id("args");
+    let script = "helper try-syscall uname; helper try-syscall getcwd; \
+                  helper try-syscall socket-raw; helper try-syscall bind-low";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        add_caps(c, &["CAP_NET_RAW"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOTBLK},
+                {"names": ["no_such_syscall_at_all", "getcwd"], "action": "SCMP_ACT_ERRNO"},
+                // socket(AF_INET, SOCK_RAW, …) only: the TCP socket of bind-low passes.
+                {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES,
+                 "args": [{"index": 0, "value": libc::AF_INET, "op": "SCMP_CMP_EQ"},
+                          {"index": 1, "value": 0xf, "valueTwo": libc::SOCK_RAW,
+                           "op": "SCMP_CMP_MASKED_EQ"}]}
+            ]
+        });
+    });
+    let out = env.run(&bundle, &id);
+    assert_eq!(out.stdout, "ENOTBLK\nEPERM\nEACCES\nok\n", "{}", out.stderr);
+}
+
+#[test]
+fn a_bad_profile_fails_create_and_leaves_nothing() {
+    need_root!();
+    let env = Env::new("seccomp-bad");
+    let id = env.id("bad");
+    let bundle = env.bundle(&id, &["true"], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+}
+
+/// What the agent saw and did.
+struct AgentReport {
+    state: Value,
+    /// The syscall numbers it answered, in order.
+    syscalls: Vec<i32>,
+}
+
+/// A seccomp agent: takes one connection on `listener`, reads the container process state and
+/// the notify descriptor, then answers every notification with `errno` until the container's
+/// processes are gone (or 20 s pass).
+fn agent(listener: UnixListener, errno: i32) -> AgentReport {
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    // SAFETY: msghdr is plain data; the pointers below stay valid for the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: msg describes live buffers.
+    let len = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(len > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR and CMSG_DATA walk inside it.
+    let notify_fd = unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!header.is_null(), "no descriptor came with the state");
+        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(header).cast::<RawFd>(),
+        ))
+    };
+    let state: Value = serde_json::from_slice(&buf[..len as usize]).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut syscalls = Vec::new();
+    while Instant::now() < deadline {
+        let mut poll = libc::pollfd {
+            fd: notify_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd.
+        if unsafe { libc::poll(&mut poll, 1, 1000) } < 1 || poll.revents & libc::POLLIN == 0 {
+            if poll.revents & libc::POLLHUP != 0 {
+                break; // no process uses the filter any more
+            }
+            continue;
+        }
+        // SAFETY: seccomp_notif is plain data; NOTIF_RECV wants it zeroed.
+        let mut request: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl fills `request`.
+        let rc = unsafe {
+            libc::ioctl(
+                notify_fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+                &mut request,
+            )
+        };
+        if rc != 0 {
+            continue; // the caller went away meanwhile
+        }
+        let response = libc::seccomp_notif_resp {
+            id: request.id,
+            val: 0,
+            error: -errno,
+            flags: 0,
+        };
+        // SAFETY: the ioctl reads `response`.
+        unsafe {
+            libc::ioctl(
+                notify_fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+                &response,
+            )
+        };
+        syscalls.push(request.data.nr);
+    }
+    AgentReport { state, syscalls }
+}
+
+#[test]
+fn notify_reaches_the_agent_at_listener_path_which_answers() {
+    need_root!();
+    let env = Env::new("seccomp-notify");
+    let id = env.id("notify");
+    let socket = env.scratch.join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let agent = std::thread::spawn(move || agent(listener, libc::ECONNREFUSED));
+    let script = "helper try-syscall getcwd; helper try-syscall chroot";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": socket.to_str().unwrap(),
+            "listenerMetadata": "from the berth tests",
+            "syscalls": [{"names": ["chroot"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let out = env.run(&bundle, &id);
+    let report = agent.join().expect("the agent ran");
+    // The container lacks CAP_SYS_CHROOT: without the agent's answer chroot fails with EPERM.
+    assert_eq!(out.stdout, "ok\nECONNREFUSED\n", "{}", out.stderr);
+    assert_eq!(report.syscalls, [libc::SYS_chroot as i32]);
+    assert_eq!(report.state["fds"], json!(["seccompFd"]));
+    assert_eq!(report.state["metadata"], "from the berth tests");
+    assert_eq!(report.state["state"]["id"], id.as_str());
+    assert_eq!(report.state["state"]["status"], "creating");
+    assert!(report.state["pid"].as_i64().unwrap() > 0);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn notify_with_no_agent_listening_fails_create_and_leaves_nothing() {
+    need_root!();
+    let env = Env::new("seccomp-noagent");
+    let id = env.id("noagent");
+    let socket = env.scratch.join("nobody.sock");
+    let bundle = env.bundle(&id, &["true"], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": socket.to_str().unwrap(),
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "sending the seccomp listener to {}",
+            socket.display()
+        )),
+        "{err}"
+    );
+    env.assert_gone(&id);
+}
