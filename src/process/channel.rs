@@ -196,6 +196,16 @@ mod tests {
             a.send(m).unwrap();
             assert_eq!(&b.recv().unwrap(), m);
         }
+        // A long message arrives whole, and one past the limit is cut to it.
+        let long = Message::State("x".repeat(20_000));
+        a.send(&long).unwrap();
+        assert_eq!(b.recv().unwrap(), long);
+        a.send(&Message::Error("y".repeat(MAX_MESSAGE * 2)))
+            .unwrap();
+        assert_eq!(
+            b.recv().unwrap(),
+            Message::Error("y".repeat(MAX_MESSAGE - 1))
+        );
         drop(a);
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
     }
