@@ -93,11 +93,18 @@ fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError>
     }
 }
 
-fn init(kernel: &dyn Kernel, plan: InitPlan, channel: &Channel) -> Result<Infallible, InitError> {
+fn init(
+    kernel: &dyn Kernel,
+    mut plan: InitPlan,
+    channel: &Channel,
+) -> Result<Infallible, InitError> {
     // SAFETY: the lock descriptor is a copy of berth's; nothing else in this process uses it.
     unsafe { libc::close(plan.lock_fd) };
-    crate::cgroups::join_self(&plan.join_cgroups)
+    // The host's cgroup files are closed as soon as they are used.
+    let join_cgroups = std::mem::take(&mut plan.join_cgroups);
+    crate::cgroups::join_self(&join_cgroups)
         .map_err(|e| InitError::Sys("join the container's cgroups", e))?;
+    drop(join_cgroups);
     if plan.two_stage {
         // Join first, then make the new namespaces: they belong to the user namespace.
         namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
