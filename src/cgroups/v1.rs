@@ -3,6 +3,7 @@
 //! v1 side lacks on a hybrid host (freezer, device rules, hugetlb, `cgroup.kill`) is done in the
 //! cgroup2 directory when that offers it.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -401,8 +402,24 @@ impl V1Manager {
 
     fn set_devices(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
         if let Some(dir) = self.config.v1_dir("devices") {
-            for (file, line) in devices::v1_writes(rules) {
-                write_file(&dir.join(file), &line)?;
+            // One rule per write, but each file opened once (13 rules for the default spec).
+            let mut files: Vec<(&str, std::fs::File)> = Vec::new();
+            for (name, line) in devices::v1_writes(rules) {
+                let path = dir.join(name);
+                let err = |source| CgroupError::Write {
+                    path: path.clone(),
+                    value: line.clone(),
+                    source,
+                };
+                let index = match files.iter().position(|(open, _)| *open == name) {
+                    Some(index) => index,
+                    None => {
+                        let file = std::fs::File::options().write(true).open(&path);
+                        files.push((name, file.map_err(err)?));
+                        files.len() - 1
+                    }
+                };
+                files[index].1.write_all(line.as_bytes()).map_err(err)?;
             }
             return Ok(());
         }
