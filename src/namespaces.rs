@@ -128,6 +128,32 @@ impl Namespaces {
     }
 }
 
+/// berth's own pid namespace, left for a moment: a process cannot move itself into a pid
+/// namespace, so berth enters the container's (for the children it makes) before it clones the
+/// container's process, which is then born inside, and goes back right after.
+pub struct PidNamespaceVisit {
+    own: OwnedFd,
+}
+
+impl PidNamespaceVisit {
+    /// Makes the pid namespace of `target` the one berth's next children are born in.
+    pub fn enter(target: std::os::fd::BorrowedFd) -> Result<Self, nix::errno::Errno> {
+        // setns needs a descriptor open for reading; an O_PATH one gets EBADF.
+        let own = nix::fcntl::open(
+            "/proc/self/ns/pid",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        nix::sched::setns(target, CloneFlags::CLONE_NEWPID)?;
+        Ok(PidNamespaceVisit { own })
+    }
+
+    /// Back to berth's own pid namespace. Only berth calls this: the child stays where it was born.
+    pub fn leave(self) -> Result<(), nix::errno::Errno> {
+        nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID)
+    }
+}
+
 /// Joins each namespace in `join` (in order) except those in `skip`.
 pub fn enter(kernel: &dyn Kernel, join: &[Join], skip: CloneFlags) -> Result<(), NamespaceError> {
     for ns in join.iter().filter(|j| !skip.contains(j.flag)) {

@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
 use super::{oci_state, process_start_time, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
-use crate::namespaces::Namespaces;
+use crate::namespaces::{Namespaces, PidNamespaceVisit};
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, clone_into, Cloned};
 use crate::process::init::{self, InitPlan};
@@ -344,21 +344,11 @@ fn build(
     };
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the init channel"))?;
 
-    let own_pid_ns = match &join_pid {
-        Some(target) => {
-            // setns needs a descriptor open for reading; an O_PATH one gets EBADF.
-            let own = nix::fcntl::open(
-                "/proc/self/ns/pid",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(sys(id, "open berth's pid namespace"))?;
-            setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
-                .map_err(sys(id, "join the pid namespace"))?;
-            Some(own)
-        }
-        None => None,
-    };
+    let pid_visit = join_pid
+        .as_ref()
+        .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
+        .transpose()
+        .map_err(sys(id, "enter the pid namespace to join"))?;
     let cloned = match cgroup_dir
         .as_ref()
         .map(|dir| clone_into(clone_flags, dir.as_fd()))
@@ -383,8 +373,9 @@ fn build(
         init::run(plan, theirs)
     }
     // Only berth goes back: the init stays in the pid namespace it was born in.
-    if let Some(own) = own_pid_ns {
-        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+    if let Some(visit) = pid_visit {
+        visit
+            .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
     let Cloned::Parent {
@@ -542,10 +533,6 @@ fn owner_name() -> String {
 
 fn open_path(path: &Path) -> Result<OwnedFd, nix::errno::Errno> {
     nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-}
-
-fn setns(fd: std::os::fd::BorrowedFd, flag: CloneFlags) -> Result<(), nix::errno::Errno> {
-    nix::sched::setns(fd, flag)
 }
 
 fn expect(id: &str, channel: &Channel, wanted: Message, pid: Pid) -> Result<(), ContainerError> {

@@ -21,7 +21,7 @@ use super::{init_alive, status, ContainerError};
 use crate::capabilities::CapSets;
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, Relay, WindowSize};
-use crate::namespaces::{self, Join};
+use crate::namespaces::{self, Join, PidNamespaceVisit};
 use crate::process::channel::{self, Channel, ChannelError, Message};
 use crate::process::clone::{clone, Cloned};
 use crate::process::exec::ExecPlan;
@@ -256,20 +256,11 @@ fn start(
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
     // The pid namespace is entered by berth itself, so the clone is born in it; then berth
     // returns to its own.
-    let own_pid_ns = match &pid_ns {
-        Some(target) => {
-            let own = nix::fcntl::open(
-                "/proc/self/ns/pid",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(sys(id, "open berth's pid namespace"))?;
-            nix::sched::setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID)
-                .map_err(sys(id, "join the container's pid namespace"))?;
-            Some(own)
-        }
-        None => None,
-    };
+    let pid_visit = pid_ns
+        .as_ref()
+        .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
+        .transpose()
+        .map_err(sys(id, "enter the container's pid namespace"))?;
     let cloned = clone(
         CloneFlags::empty(),
         cgroup_dir.as_ref().map(|fd| fd.as_fd()),
@@ -278,8 +269,9 @@ fn start(
         drop(ours);
         crate::process::exec::run(plan, theirs)
     }
-    if let Some(own) = own_pid_ns {
-        nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+    if let Some(visit) = pid_visit {
+        visit
+            .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
     }
     let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
