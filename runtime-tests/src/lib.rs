@@ -715,6 +715,37 @@ impl Drop for NetNs {
     }
 }
 
+/// What a seccomp agent receives from berth on `stream`: the container process state (JSON) and
+/// the notify listener passed with SCM_RIGHTS in the same message.
+pub fn receive_seccomp_listener(
+    stream: &std::os::unix::net::UnixStream,
+) -> (Value, std::os::fd::OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    // SAFETY: msghdr is plain data; the pointers below stay valid for the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: msg describes live buffers.
+    let len = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(len > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR and CMSG_DATA walk inside it.
+    let listener = unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!header.is_null(), "no descriptor came with the state");
+        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(header).cast::<RawFd>(),
+        ))
+    };
+    let state = serde_json::from_slice(&buf[..len as usize]).expect("the state is JSON");
+    (state, listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

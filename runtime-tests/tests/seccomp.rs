@@ -1,12 +1,11 @@
 //! seccomp through berth: Docker's default profile, errnoRet, argument comparisons, and
 //! SCMP_ACT_NOTIFY with a seccomp agent (written here) that answers the container's syscall.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{need_root, workspace, Env};
+use runtime_tests::{need_root, receive_seccomp_listener, workspace, Env};
 use serde_json::{json, Value};
 
 /// Docker's default profile as dockerd sends it (see src/seccomp/testdata/docker-default.jq).
@@ -121,28 +120,7 @@ struct AgentReport {
 /// processes are gone (or 20 s pass).
 fn agent(listener: UnixListener, errno: i32) -> AgentReport {
     let (stream, _) = listener.accept().unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    // SAFETY: msghdr is plain data; the pointers below stay valid for the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr().cast();
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = cmsg.len();
-    // SAFETY: msg describes live buffers.
-    let len = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    assert!(len > 0, "recvmsg: {}", std::io::Error::last_os_error());
-    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR and CMSG_DATA walk inside it.
-    let notify_fd = unsafe {
-        let header = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!header.is_null(), "no descriptor came with the state");
-        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
-        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-            libc::CMSG_DATA(header).cast::<RawFd>(),
-        ))
-    };
-    let state: Value = serde_json::from_slice(&buf[..len as usize]).unwrap();
+    let (state, notify_fd) = receive_seccomp_listener(&stream);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut syscalls = Vec::new();

@@ -2,16 +2,15 @@
 //! descriptors, the host's tree through its working directory (CVE-2024-21626), the masked and
 //! read-only parts of /proc, and the host's disk through a device node.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{berth_bin, need_root, run_to_files, Env, Run};
+use runtime_tests::{berth_bin, need_root, receive_seccomp_listener, run_to_files, Env, Run};
 use serde_json::{json, Value};
 
 /// A copy of berth that only this test runs, so that "no berth is running" is a moment the test
@@ -134,30 +133,6 @@ fn a_container_cannot_open_berth_through_the_exe_of_a_created_init() {
     assert_eq!(sha256(&berth), before, "berth's binary changed");
 }
 
-/// Reads the container process state and the notify descriptor a runtime sends to an agent.
-fn receive_listener(stream: &UnixStream) -> OwnedFd {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    // SAFETY: msghdr is plain data; the pointers below stay valid for the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr().cast();
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = cmsg.len();
-    // SAFETY: msg describes live buffers.
-    let len = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    assert!(len > 0, "recvmsg: {}", std::io::Error::last_os_error());
-    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR and CMSG_DATA walk inside it.
-    unsafe {
-        let header = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!header.is_null(), "no descriptor came with the state");
-        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-            libc::CMSG_DATA(header).cast::<RawFd>(),
-        ))
-    }
-}
-
 /// Lets a notified syscall go on as if there were no filter.
 fn let_continue(listener: &OwnedFd, id: u64) {
     let response = libc::seccomp_notif_resp {
@@ -193,7 +168,7 @@ fn holding_agent(
     while !stop.load(Ordering::SeqCst) {
         if let Ok((stream, _)) = socket.accept() {
             stream.set_nonblocking(false).unwrap();
-            listeners.push(receive_listener(&stream));
+            listeners.push(receive_seccomp_listener(&stream).1);
         }
         if let (Some((index, id, _)), false) = (held, released) {
             if shared.join("done").exists() {

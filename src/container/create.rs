@@ -13,7 +13,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
 
-use super::{oci_state, process_start_time, ContainerError};
+use super::{oci_state, process_start_time, sys, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
 use crate::namespaces::{Namespaces, PidNamespaceVisit};
@@ -157,17 +157,6 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
     }
     if let Err(err) = dir.remove() {
         crate::logging::warn(&format!("cleaning up: {err}"));
-    }
-}
-
-fn sys<'a>(
-    id: &'a str,
-    what: &'static str,
-) -> impl FnOnce(nix::errno::Errno) -> ContainerError + 'a {
-    move |source| ContainerError::Sys {
-        id: id.to_string(),
-        what,
-        source,
     }
 }
 

@@ -17,7 +17,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
 
-use super::{init_alive, status, ContainerError};
+use super::{init_alive, status, sys, ContainerError};
 use crate::capabilities::CapSets;
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, Relay, WindowSize};
@@ -202,17 +202,6 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
         Err(err) => return Err(sent(err.to_string())),
     };
     Ok(super::wait::foreground(pid, &signals, relay.as_mut()))
-}
-
-fn sys<'a>(
-    id: &'a str,
-    what: &'static str,
-) -> impl FnOnce(nix::errno::Errno) -> ContainerError + 'a {
-    move |source| ContainerError::Sys {
-        id: id.to_string(),
-        what,
-        source,
-    }
 }
 
 /// What berth holds while the process starts.

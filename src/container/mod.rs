@@ -94,6 +94,18 @@ pub enum ContainerError {
     Unsupported(String),
 }
 
+/// Maps a failed system call to the container's error, saying what berth was doing.
+pub(crate) fn sys<'a>(
+    id: &'a str,
+    what: &'static str,
+) -> impl FnOnce(nix::errno::Errno) -> ContainerError + 'a {
+    move |source| ContainerError::Sys {
+        id: id.to_string(),
+        what,
+        source,
+    }
+}
+
 /// What /proc/PID/stat says about a process: whether it still runs and when it started.
 pub fn process_start_time(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {

@@ -6,7 +6,7 @@ use nix::sys::signalfd::SignalFd;
 
 use super::create::{create, CreateOptions, Created};
 use super::start::start_locked;
-use super::ContainerError;
+use super::{sys, ContainerError};
 use crate::console::Relay;
 use crate::state::{Root, StateError};
 
@@ -15,11 +15,7 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     if detach {
         return start_or_remove(create(root, opts)?).map(|_| 0);
     }
-    let sys = |what| {
-        let id = opts.id.clone();
-        move |source| ContainerError::Sys { id, what, source }
-    };
-    super::wait::block_signals().map_err(sys("block signals"))?;
+    super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
     let opts = CreateOptions {
         keep_console: true,
         ..opts.clone()
@@ -27,7 +23,7 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     let mut created = create(root, &opts)?;
     // The caller's terminal goes raw before the program starts, and back when berth is done.
     let watched = (|| -> Result<(SignalFd, Option<Relay>), ContainerError> {
-        let signals = super::wait::watch_signals().map_err(sys("watch signals"))?;
+        let signals = super::wait::watch_signals().map_err(sys(&opts.id, "watch signals"))?;
         Ok((
             signals,
             created.console.take().map(Relay::start).transpose()?,

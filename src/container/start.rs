@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use super::{oci_state, status, ContainerError};
+use super::{oci_state, status, sys, ContainerError};
 use crate::state::{ContainerDir, Root, State, Status};
 
 pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
@@ -33,16 +33,11 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|source| ContainerError::Sys {
-        id: state.id.clone(),
-        what: "reach the waiting init through the exec fifo",
-        source,
-    })?;
-    nix::unistd::write(&fd, b"0").map_err(|source| ContainerError::Sys {
-        id: state.id.clone(),
-        what: "start the init",
-        source,
-    })?;
+    .map_err(sys(
+        &state.id,
+        "reach the waiting init through the exec fifo",
+    ))?;
+    nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
     drop(fd);
     let _ = std::fs::remove_file(&fifo);
