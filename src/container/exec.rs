@@ -139,11 +139,8 @@ pub enum ExecError {
     NotRunning { id: String },
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotReady { id: String, status: Status },
-    #[error("cannot read the process file {path}: {source}")]
-    ReadProcess {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    ReadProcess(#[from] crate::bounded::ReadError),
     #[error("{path} is not a valid runtime-spec process: {source}")]
     ParseProcess {
         path: PathBuf,
@@ -457,10 +454,7 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
     let usage = |text: String| Err(ExecError::Usage(text));
     let process = match &opts.process {
         ExecProcess::File(path) => {
-            let text = std::fs::read(path).map_err(|source| ExecError::ReadProcess {
-                path: path.clone(),
-                source,
-            })?;
+            let text = crate::bounded::read_regular(path, crate::spec::CONFIG_LIMIT)?;
             let process: Process =
                 serde_json::from_slice(&text).map_err(|source| ExecError::ParseProcess {
                     path: path.clone(),
