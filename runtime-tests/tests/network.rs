@@ -17,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_tests::{
-    berth_bin, need_root, process_gone, read, rootfs, wait_until, workspace, Env, NetNs,
+    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, wait_until, workspace, Env,
+    NetNs,
 };
 use serde_json::{json, Value};
 
@@ -133,6 +134,12 @@ fn section<'a>(output: &'a str, name: &str) -> &'a str {
 const SHOW_NETWORK_THEN_PAUSE: &str =
     "echo '# addresses'; ip -o a; echo '# links'; ip -o link; echo '# routes'; ip r; \
      echo '# end'; exec /bin/helper pause";
+
+/// Leaves the network to berth's choice of any mode: `berth spec`'s template asks for a network
+/// namespace of the container's own, which `--network host` may not replace.
+fn no_network_entry(config: &mut Value) {
+    drop_namespace(config, "network");
+}
 
 /// Adds CAP_NET_RAW, which busybox ping needs for its raw socket.
 fn with_net_raw(config: &mut Value) {
@@ -501,7 +508,7 @@ fn host_mode_sees_the_hosts_links_namespace_and_listeners() {
     let id = env.id("h");
     let script = "echo '# links'; ip -o link; echo '# addresses'; ip -o a; echo '# ns'; \
                   /bin/helper ns; echo '# connect'; /bin/helper connect 127.0.0.1 3000";
-    let bundle = env.bundle(&id, &["sh", "-c", script], |_| {});
+    let bundle = env.bundle(&id, &["sh", "-c", script], no_network_entry);
     let run = env.berth(&[
         "run",
         "--network",
@@ -541,7 +548,7 @@ fn a_second_host_mode_container_on_the_same_port_is_refused() {
     let bundle = env.bundle(
         &first,
         &["/bin/helper", "listen", "tcp", "3000", "first"],
-        |_| {},
+        no_network_entry,
     );
     Detached::start(&env, &first, &bundle, &["--network", "host", "-p", "3000"])
         .output_with("listening");
@@ -554,7 +561,7 @@ fn a_second_host_mode_container_on_the_same_port_is_refused() {
     let bundle = env.bundle(
         &second,
         &["/bin/helper", "listen", "tcp", "3000", "second"],
-        |_| {},
+        no_network_entry,
     );
     let b = bundle.to_str().unwrap();
     let create = [
@@ -597,7 +604,7 @@ fn a_host_listener_on_the_port_refuses_a_host_mode_container() {
     let _udp = HostProcess::listen(&env, "udp", 5353, "taken");
     for port in ["3001", "3001/tcp", "5353/udp"] {
         let id = env.id("refused");
-        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], no_network_entry);
         let b = bundle.to_str().unwrap();
         let err = env
             .berth(&[
@@ -646,7 +653,7 @@ fn host_mode_refuses_a_host_port_that_differs_from_the_container_port() {
     need_root!();
     let env = Env::with_netns("host-remap");
     let id = env.id("remap");
-    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], no_network_entry);
     let b = bundle.to_str().unwrap();
     let err = env
         .berth(&[
@@ -775,7 +782,7 @@ fn delete_leaves_no_veth_lease_port_or_rule() {
     let web_flags = ["--network", "bridge", "-p", "8080:80", "-p", "5353:53/udp"];
     Detached::start(&env, &web, &bundle, &web_flags).output_with("pausing");
     let host = env.id("host");
-    let bundle = env.bundle(&host, &["/bin/helper", "pause"], |_| {});
+    let bundle = env.bundle(&host, &["/bin/helper", "pause"], no_network_entry);
     Detached::start(&env, &host, &bundle, &["--network", "host", "-p", "3000"])
         .output_with("pausing");
 
@@ -1131,6 +1138,165 @@ fn a_namespace_given_by_path_is_joined_and_left_in_place() {
         .status()
         .unwrap();
     assert!(status.success(), "joined0 is gone with the container");
+}
+
+/// `berth create` of `bundle` with `flags`, which must fail naming each of `words`, and leave
+/// nothing behind.
+#[track_caller]
+fn create_refused(env: &Env, id: &str, bundle: &Path, flags: &[&str], words: &[&str]) {
+    let mut args = vec!["create"];
+    args.extend(flags);
+    args.extend(["--bundle", bundle.to_str().unwrap(), id]);
+    let err = env.berth(&args).fails().to_string();
+    for word in words {
+        assert!(
+            err.contains(word),
+            "{flags:?}: {err:?} does not name {word:?}"
+        );
+    }
+    env.assert_gone(id);
+    env.assert_root_empty();
+    assert_no_network_left(env);
+}
+
+#[test]
+fn an_annotation_or_flag_never_gives_the_hosts_namespace_where_the_config_asks_its_own() {
+    need_root!();
+    let env = Env::with_netns("mode-own");
+    let id = env.id("own");
+    let annotation = "annotation io.berth.network.mode \"host\" is refused";
+    let entry = "linux.namespaces has a network entry without a path";
+    let with_annotation = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        config["annotations"] = json!({"io.berth.network.mode": "host"});
+    });
+    create_refused(&env, &id, &with_annotation, &[], &[annotation, entry]);
+    let ports = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        config["annotations"] = json!({
+            "io.berth.network.mode": "host",
+            "io.berth.network.ports": "3000/tcp",
+        });
+    });
+    create_refused(&env, &id, &ports, &[], &[annotation, entry]);
+    assert!(store_records(&env, "ports").is_empty());
+    let plain = env.bundle(&id, &["/bin/helper", "ns"], |_| {});
+    let flag = "flag --network \"host\" is refused";
+    create_refused(&env, &id, &plain, &["--network", "host"], &[flag, entry]);
+    create_refused(
+        &env,
+        &id,
+        &plain,
+        &["--network", "host", "-p", "3000"],
+        &[flag],
+    );
+
+    // What the config allows still runs, in a namespace of its own: none, and bridge.
+    let host_ns = std::fs::metadata(&host_ns(&env).path).unwrap();
+    let host_ns = format!(
+        "net -> net:[{}]",
+        std::os::unix::fs::MetadataExt::ino(&host_ns)
+    );
+    for mode in ["none", "bridge"] {
+        let out = env.berth(&[
+            "run",
+            "--network",
+            mode,
+            "--bundle",
+            plain.to_str().unwrap(),
+            &id,
+        ]);
+        let namespaces = out.ok();
+        assert!(namespaces.contains("net -> net:["), "{namespaces}");
+        assert!(
+            !namespaces.contains(&host_ns),
+            "{mode}: the host's namespace: {namespaces}"
+        );
+        env.assert_gone(&id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_namespace_given_by_path_is_never_replaced_by_an_annotation_or_flag() {
+    need_root!();
+    let env = Env::with_netns("mode-joined");
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let path = joined.path.to_str().unwrap().to_string();
+    let id = env.id("joined");
+    let entry = format!("linux.namespaces has a network entry with path {path}");
+    let join = |config: &mut Value| {
+        runtime_tests::join_namespace(config, "network", &path);
+    };
+    for mode in ["host", "bridge", "none"] {
+        let bundle = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+            join(config);
+            config["annotations"] = json!({"io.berth.network.mode": mode});
+        });
+        let refusal = format!("annotation io.berth.network.mode {mode:?} is refused");
+        create_refused(&env, &id, &bundle, &[], &[&refusal, &entry]);
+        let bundle = env.bundle(&id, &["/bin/helper", "ns"], join);
+        let refusal = format!("flag --network {mode:?} is refused");
+        create_refused(
+            &env,
+            &id,
+            &bundle,
+            &["--network", mode],
+            &[&refusal, &entry],
+        );
+    }
+    // Nor do ports reach the host through it: no DNAT rule, no reservation.
+    let bundle = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        join(config);
+        config["annotations"] = json!({"io.berth.network.ports": "8080:80/tcp"});
+    });
+    let ports = "annotation io.berth.network.ports";
+    create_refused(&env, &id, &bundle, &[], &[ports, &format!("ns:{path}")]);
+    assert!(store_records(&env, "ports").is_empty());
+
+    // Without an annotation or flag, the container joins it.
+    let bundle = env.bundle(&id, &["/bin/helper", "ns"], join);
+    let out = env.run(&bundle, &id);
+    let joined_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    assert!(
+        out.ok().contains(&format!("net -> net:[{joined_ino}]")),
+        "{}",
+        out.stdout
+    );
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn the_ports_annotation_on_the_hosts_namespace_reserves_and_publishes_nothing() {
+    need_root!();
+    let env = Env::with_netns("mode-host-ports");
+    let id = env.id("host-ports");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        no_network_entry(config);
+        config["annotations"] = json!({"io.berth.network.ports": "3000/tcp"});
+    });
+    Detached::start(&env, &id, &bundle, &[]).output_with("pausing");
+    assert_eq!(store_records(&env, "ports").len(), 1);
+    let rules = nft_ruleset(&env);
+    assert!(!rules.contains("berth"), "a rule on the host: {rules}");
+    assert_eq!(settings(&env, &id)["NetworkMode"], "host");
+    // A remapping would need DNAT: refused.
+    let remap = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        no_network_entry(config);
+        config["annotations"] = json!({"io.berth.network.ports": "8080:80/tcp"});
+    });
+    let other = env.id("remap");
+    let err = env
+        .berth(&["create", "--bundle", remap.to_str().unwrap(), &other])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("host port must equal the container port"),
+        "{err}"
+    );
+    env.assert_gone(&other);
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
 }
 
 #[test]
