@@ -201,6 +201,26 @@ fn settings(env: &Env, id: &str) -> Value {
     out[0]["NetworkSettings"].clone()
 }
 
+/// The fields of `NetworkSettings` berth had before it took Docker's whole shape.
+fn berths_fields(settings: &Value) -> Value {
+    let fields = [
+        "NetworkMode",
+        "SandboxKey",
+        "IPAddress",
+        "IPPrefixLen",
+        "Gateway",
+        "MacAddress",
+        "Bridge",
+        "HostVeth",
+        "Ports",
+    ];
+    fields
+        .iter()
+        .map(|field| (field.to_string(), settings[field].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// A process of ours on the throwaway host (a listener), killed by pid when dropped.
 struct HostProcess {
     child: Child,
@@ -994,7 +1014,7 @@ fn inspect_reports_network_settings_for_each_mode() {
         "docker0"
     );
     assert_eq!(
-        net,
+        berths_fields(&net),
         json!({
             "NetworkMode": "bridge",
             "SandboxKey": format!("/proc/{}/ns/net", container.pid),
@@ -1007,6 +1027,11 @@ fn inspect_reports_network_settings_for_each_mode() {
             "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
         })
     );
+    let network = &net["Networks"]["bridge"];
+    for field in ["IPAddress", "IPPrefixLen", "Gateway", "MacAddress"] {
+        assert_eq!(network[field], net[field], "Networks.bridge.{field}");
+    }
+    assert_eq!(network["EndpointID"], veth);
 
     // Host mode from config.json alone: no network namespace in it.
     let host = env.id("host");
@@ -1030,7 +1055,7 @@ fn inspect_reports_network_settings_for_each_mode() {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&host_ns(&env).path).unwrap()),
     );
     assert_eq!(
-        net,
+        berths_fields(&net),
         json!({
             "NetworkMode": "host",
             "SandboxKey": sandbox,
@@ -1053,6 +1078,7 @@ fn inspect_reports_network_settings_for_each_mode() {
     assert_eq!(net["SandboxKey"], format!("/proc/{}/ns/net", container.pid));
     assert_eq!(net["IPAddress"], "");
     assert_eq!(net["Ports"], json!({}));
+    assert_eq!(net["Networks"]["none"]["IPAddress"], "");
 
     for id in [&bridged, &host, &none] {
         env.berth(&["delete", "--force", id]).ok();
@@ -1138,6 +1164,119 @@ fn a_namespace_given_by_path_is_joined_and_left_in_place() {
         .status()
         .unwrap();
     assert!(status.success(), "joined0 is gone with the container");
+}
+
+/// A `NetworkSettings` recorded from an engine (runtime-tests/tests/data/inspect/).
+fn recorded(name: &str) -> Value {
+    let path = workspace()
+        .join("runtime-tests/tests/data/inspect")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Each key of an object and the JSON type of its value ("string", "number", "null", …).
+fn shape(object: &Value) -> Vec<(String, &'static str)> {
+    let kind = |value: &Value| match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let mut keys: Vec<(String, &'static str)> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .iter()
+        .map(|(key, value)| (key.clone(), kind(value)))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts that berth's `NetworkSettings` has the keys of the recorded one, each with a value
+/// of the same type, and only berth's own `NetworkMode` and `HostVeth` besides; and the same of
+/// its `Networks` entries, which must be the recorded ones by name.
+#[track_caller]
+fn assert_shape(berth: &Value, engine: &Value, what: &str) {
+    let own = ["HostVeth", "NetworkMode"];
+    let mut top = shape(berth);
+    top.retain(|(key, _)| !own.contains(&key.as_str()));
+    let wanted = shape(engine);
+    if engine.get("Networks").is_none() {
+        // podman leaves out what Docker has and berth copies: only its keys are compared
+        let podman: Vec<&String> = wanted.iter().map(|(key, _)| key).collect();
+        top.retain(|(key, _)| podman.contains(&key) || key == "Networks");
+    }
+    assert_eq!(top, wanted, "{what}: the keys of NetworkSettings");
+    let networks = |settings: &Value| -> Vec<(String, Vec<(String, &'static str)>)> {
+        let Some(networks) = settings.get("Networks") else {
+            return Vec::new();
+        };
+        networks
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, network)| (name.clone(), shape(network)))
+            .collect()
+    };
+    assert_eq!(networks(berth), networks(engine), "{what}: Networks");
+}
+
+#[test]
+fn inspect_has_the_shape_docker_and_podman_give() {
+    need_root!();
+    let env = Env::with_netns("inspect-shape");
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let path = joined.path.to_str().unwrap().to_string();
+    let modes: [(&str, &[&str], &str); 4] = [
+        ("host", &["--network", "host"], "docker-20.10-host.json"),
+        (
+            "bridge",
+            &["--network", "bridge", "-p", "8080:80"],
+            "docker-20.10-bridge.json",
+        ),
+        ("none", &["--network", "none"], "docker-20.10-none.json"),
+        ("joined", &[], "podman-4.3-joined.json"),
+    ];
+    for (mode, flags, recording) in modes {
+        let id = env.id(mode);
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| match mode {
+            "host" => no_network_entry(config),
+            "joined" => runtime_tests::join_namespace(config, "network", &path),
+            _ => {}
+        });
+        let container = Detached::start(&env, &id, &bundle, flags);
+        let net = settings(&env, &id);
+        assert_shape(&net, &recorded(recording), mode);
+        if mode != "joined" {
+            // the lab's jq paths: .NetworkSettings.Networks.MODE.{IPAddress,Gateway,MacAddress}
+            let network = &net["Networks"][mode];
+            for field in ["IPAddress", "IPPrefixLen", "Gateway", "MacAddress"] {
+                assert_eq!(
+                    network[field], net[field],
+                    "{mode}: Networks.{mode}.{field}"
+                );
+            }
+        }
+        if mode == "bridge" {
+            let eth0 = &nsenter_ip(container.pid, &["-4", "addr", "show", "eth0"])[0];
+            let address = &eth0["addr_info"][0];
+            assert_eq!(net["Networks"]["bridge"]["IPAddress"], address["local"]);
+            assert_eq!(
+                net["Networks"]["bridge"]["IPPrefixLen"],
+                address["prefixlen"]
+            );
+            let link = &nsenter_ip(container.pid, &["link", "show", "eth0"])[0];
+            assert_eq!(net["Networks"]["bridge"]["MacAddress"], link["address"]);
+            assert_eq!(net["Networks"]["bridge"]["Gateway"], "172.17.0.1");
+        } else {
+            assert_eq!(net["IPAddress"], "", "{mode}");
+        }
+        env.berth(&["delete", "--force", &id]).ok();
+        env.assert_gone(&id);
+    }
+    assert_no_network_left(&env);
 }
 
 /// `berth create` of `bundle` with `flags`, which must fail naming each of `words`, and leave
