@@ -1455,8 +1455,13 @@ fn the_demo_runs_start_to_end() {
     for expected in [
         "$ berth run -d -p 3000 --network host --bundle web-host lab-host",
         "ok: the container's page, fetched from the host at 127.0.0.1:3000",
+        "$ ss -tlnp 'sport = :3000'",
+        "ok: the container's httpd, pid ",
         "RESOURCE:PORTS",
         "$ berth run -d -p 8080:80 --network bridge --bundle web-bridge lab-bridge",
+        "$ ss -tuanp 'sport = :8080'",
+        "ok: no process holds the host's port 8080, so no proxy either",
+        "\"Networks\": {",
         "inet 172.17.0.",
         "default via 172.17.0.1 dev eth0",
         "\"NetworkMode\": \"host\"",
