@@ -68,6 +68,9 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
         delay = (delay * 2).min(Duration::from_millis(10));
     }
     manager.remove()?;
+    if let Some(mount) = &state.host_mount {
+        crate::rootfs::detach_root(&crate::syscall::Linux, mount)?;
+    }
     if let Some(root) = dir.path.parent() {
         crate::network::release(root, &state.id)?;
     }

@@ -70,6 +70,9 @@ pub struct RootfsPlan {
     pub masked: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub no_pivot: bool,
+    /// Whether the container has no mount namespace of its own: it runs in the host's, where
+    /// berth has given the root filesystem a mount of its own (see `host`).
+    pub host_mount_ns: bool,
     pub cgroup: CgroupConfig,
     pub new_cgroupns: bool,
     /// In a user namespace mknod is refused: devices are bind-mounted from the host instead.
@@ -513,6 +516,8 @@ impl RootfsPlan {
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             no_pivot,
+            host_mount_ns: !crate::spec::namespace_types(spec)
+                .contains(&oci_spec::runtime::LinuxNamespaceType::Mount),
             cgroup,
             new_cgroupns,
             in_userns,
@@ -550,8 +555,21 @@ pub(super) mod tests {
     use crate::testutil::TempDir;
 
     /// The plan for a spec given as JSON, with the root filesystem at `rootfs` in its bundle.
+    /// The plan for a spec given as JSON, with the root filesystem at `rootfs` in its bundle,
+    /// for a container with a mount namespace of its own unless the spec lists namespaces.
     pub(in crate::rootfs) fn plan_for(spec_json: &str, rootfs: &Path) -> RootfsPlan {
-        let spec: Spec = serde_json::from_str(spec_json).unwrap();
+        let mut spec: Spec = serde_json::from_str(spec_json).unwrap();
+        if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_none()
+        {
+            let mount = serde_json::from_str(r#"{"type":"mount"}"#).unwrap();
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_namespaces(Some(vec![mount]));
+            spec.set_linux(Some(linux));
+        }
         RootfsPlan::from_spec(
             &spec,
             rootfs.parent().unwrap(),
