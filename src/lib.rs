@@ -1,6 +1,7 @@
 //! berth: a low-level OCI container runtime. The library does the work; `main.rs` only parses
 //! the command line.
 
+pub mod bounded;
 pub mod capabilities;
 pub mod cgroups;
 pub mod console;

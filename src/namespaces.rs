@@ -1,13 +1,13 @@
 //! Namespaces: which ones a container makes of its own and which it joins by path, and the
 //! order in which they are entered.
 
-use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::bounded::ReadError;
 use crate::syscall::Kernel;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,11 @@ pub enum NamespaceError {
         kind: &'static str,
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("{source}, so it cannot be the {kind} namespace")]
+    NotFile {
+        kind: &'static str,
+        source: ReadError,
     },
     #[error("cannot join the {kind} namespace {path}: {source}")]
     Join {
@@ -101,10 +106,17 @@ impl Namespaces {
             match path {
                 None => new |= flag,
                 Some(path) => {
-                    let file = File::open(&path).map_err(|source| NamespaceError::Open {
-                        kind: name(flag),
-                        path: path.clone(),
-                        source,
+                    // Never a FIFO's open that waits forever, nor a device's that does something.
+                    let file = crate::bounded::open_regular(&path).map_err(|err| match err {
+                        ReadError::Io { source, .. } => NamespaceError::Open {
+                            kind: name(flag),
+                            path: path.clone(),
+                            source,
+                        },
+                        other => NamespaceError::NotFile {
+                            kind: name(flag),
+                            source: other,
+                        },
                     })?;
                     join.push(Join {
                         flag,

@@ -21,6 +21,8 @@ pub enum SpecError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::bounded::ReadError),
     #[error("{path} is not a valid runtime spec: {source}")]
     Parse {
         path: PathBuf,
@@ -84,6 +86,10 @@ pub enum SpecError {
     HookPath(&'static str, usize, String),
 }
 
+/// The most of `config.json` berth reads: far above any engine's config (tens of KiB; a seccomp
+/// profile of 100,000 rules is about 6 MiB), and a bound on what a hostile bundle costs the host.
+pub const CONFIG_LIMIT: u64 = 16 << 20;
+
 /// A loaded bundle: the parsed spec, the raw bytes (kept in the state folder for `exec`), and the
 /// root filesystem resolved against the bundle.
 pub struct Bundle {
@@ -100,10 +106,7 @@ pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
         source,
     })?;
     let path = dir.join("config.json");
-    let raw = std::fs::read(&path).map_err(|source| SpecError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let raw = crate::bounded::read_regular(&path, CONFIG_LIMIT)?;
     let parse_error = |source| SpecError::Parse {
         path: path.clone(),
         source,

@@ -126,12 +126,12 @@ fn create_start_kill_delete_move_through_the_states() {
     let err = env.berth(&["start", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot start container {id:?}: it is running")
+        format!("berth: error: cannot start container {id:?}: it is running")
     );
     let err = env.berth(&["delete", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot delete container {id:?} that is not stopped: running")
+        format!("berth: error: cannot delete container {id:?} that is not stopped: running")
     );
 
     env.berth(&["kill", &id, "KILL"]).ok();
@@ -141,14 +141,14 @@ fn create_start_kill_delete_move_through_the_states() {
     let err = env.berth(&["kill", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot signal container {id:?}: container not running")
+        format!("berth: error: cannot signal container {id:?}: container not running")
     );
     env.berth(&["delete", &id]).ok();
     env.assert_gone(&id);
     let err = env.berth(&["state", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: container {id:?} does not exist")
+        format!("berth: error: container {id:?} does not exist")
     );
 }
 
@@ -216,7 +216,7 @@ fn kill_ends_a_created_container() {
         let err = env.berth(&["start", &id]).fails().to_string();
         assert_eq!(
             err.trim(),
-            format!("berth: cannot start container {id:?}: it is stopped")
+            format!("berth: error: cannot start container {id:?}: it is stopped")
         );
         assert_eq!(read(&out), "", "the program must never run");
         env.berth(&["delete", &id]).ok();
@@ -412,7 +412,7 @@ fn two_starts_at_once_start_the_container_once() {
         let failed = if first.code == 1 { &first } else { &second };
         assert_eq!(
             failed.stderr.trim(),
-            format!("berth: cannot start container {id:?}: it is running")
+            format!("berth: error: cannot start container {id:?}: it is running")
         );
         wait_until("the program to run", || read(&out) == "pausing\n");
         env.berth(&["delete", "--force", &id]).ok();

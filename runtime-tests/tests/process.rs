@@ -217,7 +217,7 @@ fn rlimits_are_set_and_one_above_the_hard_limit_fails_clearly() {
     assert_eq!(
         err.trim(),
         format!(
-            "berth: container {id:?} could not be created: cannot set process.rlimits \
+            "berth: error: container {id:?} could not be created: cannot set process.rlimits \
              RLIMIT_NOFILE to soft 1000000, hard 1000000: EPERM: Operation not permitted \
              (raising a hard limit needs CAP_SYS_RESOURCE)"
         )
@@ -245,7 +245,7 @@ fn oom_score_adj_is_set_and_lowering_it_needs_sys_resource() {
         assert_eq!(
             run.fails().trim(),
             format!(
-                "berth: container {id:?} could not be created: cannot set process.oomScoreAdj \
+                "berth: error: container {id:?} could not be created: cannot set process.oomScoreAdj \
                  to -500: Permission denied (os error 13) (lowering it needs CAP_SYS_RESOURCE)"
             )
         );

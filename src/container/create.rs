@@ -26,7 +26,8 @@ use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
 use crate::{network, seccomp};
 
-/// The `create` and `run` flags.
+/// What `create` and `run` are asked to do, typed: the command line's flags, or what an embedder
+/// (the containerd shim) passes.
 #[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
     pub id: String,
@@ -36,8 +37,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
-    pub network: Option<String>,
-    pub publish: Vec<String>,
+    /// The network mode and ports asked for over the spec and its annotations.
+    pub network: network::NetworkOverride,
     pub systemd_cgroup: bool,
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
@@ -78,7 +79,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
-    let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
+    let network = network::request_from(&bundle.spec, &opts.network)?;
     if network.mode == network::Mode::Host {
         spec::check_sysctl_host_network(&bundle.spec)?;
     }

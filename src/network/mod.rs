@@ -2,7 +2,8 @@
 //! `docker0` (bridge, veth, address, route, NAT, published ports), teardown, and `inspect`.
 //!
 //! The runtime calls four functions, in this order:
-//! 1. [`request_from`] decides what the container asked for (spec, annotations, flags);
+//! 1. [`request_from`] decides what the container asked for (spec, annotations, the caller's
+//!    [`NetworkOverride`]);
 //! 2. [`reserve`], before the container's init exists, claims ports and an address, so a
 //!    refusal leaves nothing behind;
 //! 3. [`attach`], once the init exists, wires its network namespace;
@@ -52,8 +53,8 @@ pub use inspect::inspect_settings;
 pub use ipam::Ipv4Net;
 pub use netlink::NetlinkError;
 pub use request::{
-    request_from, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET, MODE_ANNOTATION,
-    PORTS_ANNOTATION, SUBNET_ANNOTATION,
+    request_from, NetworkOverride, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET,
+    MODE_ANNOTATION, PORTS_ANNOTATION, SUBNET_ANNOTATION,
 };
 
 /// How the container is networked.

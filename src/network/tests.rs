@@ -20,6 +20,15 @@ use super::netlink::Netlink;
 use super::store::Store;
 use super::*;
 
+/// The request as the command line makes it, from the flags' text.
+fn request_from(
+    spec: &oci_spec::runtime::Spec,
+    mode: Option<&str>,
+    publish: &[String],
+) -> Result<NetworkRequest, NetworkError> {
+    super::request_from(spec, &NetworkOverride::from_flags(mode, publish)?)
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

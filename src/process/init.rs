@@ -206,7 +206,10 @@ fn init(
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    eprintln!("berth: {err}");
+    eprintln!(
+        "{}",
+        crate::logging::stderr_line(crate::logging::Level::Error, &err.to_string())
+    );
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
 }

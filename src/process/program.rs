@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
@@ -41,6 +42,11 @@ pub enum ProgramError {
     NoNewPrivs(Errno),
     #[error("cannot keep the container's process non-dumpable: {0}")]
     Dumpable(Errno),
+    #[error("cannot find HOME for uid {uid} (process.env sets none): {source}")]
+    Home {
+        uid: u32,
+        source: crate::bounded::ReadError,
+    },
     #[error("{0}")]
     Exec(String),
     #[error("lost contact with berth while {0}")]
@@ -79,7 +85,7 @@ pub fn prepare<'a>(
 ) -> Result<Ready<'a>, ProgramError> {
     let mut env = process.env.clone();
     if process.needs_home {
-        env.push(home_for(process.uid));
+        env.push(home_for(process.uid)?);
     }
     set_rlimits(process)?;
     // Before the filter, which may forbid both calls (Docker's profile allows personality only
@@ -245,14 +251,23 @@ fn set_rlimits(process: &ProcessPlan) -> Result<(), ProgramError> {
     Ok(())
 }
 
-/// `HOME=` from the container's /etc/passwd, or `/` when the user has no entry, as runc does.
-fn home_for(uid: u32) -> CString {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+/// The most of the image's /etc/passwd berth reads (directory exports run to a few MiB).
+const PASSWD_LIMIT: u64 = 16 << 20;
+
+/// `HOME=` from the container's /etc/passwd, or `/` when the file or the user's entry is missing,
+/// as runc does. An /etc/passwd that is not a regular file or is too large fails instead: runc
+/// reads a FIFO there forever, and berth must not read a device without end.
+fn home_for(uid: u32) -> Result<CString, ProgramError> {
+    let passwd = match crate::bounded::read_regular(Path::new("/etc/passwd"), PASSWD_LIMIT) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) if err.not_found() => String::new(),
+        Err(source) => return Err(ProgramError::Home { uid, source }),
+    };
     let home = passwd
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
         .map(|f| f[5].to_string())
         .unwrap_or_else(|| "/".to_string());
-    CString::new(format!("HOME={home}")).unwrap_or_default()
+    Ok(CString::new(format!("HOME={home}")).unwrap_or_default())
 }
