@@ -80,9 +80,6 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
-    if network.mode == network::Mode::Host {
-        spec::check_sysctl_host_network(&bundle.spec)?;
-    }
     let seccomp = match bundle
         .spec
         .linux()
@@ -452,7 +449,12 @@ fn build(
     }
     state.pid = pid.as_raw();
     // The init builds its root filesystem meanwhile; it waits for `start` before it runs anything.
-    let net_state = network::attach(&root.path, id, &net_request, &reservation, state.pid)?;
+    let net_state = match network::attach(&root.path, id, &net_request, &reservation, state.pid) {
+        Ok(net_state) => net_state,
+        // the init is gone before its namespace could be wired: it may have said why
+        Err(network::NetworkError::Namespace { .. }) => return Err(init_failed(id, &ours, pid)),
+        Err(err) => return Err(err.into()),
+    };
     state.network = Some(serde_json::to_value(&net_state).expect("network state serialises"));
     state.pid_start = process_start_time(state.pid)
         .map(|(_, start)| start)
