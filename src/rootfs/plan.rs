@@ -234,9 +234,8 @@ pub struct MountOptions {
     pub recursive: MountAttr,
     pub propagation: Vec<MsFlags>,
     pub copy_up: bool,
-    /// `idmap` and `ridmap`: id-mapped mounts, which berth does not make.
-    pub idmap: Option<String>,
-    /// The rest: the filesystem's own options.
+    /// The rest: the filesystem's own options (`idmap` and `mounts[].uidMappings` are refused by
+    /// `spec::check` before any of this).
     pub data: Vec<String>,
 }
 
@@ -248,7 +247,6 @@ pub fn parse_options(options: &[String]) -> MountOptions {
         recursive: MountAttr::default(),
         propagation: Vec::new(),
         copy_up: false,
-        idmap: None,
         data: Vec::new(),
     };
     for option in options {
@@ -277,8 +275,6 @@ pub fn parse_options(options: &[String]) -> MountOptions {
             }
         } else if option == "tmpcopyup" || option == "notmpcopyup" {
             parsed.copy_up = option == "tmpcopyup";
-        } else if option == "idmap" || option == "ridmap" {
-            parsed.idmap = Some(option.clone());
         } else {
             parsed.data.extend(split_data(option));
         }
@@ -357,16 +353,6 @@ pub fn mount_plan(
         reason,
     };
     let options = parse_options(mount.options().as_deref().unwrap_or_default());
-    if let Some(option) = &options.idmap {
-        return Err(bad(format!(
-            "option {option:?}: berth does not make id-mapped mounts"
-        )));
-    }
-    if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
-        return Err(bad(
-            "uidMappings and gidMappings: berth does not make id-mapped mounts".into(),
-        ));
-    }
     let fstype = mount.typ().clone().unwrap_or_default();
     let flags = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
     let kind = if fstype == "bind" || options.flags.contains(MsFlags::MS_BIND) {
@@ -588,7 +574,7 @@ pub(super) mod tests {
     fn every_listed_option_is_applied_by_berth() {
         for option in MOUNT_OPTIONS {
             let parsed = parse_options(&[option.to_string()]);
-            assert!(parsed.data.is_empty() && parsed.idmap.is_none(), "{option}");
+            assert!(parsed.data.is_empty(), "{option}");
         }
         for option in ["mode=755", "idmap", "ridmap", "lowerdir=/a"] {
             assert!(!MOUNT_OPTIONS.contains(&option), "{option}");
@@ -706,16 +692,6 @@ pub(super) mod tests {
     #[test]
     fn options_berth_would_drop_are_refused_naming_the_mount() {
         let cases = [
-            (
-                r#"{"destination":"/d","type":"bind","source":"/s","options":["rbind","idmap"]}"#,
-                r#"mounts[3] (/d): option "idmap": berth does not make id-mapped mounts"#,
-            ),
-            (
-                r#"{"destination":"/d","type":"bind","source":"/s","options":["rbind"],
-                    "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
-                    "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#,
-                "mounts[3] (/d): uidMappings and gidMappings: berth does not make id-mapped mounts",
-            ),
             (
                 r#"{"destination":"/d","type":"none","source":"/s","options":["rbind","mode=755"]}"#,
                 r#"mounts[3] (/d): option "mode=755" is not one berth knows, and a bind mount shares its source's filesystem: it takes no filesystem options"#,
