@@ -93,9 +93,15 @@ fn bind_mounts_take_their_options() {
     env.assert_gone(&id);
 }
 
+/// A host folder holding a mount of its own: fields drop in order, the submount first.
+struct TmpfsTree {
+    sub: HostTmpfs,
+    top: HostTmpfs,
+}
+
 /// A tmpfs at `path` with the mount options `options`, with another one at `path/sub` with the
-/// same options: a host folder holding a mount of its own. Unmounted when dropped (sub first).
-fn tmpfs_tree(path: &Path, options: &str) -> (HostTmpfs, HostTmpfs) {
+/// same options. Unmounted when dropped.
+fn tmpfs_tree(path: &Path, options: &str) -> TmpfsTree {
     let top = HostTmpfs::new(path);
     std::fs::write(path.join("top"), "top\n").unwrap();
     std::fs::create_dir(path.join("sub")).unwrap();
@@ -108,7 +114,7 @@ fn tmpfs_tree(path: &Path, options: &str) -> (HostTmpfs, HostTmpfs) {
             .unwrap();
         assert!(status.success(), "remount {} {options}", mount.display());
     }
-    (top, sub)
+    TmpfsTree { sub, top }
 }
 
 /// Docker's and Kubernetes' recursive read-only mounts (`rbind`, `rro`) and every other
@@ -146,7 +152,7 @@ fn recursive_options_reach_the_mounts_below_a_bind() {
     let cases: &[Case] = &[
         (
             "set",
-            &plain.0.path,
+            &plain.top.path,
             &[
                 "rro",
                 "rnosuid",
@@ -161,14 +167,14 @@ fn recursive_options_reach_the_mounts_below_a_bind() {
         ),
         (
             "strict",
-            &plain.0.path,
+            &plain.top.path,
             &["rstrictatime"],
             &["rw"],
             &["relatime", "noatime"],
         ),
         (
             "cleared",
-            &flagged.0.path,
+            &flagged.top.path,
             &[
                 "rrw",
                 "rsuid",
@@ -183,21 +189,21 @@ fn recursive_options_reach_the_mounts_below_a_bind() {
         ),
         (
             "atime",
-            &flagged.0.path,
+            &flagged.top.path,
             &["ratime"],
             &["ro", "relatime"],
             &["noatime"],
         ),
         (
             "norelatime",
-            &strict.0.path,
+            &strict.top.path,
             &["rnorelatime"],
             &["relatime"],
             &[],
         ),
         (
             "nostrictatime",
-            &strict.0.path,
+            &strict.top.path,
             &["rnostrictatime"],
             &["relatime"],
             &[],
@@ -239,7 +245,7 @@ fn recursive_options_reach_the_mounts_below_a_bind() {
     }
     // Read-only down to the submount; the plain source's submount stays writable elsewhere.
     assert_eq!(writes, "EROFS\nEROFS\nok\n");
-    assert_eq!(read(&plain.1.path.join("new")), "x");
+    assert_eq!(read(&plain.sub.path.join("new")), "x");
     env.assert_gone(&id);
 }
 
