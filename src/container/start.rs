@@ -1,5 +1,6 @@
 //! `start`: release a created container's init by writing into its exec fifo, then run the
-//! poststart hooks.
+//! poststart hooks; if one fails, `start` fails and the container is destroyed (runtime-spec
+//! 1.3; before it, a warning).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -14,7 +15,19 @@ use crate::state::{ContainerDir, Root, State, Status};
 pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
     let dir = root.open_container(id)?;
     let mut state = dir.read_state()?;
-    start_locked(&dir, &mut state)
+    match start_locked(&dir, &mut state) {
+        // runtime-spec 1.3: a failed poststart hook is an error; the container is stopped and
+        // destroyed, and the poststop hooks run (lifecycle steps 12 and 13).
+        Err(err @ ContainerError::Hook(_)) => {
+            if let Err(destroyed) = super::delete::destroy(dir, &state) {
+                crate::logging::warn(&format!(
+                    "removing {id:?} after its poststart hook failed: {destroyed}"
+                ));
+            }
+            Err(err)
+        }
+        other => other,
+    }
 }
 
 /// Starts a container whose folder the caller holds locked (`run` does).
@@ -50,9 +63,8 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         .unwrap_or_default();
     if !poststart.is_empty() {
         let json = oci_state(state, Status::Running).to_string();
-        if let Err(err) = crate::hooks::run("poststart", &poststart, &json) {
-            crate::logging::warn(&err.to_string());
-        }
+        // The caller stops and removes the container (`start`, and `run` as for any failure).
+        crate::hooks::run("poststart", &poststart, &json)?;
     }
     Ok(())
 }
