@@ -47,6 +47,9 @@ pub struct Args {
     /// Run the process in this existing cgroup below the container's (cgroup v2)
     #[arg(long)]
     pub cgroup: Option<String>,
+    /// Exec into a paused container too: the process starts frozen and runs once it is resumed
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// The container id
     pub id: String,
     /// The command to run and its arguments
@@ -71,6 +74,7 @@ pub fn run(global: &Global, args: Args) -> super::Result {
         console_socket: args.console_socket,
         preserve_fds: args.preserve_fds,
         cgroup: args.cgroup,
+        ignore_paused: args.ignore_paused,
     };
     match container::exec(&global.root, &opts) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
