@@ -88,7 +88,13 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
     {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => {
+            let filter = seccomp::compile(profile)?;
+            if let Some(warning) = filter.unknown_names_warning() {
+                crate::logging::warn(&warning);
+            }
+            Some(filter)
+        }
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
