@@ -1,7 +1,8 @@
 //! Hooks: the six kinds run in order at their points of the lifecycle with the state on stdin
 //! (the real pid, the right status), with path, args, env and timeout honoured; a failing
-//! createRuntime hook fails `create` and leaves nothing, a failing poststart one fails `start`
-//! and removes the container (runtime-spec 1.3), a failing poststop one only warns; a hook that
+//! createRuntime hook fails `create` and leaves nothing, a failing startContainer or poststart
+//! one fails `start` and removes the container (runtime-spec 1.3 for poststart), a failing
+//! poststop one only warns; a hook that
 //! floods its output neither stalls berth nor escapes its timeout.
 
 use std::path::{Path, PathBuf};
@@ -215,39 +216,50 @@ fn a_start_container_hook_without_env_gets_the_programs_environment() {
 }
 
 #[test]
-fn a_failing_poststart_hook_fails_start_and_removes_the_container() {
+fn a_failing_start_container_or_poststart_hook_fails_start_and_removes_the_container() {
     need_root!();
     let env = Env::new("hooks-poststart");
     let seen = env.scratch.join("poststop-ran");
-    for how in ["start", "run"] {
-        let id = env.id(how);
-        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
-            c["hooks"] = json!({
-                "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo not today >&2; exit 2"]}],
-                "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo {how} >> {}", seen.display())]}],
+    let failing = json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo not today >&2; exit 2"]}]);
+    for kind in ["startContainer", "poststart"] {
+        for how in ["start", "run"] {
+            let id = env.id(how);
+            let record = format!("echo {kind}-{how} >> {}", seen.display());
+            let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+                c["hooks"] = json!({
+                    kind: failing,
+                    "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", record]}],
+                });
             });
-        });
-        let err = if how == "start" {
-            env.create(&bundle, &id, &[]);
-            let pid = env.pid(&id);
-            let err = env.berth(&["start", &id]).fails().to_string();
-            wait_until("the init to be gone", || runtime_tests::process_gone(pid));
-            err
-        } else {
-            env.run(&bundle, &id).fails().to_string()
-        };
-        assert_eq!(
-            err.trim(),
-            "berth: error: poststart hook /bin/sh exited with status 2: not today",
-            "{how}"
-        );
-        // Stopped, destroyed, and the poststop hooks ran (lifecycle steps 12 and 13).
-        env.assert_gone(&id);
-        assert!(
-            read(&seen).lines().any(|l| l == how),
-            "{how}: {}",
-            read(&seen)
-        );
+            let err = if how == "start" {
+                env.create(&bundle, &id, &[]);
+                let pid = env.pid(&id);
+                let err = env.berth(&["start", &id]).fails().to_string();
+                wait_until("the init to be gone", || runtime_tests::process_gone(pid));
+                err
+            } else {
+                env.run(&bundle, &id).fails().to_string()
+            };
+            let hook = format!("{kind} hook /bin/sh exited with status 2: not today");
+            let expected = match kind {
+                // The init reports it from inside the container.
+                "startContainer" => format!("container {id:?} could not start: {hook}"),
+                _ => hook,
+            };
+            assert_eq!(
+                err.trim(),
+                format!("berth: error: {expected}"),
+                "{kind} {how}"
+            );
+            // Stopped, destroyed, and the poststop hooks ran (lifecycle steps 12 and 13).
+            env.assert_gone(&id);
+            let ran = format!("{kind}-{how}");
+            assert!(
+                read(&seen).lines().any(|l| l == ran),
+                "{ran}: {}",
+                read(&seen)
+            );
+        }
     }
     env.assert_root_empty();
 }

@@ -46,6 +46,9 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     /// The exec fifo, open read-write: reading blocks until `start` writes a byte.
     pub fifo: OwnedFd,
+    /// A file in the container's state folder (close-on-exec, like the fifo): after `start`,
+    /// why the program could not run (a startContainer hook failed), for `start` to report.
+    pub start_error: OwnedFd,
     /// The name of a new session keyring, so containers do not share the host's keys.
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
@@ -196,16 +199,20 @@ fn init(
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
-    // From here berth's `create` may have returned: failures go to the container's stderr.
+    // From here berth's `create` may have returned: `start` reports failures (start_error).
     let started = wait_for_start(&plan.fifo).and_then(|()| {
         run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    eprintln!(
-        "{}",
-        crate::logging::stderr_line(crate::logging::Level::Error, &err.to_string())
-    );
+    // `start` reports it; the container's stderr only if that file cannot take it.
+    let text = err.to_string();
+    if nix::unistd::write(&plan.start_error, text.as_bytes()).is_err() {
+        eprintln!(
+            "{}",
+            crate::logging::stderr_line(crate::logging::Level::Error, &text)
+        );
+    }
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
 }
