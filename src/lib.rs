@@ -8,6 +8,7 @@ pub mod console;
 pub mod container;
 pub mod hooks;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod network;
 pub mod process;

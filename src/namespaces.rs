@@ -29,6 +29,11 @@ pub enum NamespaceError {
         path: PathBuf,
         source: nix::errno::Errno,
     },
+    #[error("cannot {what}: {source}")]
+    Time {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot make new namespaces ({flags}): {source}")]
     Unshare {
         flags: String,
@@ -165,6 +170,65 @@ impl PidNamespaceVisit {
         nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID)
     }
 }
+
+/// A new time namespace, made by berth for its next children with `linux.timeOffsets` in. The
+/// kernel takes offsets only until a process enters the namespace, and a process cannot move
+/// itself into one: so berth unshares it (which makes it only its children's), writes the
+/// offsets into its own `timens_offsets`, clones the container's process into it, and goes back.
+pub struct TimeNamespaceVisit {
+    own: OwnedFd,
+}
+
+impl TimeNamespaceVisit {
+    /// `offsets` are (clock, seconds, nanoseconds), the clock `monotonic` or `boottime`.
+    pub fn enter(offsets: &[(String, i64, u32)]) -> Result<Self, NamespaceError> {
+        let sys = |what: &'static str| {
+            move |source| NamespaceError::Time {
+                what,
+                source: std::io::Error::from(source),
+            }
+        };
+        let own = nix::fcntl::open(
+            "/proc/self/ns/time",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("open berth's time namespace"))?;
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(sys("make a time namespace"))?;
+        let visit = TimeNamespaceVisit { own };
+        let text: String = offsets
+            .iter()
+            .map(|(clock, secs, nanos)| format!("{} {secs} {nanos}\n", clock_id(clock)))
+            .collect();
+        if !text.is_empty() {
+            if let Err(source) = std::fs::write("/proc/self/timens_offsets", &text) {
+                let _ = visit.leave();
+                return Err(NamespaceError::Time {
+                    what: "write linux.timeOffsets",
+                    source,
+                });
+            }
+        }
+        Ok(visit)
+    }
+
+    /// Back to berth's own time namespace for its later children.
+    pub fn leave(self) -> Result<(), nix::errno::Errno> {
+        nix::sched::setns(self.own, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+    }
+}
+
+/// The kernel's number for a clock `linux.timeOffsets` may name.
+fn clock_id(clock: &str) -> libc::clockid_t {
+    match clock {
+        "monotonic" => libc::CLOCK_MONOTONIC,
+        _ => libc::CLOCK_BOOTTIME,
+    }
+}
+
+/// The clocks a time namespace offsets.
+pub const TIME_CLOCKS: &[&str] = &["monotonic", "boottime"];
 
 /// Joins each namespace in `join` (in order) except those in `skip`.
 pub fn enter(kernel: &dyn Kernel, join: &[Join], skip: CloneFlags) -> Result<(), NamespaceError> {

@@ -74,7 +74,7 @@ fn a_bad_config_json_is_refused_before_anything_is_made() {
         "version",
         |c| c["ociVersion"] = "2.0.0".into(),
         keep,
-        "unsupported ociVersion \"2.0.0\": berth supports 1.0.0 to 1.2.1",
+        "unsupported ociVersion \"2.0.0\": berth supports 1.0.0 and every later 1.x version",
     );
     create_fails(
         &env,
@@ -265,7 +265,8 @@ fn json_logs_carry_the_error_as_containerd_reads_it() {
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let messages = [
-        "unsupported ociVersion \"0.9.0\": berth supports 1.0.0 to 1.2.1".to_string(),
+        "unsupported ociVersion \"0.9.0\": berth supports 1.0.0 and every later 1.x version"
+            .to_string(),
         format!("container {ghost:?} does not exist"),
     ];
     for (line, msg) in lines.iter().zip(messages) {

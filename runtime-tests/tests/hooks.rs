@@ -67,7 +67,7 @@ fn hooks_run_in_order_with_the_state() {
         );
         assert_eq!(state["status"], "creating", "{hook}: {state}");
         assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{hook}: {state}");
-        assert_eq!(state["ociVersion"], "1.2.1", "{hook}: {state}");
+        assert_eq!(state["ociVersion"], "1.3.0", "{hook}: {state}");
     }
 
     env.berth(&["start", &id]).ok();

@@ -10,7 +10,7 @@ use serde_json::Value;
 /// Asserts `state` is OCI state JSON for container `id` of `bundle` in `status`.
 #[track_caller]
 fn assert_oci_state(state: &Value, id: &str, bundle: &Path, status: &str) {
-    assert_eq!(state["ociVersion"], "1.2.1", "{state}");
+    assert_eq!(state["ociVersion"], "1.3.0", "{state}");
     assert_eq!(state["id"], id, "{state}");
     assert_eq!(state["status"], status, "{state}");
     assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{state}");
@@ -426,5 +426,5 @@ fn features_name_the_versions() {
     let env = Env::new("features");
     let features: Value = serde_json::from_str(env.berth(&["features"]).ok()).unwrap();
     assert_eq!(features["ociVersionMin"], "1.0.0");
-    assert_eq!(features["ociVersionMax"], "1.2.1");
+    assert_eq!(features["ociVersionMax"], "1.3.0");
 }

@@ -145,8 +145,8 @@ fn the_five_capability_sets_are_applied() {
             ("CapAmb".to_string(), ambient),
         ]
     );
-    // Root gets its bounding set as permitted and effective; berth spec's template lists
-    // ambient capabilities that are not inheritable, which the kernel does not allow: none.
+    // Root gets its bounding set as permitted and effective; berth spec's template, like runc's,
+    // asks for no ambient or inheritable ones.
     let out = output(&env, "root", &["/bin/helper", "caps"], |_| {});
     let template = AUDIT_WRITE | KILL | NET_BIND_SERVICE;
     assert_eq!(

@@ -14,16 +14,36 @@ pub const SUBNET_ANNOTATION: &str = "io.berth.network.subnet";
 pub const DEFAULT_BRIDGE: &str = "docker0";
 pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
 
+/// What the caller of `create` asks for over the spec and its annotations: berth's
+/// `--network MODE` and repeatable `--publish HOST:CONTAINER[/tcp|/udp]` flags, typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkOverride {
+    pub mode: Option<Mode>,
+    /// Replaces the ports of the annotation when not empty.
+    pub ports: Vec<PortMapping>,
+}
+
+impl NetworkOverride {
+    /// Parses the flags' text; a bad value gives an error naming the flag and the value.
+    pub fn from_flags(mode: Option<&str>, publish: &[String]) -> Result<Self, NetworkError> {
+        let mode = mode.map(|value| parse_mode(value, MODE_FLAG)).transpose()?;
+        let ports = publish
+            .iter()
+            .map(|value| parse_port(value, PUBLISH_FLAG))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetworkOverride { mode, ports })
+    }
+}
+
+const MODE_FLAG: &str = "flag --network";
+const PUBLISH_FLAG: &str = "flag --publish";
+
 /// Decides the request. From the spec's `linux.namespaces`: no network entry means host, an
 /// entry with a path means join it, an entry without a path means none. Then the annotations
-/// `io.berth.network.mode`, `.ports`, `.bridge`, `.subnet`; then `--network MODE` and the
-/// repeatable `--publish HOST:CONTAINER[/tcp|/udp]`, which override the annotations. Bad
-/// values give an error naming the annotation or flag and the value.
-pub fn request_from(
-    spec: &Spec,
-    cli_mode: Option<&str>,
-    cli_publish: &[String],
-) -> Result<NetworkRequest, NetworkError> {
+/// `io.berth.network.mode`, `.ports`, `.bridge`, `.subnet`; then the caller's override (the
+/// flags `--network` and `--publish`). Bad values give an error naming the annotation or flag
+/// and the value.
+pub fn request_from(spec: &Spec, over: &NetworkOverride) -> Result<NetworkRequest, NetworkError> {
     let annotations = spec.annotations().clone().unwrap_or_default();
     let annotation = |name: &str| annotations.get(name).map(String::as_str);
 
@@ -33,18 +53,13 @@ pub fn request_from(
         mode_source = format!("annotation {MODE_ANNOTATION}");
         mode = parse_mode(value, &mode_source)?;
     }
-    if let Some(value) = cli_mode {
-        mode_source = "flag --network".to_string();
-        mode = parse_mode(value, &mode_source)?;
+    if let Some(over) = &over.mode {
+        mode_source = MODE_FLAG.to_string();
+        mode = over.clone();
     }
 
-    let (ports, ports_source) = if !cli_publish.is_empty() {
-        let source = "flag --publish".to_string();
-        let ports = cli_publish
-            .iter()
-            .map(|value| parse_port(value, &source))
-            .collect::<Result<Vec<_>, _>>()?;
-        (ports, source)
+    let (ports, ports_source) = if !over.ports.is_empty() {
+        (over.ports.clone(), PUBLISH_FLAG.to_string())
     } else if let Some(value) = annotation(PORTS_ANNOTATION) {
         let source = format!("annotation {PORTS_ANNOTATION}");
         let ports = value
@@ -222,6 +237,15 @@ mod tests {
     use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
 
     use super::*;
+
+    /// The request as the command line makes it, from the flags' text.
+    fn request_from(
+        spec: &Spec,
+        mode: Option<&str>,
+        publish: &[String],
+    ) -> Result<NetworkRequest, NetworkError> {
+        super::request_from(spec, &NetworkOverride::from_flags(mode, publish)?)
+    }
 
     /// A spec whose network namespace entry is `network`: absent, without or with a path.
     fn spec(network: Option<Option<&str>>, annotations: &[(&str, &str)]) -> Spec {

@@ -20,6 +20,10 @@ pub enum ProgramError {
     Capabilities(#[from] crate::capabilities::CapabilityError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Settings(#[from] super::settings::SettingsError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot set process.rlimits {name} to soft {soft}, hard {hard}: {source}{hint}")]
     Rlimit {
         name: &'static str,
@@ -76,11 +80,14 @@ pub fn become_root_in_userns() -> Result<(), ProgramError> {
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(root)
 }
 
-/// Applies the process's limits, seccomp filter (when it must go in before the user change),
-/// user and capabilities, working directory and umask, then finds the program.
+/// Applies the process's limits, personality and memory policy, its AppArmor profile or SELinux
+/// label for the execve (`labels`, opened while the host's /proc was there), seccomp filter (when
+/// it must go in before the user change), user and capabilities, working directory and umask,
+/// then finds the program.
 pub fn prepare<'a>(
     process: &ProcessPlan,
     seccomp: Option<&'a Filter>,
+    labels: crate::lsm::OpenLabels,
     channel: &Channel,
 ) -> Result<Ready<'a>, ProgramError> {
     let mut env = process.env.clone();
@@ -88,6 +95,15 @@ pub fn prepare<'a>(
         env.push(home_for(process.uid)?);
     }
     set_rlimits(process)?;
+    // Before the filter, which may forbid both calls (Docker's profile allows personality only
+    // for a few values and set_mempolicy only with CAP_SYS_NICE).
+    if let Some(persona) = process.personality {
+        super::settings::set_personality(persona)?;
+    }
+    if let Some(policy) = &process.memory_policy {
+        super::settings::set_memory_policy(policy)?;
+    }
+    labels.apply()?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
     // capabilities (the profile must then allow what follows). With it, as late as possible,
     // unless a notify listener has to reach berth before it returns.
