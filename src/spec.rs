@@ -555,23 +555,6 @@ fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Refuses `net.*` sysctls for a container that shares the host's network namespace because an
-/// annotation or `--network host` said so, whatever `linux.namespaces` lists.
-pub fn check_sysctl_host_network(spec: &Spec) -> Result<(), SpecError> {
-    let keys = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
-    match keys
-        .into_iter()
-        .flatten()
-        .find(|(key, _)| key.starts_with("net."))
-    {
-        Some((key, _)) => Err(SpecError::Sysctl(
-            key.clone(),
-            "would change the host's network namespace",
-        )),
-        None => Ok(()),
-    }
-}
-
 fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
     let Some(hooks) = spec.hooks().as_ref() else {
         return Ok(());
@@ -841,15 +824,6 @@ mod tests {
         );
         let new_ipc = json.replace(r#"{"type":"mount"}"#, r#"{"type":"mount"},{"type":"ipc"}"#);
         check(&spec_from(&new_ipc), dir.path()).unwrap();
-        let err = check_sysctl_host_network(&spec_from(&MINIMAL.replace(
-            r#""linux":{"#,
-            r#""linux":{"sysctl":{"net.ipv4.ip_forward":"1"},"#,
-        )))
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("host's network namespace"),
-            "{err}"
-        );
     }
 
     #[test]

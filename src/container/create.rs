@@ -80,9 +80,6 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
-    if network.mode == network::Mode::Host {
-        spec::check_sysctl_host_network(&bundle.spec)?;
-    }
     let seccomp = match bundle
         .spec
         .linux()

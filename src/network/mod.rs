@@ -185,6 +185,18 @@ pub enum NetworkError {
         value: String,
         reason: String,
     },
+    #[error(
+        "{source_name} {value:?} is refused: config.json's linux.namespaces has {entry}, and \
+         {reason}"
+    )]
+    ModeRefused {
+        /// The annotation or flag that asked, e.g. `annotation io.berth.network.mode`.
+        source_name: String,
+        value: String,
+        /// The `network` entry of `linux.namespaces`, in words.
+        entry: String,
+        reason: String,
+    },
     #[error("RESOURCE:PORTS: port {port}/{protocol} is already held by {holder}")]
     PortInUse {
         port: u16,
