@@ -5,10 +5,10 @@
 #
 # Usage: gen-syscall-table.sh [INCLUDE_DIR]
 #
-# Without INCLUDE_DIR, the newest linux-libc-dev of Debian sid is downloaded with apt-get into a
-# temporary folder (its own package lists, nothing installed on this machine) and unpacked with
-# dpkg -x: it carries the uapi headers of every architecture, so the tables follow the newest
-# kernel whatever the host runs. With INCLUDE_DIR (for example /usr/include), that tree's headers
+# Without INCLUDE_DIR, the newest linux-libc-dev of Debian sid (from the mirror this machine's
+# release comes from) is downloaded with apt-get into a temporary folder (its own package lists,
+# nothing installed on this machine) and unpacked with dpkg-deb -x: it carries the uapi headers
+# of every architecture, so the tables follow the newest kernel whatever the host runs. With INCLUDE_DIR (for example /usr/include), that tree's headers
 # are used instead. The C compiler evaluates each header, so expressions such as
 # (__X32_SYSCALL_BIT + 0) come out as plain numbers. Needs cc, cpp and rustfmt; apt-get and
 # dpkg-deb without INCLUDE_DIR.
@@ -24,7 +24,14 @@ if [ $# -ge 1 ]; then
 else
     apt="$work/apt"
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" \
+    # sid on the mirror that serves this machine's own Debian release.
+    # shellcheck source=/dev/null
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    # shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
+    site=$(apt-get indextargets --format '$(SITE) $(RELEASE)' 'Created-By: Packages' 2>/dev/null |
+        awk -v c="$codename" '$2 == c {print $1; exit}')
+    site=${site:-http://deb.debian.org/debian}
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $site sid main" \
         >"$apt/sources.list"
     set -- -o Dir::Etc::sourcelist="$apt/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
         -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" \
