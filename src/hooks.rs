@@ -222,11 +222,12 @@ enum Role {
     Exit,
 }
 
-/// Reads what the pipe holds now into `kept` (of which only the last OUTPUT_KEPT bytes stay).
+/// Reads what the pipe holds now into `kept` (of which only the last OUTPUT_KEPT bytes stay),
+/// at most a few pipes' worth, so a writer as fast as berth cannot keep it from its deadline.
 /// Returns false at end-of-file or on an error: the pipe is done.
 fn drain(fd: BorrowedFd, kept: &mut Vec<u8>) -> bool {
     let mut buffer = [0u8; 8192];
-    loop {
+    for _ in 0..32 {
         match nix::unistd::read(fd, &mut buffer) {
             Ok(0) => return false,
             Ok(n) => {
@@ -240,6 +241,7 @@ fn drain(fd: BorrowedFd, kept: &mut Vec<u8>) -> bool {
             Err(_) => return false,
         }
     }
+    true
 }
 
 fn set_nonblocking(fd: BorrowedFd) -> std::io::Result<()> {
