@@ -23,7 +23,7 @@ pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
         Err(err @ (ContainerError::Hook(_) | ContainerError::StartFailed { .. })) => {
             if let Err(destroyed) = super::delete::destroy(dir, &state) {
                 crate::logging::warn(&format!(
-                    "removing {id:?} after its poststart hook failed: {destroyed}"
+                    "cannot remove {id:?}, which failed to start: {destroyed}"
                 ));
             }
             Err(err)
