@@ -364,6 +364,45 @@ fn apparmor_enabled() -> bool {
             .is_ok_and(|v| v.starts_with('Y'))
 }
 
+/// A profile of our own, loaded for one test and unloaded after it (whatever happens): it lets
+/// everything but reading /etc/hostname.
+struct TestProfile {
+    file: std::path::PathBuf,
+}
+
+const PROFILE: &str = "berth-test-spec13";
+
+impl TestProfile {
+    fn load(env: &Env) -> TestProfile {
+        let file = env.scratch.join("apparmor-profile");
+        std::fs::write(
+            &file,
+            format!(
+                "profile {PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  \
+                 capability,\n  network,\n  unix,\n  signal,\n  ptrace,\n  \
+                 deny /etc/hostname r,\n}}\n"
+            ),
+        )
+        .unwrap();
+        let loaded = std::process::Command::new("apparmor_parser")
+            .args(["--skip-cache", "--replace"])
+            .arg(&file)
+            .status()
+            .expect("apparmor_parser runs (scripts/install --set vm installs it)");
+        assert!(loaded.success(), "apparmor_parser could not load {PROFILE}");
+        TestProfile { file }
+    }
+}
+
+impl Drop for TestProfile {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("apparmor_parser")
+            .arg("--remove")
+            .arg(&self.file)
+            .status();
+    }
+}
+
 #[test]
 fn an_apparmor_profile_confines_the_program_or_is_refused() {
     need_root!();
@@ -383,23 +422,34 @@ fn an_apparmor_profile_confines_the_program_or_is_refused() {
         });
         return;
     }
-    // Where AppArmor runs: the program is in the profile, and an unknown one is refused.
-    let profiles = read(std::path::Path::new(
-        "/sys/kernel/security/apparmor/profiles",
-    ));
-    let profile = match profiles.lines().any(|l| l.starts_with("docker-default ")) {
-        true => "docker-default",
-        false => "unconfined",
-    };
-    let out = output(&env, "confined", &["cat", "/proc/self/attr/current"], |c| {
-        c["process"]["apparmorProfile"] = profile.into();
+    // Where AppArmor runs: the program runs in the profile, which holds, for exec'd processes
+    // too; without one it is unconfined; an unknown profile fails the create.
+    let _profile = TestProfile::load(&env);
+    let args = [
+        "sh",
+        "-c",
+        "cat /proc/self/attr/current; cat /etc/hostname || echo denied",
+    ];
+    let out = output(&env, "confined", &args, |c| {
+        c["process"]["apparmorProfile"] = PROFILE.into();
     });
-    assert!(out.starts_with(profile), "{out}");
+    assert_eq!(out, format!("{PROFILE} (enforce)\ndenied\n"));
+    let out = output(&env, "unconfined", &args, |_| {});
+    assert_eq!(out, "unconfined\nberth\n");
+    let id = env.id("exec");
+    let bundle = env.bundle(&id, &["sleep", "100"], |c| {
+        c["process"]["apparmorProfile"] = PROFILE.into();
+    });
+    env.create(&bundle, &id, &[]);
+    let exec = env.berth(&["exec", &id, "cat", "/proc/self/attr/current"]);
+    assert_eq!(exec.ok(), format!("{PROFILE} (enforce)\n"));
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
     let err = refused(&env, "unknown", |c| {
         c["process"]["apparmorProfile"] = "no-such-profile-spec13".into();
     });
     assert!(
-        err.contains("cannot apply process.apparmorProfile"),
+        err.contains("cannot apply process.apparmorProfile \"no-such-profile-spec13\""),
         "{err}"
     );
 }
