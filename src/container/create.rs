@@ -148,7 +148,7 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
         }
     }
     if made.network {
-        if let Err(err) = network::release(&root.path, &dir.id) {
+        if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }

@@ -85,11 +85,13 @@ pub fn request_from(
         ));
     }
 
+    let devices = super::netdevices::from_spec(spec, &mode, &mode_source)?;
     Ok(NetworkRequest {
         mode,
         ports,
         bridge: bridge.to_string(),
         subnet,
+        devices,
     })
 }
 
