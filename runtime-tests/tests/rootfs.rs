@@ -437,7 +437,7 @@ fn refused(env: &Env, tag: &str, flags: &[&str], edit: impl FnOnce(&mut Value), 
     args.extend_from_slice(flags);
     args.push(&id);
     let err = env.berth(&args).fails().to_string();
-    assert_eq!(err.trim(), format!("berth: {message}"), "{tag}");
+    assert_eq!(err.trim(), format!("berth: error: {message}"), "{tag}");
     env.assert_gone(&id);
 }
 

@@ -40,6 +40,8 @@ pub enum ExecError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot join the container's cgroups: {0}")]
     Cgroup(Errno),
     #[error("lost contact with berth while {0}")]
@@ -65,6 +67,8 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     } = plan;
     crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
     drop(join_cgroups);
+    // Before the container's mount namespace: the host's /proc cannot be stood in for.
+    let labels = process.labels.open()?;
     let userns = self::join(kernel, &join)?;
     drop(join);
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
@@ -80,7 +84,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     if terminal {
         console::setup(console_size, channel)?;
     }
-    let ready = program::prepare(&process, seccomp.as_ref(), channel)?;
+    let ready = program::prepare(&process, seccomp.as_ref(), labels, channel)?;
     channel
         .send(&Message::Ready)
         .map_err(|_| ExecError::Channel("reporting the process ready"))?;
