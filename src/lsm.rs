@@ -94,6 +94,16 @@ pub struct OpenLabels {
 }
 
 impl OpenLabels {
+    /// The descriptors it holds, which must stay open until [`OpenLabels::apply`].
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        [&self.apparmor, &self.selinux]
+            .into_iter()
+            .flatten()
+            .map(|(file, _)| file.as_raw_fd())
+            .collect()
+    }
+
     /// Asks the modules to confine the process's next execve. A module refuses a profile or
     /// label it does not know (ENOENT, EINVAL): that is the command's error.
     pub fn apply(self) -> Result<(), LsmError> {

@@ -457,6 +457,14 @@ fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
             reason: reason.to_string(),
         };
         let options = mount.options().as_deref().unwrap_or_default();
+        if let Some(option) = options
+            .iter()
+            .find(|o| o.starts_with("idmap") || o.starts_with("ridmap"))
+        {
+            return Err(bad(&format!(
+                "option {option:?}: berth does not make id-mapped mounts"
+            )));
+        }
         let is_bind = mount.typ().as_deref() == Some("bind")
             || options.iter().any(|o| o == "bind" || o == "rbind");
         if is_bind {
@@ -735,6 +743,11 @@ mod tests {
                 r#"{"type":"mount"}"#,
                 r#"{"type":"mount"},{"type":"pid"}"#,
                 "linux.namespaces lists \"pid\" twice",
+            ),
+            (
+                r#""linux":{"#,
+                r#""mounts":[{"destination":"/m","type":"tmpfs","options":["idmap"]}],"linux":{"#,
+                "mounts[0] (/m): option \"idmap\": berth does not make id-mapped mounts",
             ),
         ];
         for (from, to, expected) in cases {

@@ -60,7 +60,7 @@ fn a_1_3_bundle_runs_and_a_later_minor_runs_with_its_new_fields_named() {
         let err = refused(&env, "old", |c| c["ociVersion"] = version.into());
         assert_eq!(
             err,
-            format!("berth: unsupported ociVersion {version:?}: berth supports 1.0.0 and every later 1.x version")
+            format!("berth: error: unsupported ociVersion {version:?}: berth supports 1.0.0 and every later 1.x version")
         );
     }
     let features: Value = serde_json::from_str(env.berth(&["features"]).ok()).unwrap();
@@ -77,7 +77,7 @@ fn fields_berth_cannot_apply_are_refused_by_name() {
         (
             "rdt",
             |c| c["linux"]["intelRdt"] = json!({"closID": "guaranteed_group"}),
-            "berth: linux.intelRdt is set but this host has no resctrl filesystem",
+            "berth: error: linux.intelRdt is set but this host has no resctrl filesystem",
         ),
         (
             "idmap",
@@ -88,17 +88,17 @@ fn fields_berth_cannot_apply_are_refused_by_name() {
                     "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
                 }))
             },
-            "berth: mounts[7].uidMappings is set but berth does not make id-mapped mounts",
+            "berth: error: mounts[7].uidMappings is set but berth does not make id-mapped mounts",
         ),
         (
             "windows",
             |c| c["process"]["commandLine"] = "cmd.exe".into(),
-            "berth: process.commandLine is set but it is a Windows field and berth runs Linux containers",
+            "berth: error: process.commandLine is set but it is a Windows field and berth runs Linux containers",
         ),
         (
             "personality",
             |c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["x"]}),
-            "berth: linux.personality.flags: the runtime-spec defines no flags yet",
+            "berth: error: linux.personality.flags: the runtime-spec defines no flags yet",
         ),
     ];
     let has_resctrl = read(std::path::Path::new("/proc/self/mountinfo")).contains(" - resctrl ");
@@ -107,7 +107,7 @@ fn fields_berth_cannot_apply_are_refused_by_name() {
         if tag == "rdt" && has_resctrl {
             assert_eq!(
                 err,
-                "berth: linux.intelRdt is set but berth does not manage resctrl groups yet"
+                "berth: error: linux.intelRdt is set but berth does not manage resctrl groups yet"
             );
             continue;
         }
@@ -133,7 +133,7 @@ fn io_priority_is_idle_inside() {
     });
     assert_eq!(
         err,
-        "berth: process.ioPriority.priority: 9 is outside 0 (highest) … 7 (lowest)"
+        "berth: error: process.ioPriority.priority: 9 is outside 0 (highest) … 7 (lowest)"
     );
 }
 
@@ -160,7 +160,7 @@ fn the_scheduler_is_sched_batch_inside() {
     });
     assert_eq!(
         err,
-        "berth: process.scheduler.priority: only SCHED_FIFO and SCHED_RR take a priority"
+        "berth: error: process.scheduler.priority: only SCHED_FIFO and SCHED_RR take a priority"
     );
     // The spec's flag names are taken, though oci-spec spells one otherwise.
     let out = output(&env, "flag", &["cat", "/proc/self/stat"], |c| {
@@ -238,7 +238,7 @@ fn a_year_of_boottime_offset_shows_in_proc_uptime() {
     });
     assert_eq!(
         err,
-        "berth: linux.timeOffsets: offsets need a time namespace of the container's own in linux.namespaces"
+        "berth: error: linux.timeOffsets: offsets need a time namespace of the container's own in linux.namespaces"
     );
 }
 
@@ -260,7 +260,7 @@ fn a_bind_memory_policy_shows_in_numa_maps() {
     });
     assert_eq!(
         err,
-        "berth: linux.memoryPolicy.nodes: MPOL_INTERLEAVE needs at least one node"
+        "berth: error: linux.memoryPolicy.nodes: MPOL_INTERLEAVE needs at least one node"
     );
     // A node this host does not have: the kernel's refusal is create's error.
     let err = refused(&env, "nonode", |c| {
@@ -364,6 +364,45 @@ fn apparmor_enabled() -> bool {
             .is_ok_and(|v| v.starts_with('Y'))
 }
 
+/// A profile of our own, loaded for one test and unloaded after it (whatever happens): it lets
+/// everything but reading /etc/hostname.
+struct TestProfile {
+    file: std::path::PathBuf,
+}
+
+const PROFILE: &str = "berth-test-spec13";
+
+impl TestProfile {
+    fn load(env: &Env) -> TestProfile {
+        let file = env.scratch.join("apparmor-profile");
+        std::fs::write(
+            &file,
+            format!(
+                "profile {PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  \
+                 capability,\n  network,\n  unix,\n  signal,\n  ptrace,\n  \
+                 deny /etc/hostname r,\n}}\n"
+            ),
+        )
+        .unwrap();
+        let loaded = std::process::Command::new("apparmor_parser")
+            .args(["--skip-cache", "--replace"])
+            .arg(&file)
+            .status()
+            .expect("apparmor_parser runs (scripts/install --set vm installs it)");
+        assert!(loaded.success(), "apparmor_parser could not load {PROFILE}");
+        TestProfile { file }
+    }
+}
+
+impl Drop for TestProfile {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("apparmor_parser")
+            .arg("--remove")
+            .arg(&self.file)
+            .status();
+    }
+}
+
 #[test]
 fn an_apparmor_profile_confines_the_program_or_is_refused() {
     need_root!();
@@ -375,7 +414,7 @@ fn an_apparmor_profile_confines_the_program_or_is_refused() {
         });
         assert_eq!(
             err,
-            "berth: process.apparmorProfile is set but AppArmor is not enabled on this host"
+            "berth: error: process.apparmorProfile is set but AppArmor is not enabled on this host"
         );
         // An empty profile asks for nothing.
         output(&env, "empty", &["/bin/true"], |c| {
@@ -383,23 +422,34 @@ fn an_apparmor_profile_confines_the_program_or_is_refused() {
         });
         return;
     }
-    // Where AppArmor runs: the program is in the profile, and an unknown one is refused.
-    let profiles = read(std::path::Path::new(
-        "/sys/kernel/security/apparmor/profiles",
-    ));
-    let profile = match profiles.lines().any(|l| l.starts_with("docker-default ")) {
-        true => "docker-default",
-        false => "unconfined",
-    };
-    let out = output(&env, "confined", &["cat", "/proc/self/attr/current"], |c| {
-        c["process"]["apparmorProfile"] = profile.into();
+    // Where AppArmor runs: the program runs in the profile, which holds, for exec'd processes
+    // too; without one it is unconfined; an unknown profile fails the create.
+    let _profile = TestProfile::load(&env);
+    let args = [
+        "sh",
+        "-c",
+        "cat /proc/self/attr/current; cat /etc/hostname || echo denied",
+    ];
+    let out = output(&env, "confined", &args, |c| {
+        c["process"]["apparmorProfile"] = PROFILE.into();
     });
-    assert!(out.starts_with(profile), "{out}");
+    assert_eq!(out, format!("{PROFILE} (enforce)\ndenied\n"));
+    let out = output(&env, "unconfined", &args, |_| {});
+    assert_eq!(out, "unconfined\nberth\n");
+    let id = env.id("exec");
+    let bundle = env.bundle(&id, &["sleep", "100"], |c| {
+        c["process"]["apparmorProfile"] = PROFILE.into();
+    });
+    env.create(&bundle, &id, &[]);
+    let exec = env.berth(&["exec", &id, "cat", "/proc/self/attr/current"]);
+    assert_eq!(exec.ok(), format!("{PROFILE} (enforce)\n"));
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
     let err = refused(&env, "unknown", |c| {
         c["process"]["apparmorProfile"] = "no-such-profile-spec13".into();
     });
     assert!(
-        err.contains("cannot apply process.apparmorProfile"),
+        err.contains("cannot apply process.apparmorProfile \"no-such-profile-spec13\""),
         "{err}"
     );
 }
@@ -417,13 +467,13 @@ fn selinux_labels_are_refused_where_selinux_is_absent() {
     });
     assert_eq!(
         err,
-        "berth: process.selinuxLabel is set but SELinux is not enabled on this host"
+        "berth: error: process.selinuxLabel is set but SELinux is not enabled on this host"
     );
     let err = refused(&env, "mount", |c| {
         c["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into();
     });
     assert_eq!(
         err,
-        "berth: linux.mountLabel is set but SELinux is not enabled on this host"
+        "berth: error: linux.mountLabel is set but SELinux is not enabled on this host"
     );
 }

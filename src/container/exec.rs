@@ -553,6 +553,18 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
 /// A whole process from a file or an embedder: what it leaves out is the container's, as runc
 /// does.
 fn completed(mut process: Process, container: &Process, tty: bool) -> Process {
+    // The container's confinement, unless the process names its own (runc's rule).
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
+        process.set_apparmor_profile(container.apparmor_profile().clone());
+    }
+    if process.selinux_label().as_deref().unwrap_or("").is_empty() {
+        process.set_selinux_label(container.selinux_label().clone());
+    }
     if process.capabilities().is_none() {
         process.set_capabilities(container.capabilities().clone());
     }

@@ -52,19 +52,19 @@ pub fn request_from(spec: &Spec, over: &NetworkOverride) -> Result<NetworkReques
     let asked = mode_from_namespaces(spec);
     let mut mode = asked.clone();
     let mut mode_source = "config.json linux.namespaces".to_string();
-    let mut chosen = None;
+    let mut chosen = false;
     if let Some(value) = annotation(MODE_ANNOTATION) {
         mode_source = format!("annotation {MODE_ANNOTATION}");
         mode = parse_mode(value, &mode_source)?;
-        chosen = Some(value.to_string());
+        chosen = true;
     }
     if let Some(over) = &over.mode {
         mode_source = MODE_FLAG.to_string();
         mode = over.clone();
-        chosen = Some(mode.to_string());
+        chosen = true;
     }
-    if let Some(value) = chosen {
-        check_mode_allowed(&asked, &mode, &mode_source, &value)?;
+    if chosen {
+        check_mode_allowed(&asked, &mode, &mode_source, &mode.to_string())?;
     }
 
     let (ports, ports_source) = if !over.ports.is_empty() {

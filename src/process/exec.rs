@@ -73,7 +73,9 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     drop(join);
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
     // become the process's working directory or reach its program.
-    close_from(3 + process.preserve_fds.max(0), channel.as_raw_fd());
+    let mut keep = labels.fds();
+    keep.push(channel.as_raw_fd());
+    close_from(3 + process.preserve_fds.max(0), &keep);
     match channel.recv() {
         Ok(Message::Go) => {}
         _ => return Err(ExecError::Channel("waiting to be placed in the cgroup")),
@@ -129,21 +131,24 @@ fn join_error(ns: &Join, source: Errno) -> NamespaceError {
 }
 
 /// Closes every descriptor from `first` up but `keep`.
-fn close_from(first: i32, keep: i32) {
-    let first = first as libc::c_uint;
-    let keep = keep as libc::c_uint;
+fn close_from(first: i32, keep: &[i32]) {
+    let mut keep: Vec<libc::c_uint> = keep
+        .iter()
+        .filter(|&&fd| fd >= first)
+        .map(|&fd| fd as libc::c_uint)
+        .collect();
+    keep.sort_unstable();
+    let mut from = first as libc::c_uint;
     // SAFETY: close_range only closes descriptors; the ones closed are berth's copies, which no
-    // Rust value of this process uses any more, except `keep`, which stays open.
+    // Rust value of this process uses any more, except those in `keep`, which stay open.
     unsafe {
-        if keep > first {
-            libc::syscall(libc::SYS_close_range, first, keep - 1, 0);
+        for fd in keep {
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
+            }
+            from = from.max(fd + 1);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            keep.max(first - 1) + 1,
-            libc::c_uint::MAX,
-            0,
-        );
+        libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0);
     }
 }
 

@@ -427,6 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn cpu_lists_read_like_the_spec_writes_them() {
+        let set = cpu_list("f", "0-2,5").unwrap();
+        let cpus: Vec<usize> = (0..8).filter(|&c| set.is_set(c).unwrap()).collect();
+        assert_eq!(cpus, [0, 1, 2, 5]);
+        for bad in ["", "a", "3-1", "1,,2", "99999"] {
+            let err = cpu_list("process.execCPUAffinity.final", bad).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("process.execCPUAffinity.final: "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn personality_domains() {
         assert_eq!(personality(&from(r#"{"domain":"LINUX32"}"#)).unwrap(), 8);
         assert_eq!(personality(&from(r#"{"domain":"LINUX"}"#)).unwrap(), 0);
