@@ -96,6 +96,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
