@@ -96,6 +96,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
@@ -155,7 +156,7 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
         }
     }
     if made.network {
-        if let Err(err) = network::release(&root.path, &dir.id) {
+        if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
