@@ -137,13 +137,25 @@ impl V1Manager {
         }
         #[allow(deprecated)]
         if let Some(kernel) = memory.kernel().filter(|&k| k != 0) {
-            let value = kernel.to_string();
-            set(
-                dir,
-                "memory.kmem.limit_in_bytes",
-                &value,
-                &format!("{field}.kernel"),
-            )?;
+            // Deprecated since Linux 5.4: later kernels refuse the write (EOPNOTSUPP) or, newer
+            // still, take it and hold no limit (a line in dmesg is all they say), so only reading
+            // it back tells. A limit held reads back rounded down to a page.
+            let file = "memory.kmem.limit_in_bytes";
+            let held = match set(dir, file, &kernel.to_string(), &format!("{field}.kernel")) {
+                Ok(()) => kernel < 0 || read_u64(&dir.join(file))? <= kernel as u64,
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                {
+                    false
+                }
+                Err(err) => return Err(err),
+            };
+            if !held {
+                crate::logging::warn(&format!(
+                    "{field}.kernel is ignored: this kernel keeps no kernel memory limit \
+                     ({file} holds none)"
+                ));
+            }
         }
         if let Some(tcp) = memory.kernel_tcp().filter(|&k| k != 0) {
             let value = tcp.to_string();
