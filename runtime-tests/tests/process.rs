@@ -99,6 +99,29 @@ fn home_comes_from_etc_passwd_unless_set() {
     assert_eq!(home("given", user(1000), given).unwrap(), "/var/www");
 }
 
+#[test]
+fn a_variable_given_twice_keeps_its_last_value_and_an_empty_home_is_filled_in() {
+    need_root!();
+    let env = Env::new("process-dup-env");
+    // As `docker run -e ONE=two -e ONE=three` means: one ONE, the last, where it stood.
+    let out = output(&env, "dup", &["/bin/helper", "env"], |c| {
+        c["process"]["env"] = json!(["ONE=two", "PATH=/bin", "ONE=three", "HOME=/x", "HOME="]);
+    });
+    assert_eq!(out, "PATH=/bin\nONE=three\nHOME=/root\n");
+    // An entry that is no NAME=VALUE is refused before anything is made.
+    let id = env.id("bad");
+    let bundle = env.bundle(&id, &["/bin/helper", "env"], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", "NOVALUE"]);
+    });
+    let err = env.run(&bundle, &id).fails().to_string();
+    assert_eq!(
+        err,
+        "berth: error: process.env[1] \"NOVALUE\" is not NAME=VALUE\n"
+    );
+    env.assert_gone(&id);
+    env.assert_root_empty();
+}
+
 /// The `helper caps` lines as (name, mask).
 fn caps(out: &str) -> Vec<(String, u64)> {
     out.lines()
