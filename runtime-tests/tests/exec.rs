@@ -374,6 +374,15 @@ fn exec_with_a_process_file_as_containerd_passes_it() {
         bad.fails().trim(),
         "berth: error: --process gives the whole process: --user cannot be added to it"
     );
+    // runc's process file may leave out the user (root) and the environment (HOME only).
+    let bare = json!({"args": ["/bin/helper", "ids"], "cwd": "/"});
+    std::fs::write(&file, bare.to_string()).unwrap();
+    let ids = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_eq!(ids.ok(), "uid=0 gid=0 euid=0 egid=0 groups=\n");
+    let bare = json!({"args": ["/bin/helper", "env"], "cwd": "/"});
+    std::fs::write(&file, bare.to_string()).unwrap();
+    let shown = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_eq!(shown.ok(), "HOME=/root\n");
     std::fs::write(&file, "{\"args\": 5}").unwrap();
     let bad = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert!(

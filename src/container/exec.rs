@@ -511,7 +511,16 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
             };
             let mut value: serde_json::Value =
                 serde_json::from_slice(&text).map_err(parse_error)?;
-            let process: Process = match crate::spec::spec_names_for_oci_spec(&mut value) {
+            // runc's process file may leave out `user`: its process then runs as root (0:0).
+            let no_user = value.as_object_mut().is_some_and(|process| {
+                let absent = !process.contains_key("user");
+                if absent {
+                    process.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+                }
+                absent
+            });
+            let renamed = crate::spec::spec_names_for_oci_spec(&mut value);
+            let process: Process = match renamed || no_user {
                 true => serde_json::from_value(value),
                 false => serde_json::from_slice(&text),
             }
