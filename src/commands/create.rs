@@ -53,6 +53,7 @@ impl CreateArgs {
             network,
             systemd_cgroup: global.systemd_cgroup,
             keep_console: false,
+            plain_newlines: false,
         })
     }
 }

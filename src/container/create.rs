@@ -44,6 +44,9 @@ pub struct CreateOptions {
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
     pub keep_console: bool,
+    /// The kept pty is relayed to berth's own stdio (`run` in the foreground): it passes the
+    /// program's "\n" unchanged, as runc's does, where an embedder's keeps the usual "\r\n".
+    pub plain_newlines: bool,
 }
 
 /// A container just created: its locked folder, its state, and its init.
@@ -350,6 +353,7 @@ fn build(
         process: process_plan,
         terminal: process.terminal().unwrap_or(false),
         // A pty berth relays starts with the size of the terminal berth runs in.
+        console_relayed: opts.plain_newlines && console_socket.is_none(),
         console_size: console_socket
             .is_none()
             .then(console::caller_window_size)

@@ -173,7 +173,7 @@ pub fn exec(root: &Root, opts: &ExecOptions, detach: bool) -> Result<i32, Contai
         keep_console: true,
         ..opts.clone()
     };
-    let Spawned { pid, console } = spawn(root, &opts)?;
+    let Spawned { pid, console } = spawn_relayed(root, &opts, true)?;
     let sent = |reason: String| -> ContainerError {
         // The program runs already: it is ours to end, not the container.
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -196,6 +196,16 @@ pub fn exec(root: &Root, opts: &ExecOptions, detach: bool) -> Result<i32, Contai
 /// Starts the process and returns once its program runs. A terminal goes to the console socket,
 /// or with `keep_console` back to the caller.
 pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError> {
+    spawn_relayed(root, opts, false)
+}
+
+/// `spawn`; a kept terminal that berth relays to its own stdio (`relayed`) passes the program's
+/// "\n" unchanged, as runc's does.
+fn spawn_relayed(
+    root: &Root,
+    opts: &ExecOptions,
+    relayed: bool,
+) -> Result<Spawned, ContainerError> {
     let id = opts.id.as_str();
     // Before berth opens anything, so none of its descriptors can pass for a preserved one.
     let extra_fds = ExtraFds::new(opts.preserve_fds, false)?;
@@ -267,6 +277,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         process: plan,
         terminal,
         // A pty berth relays starts with the size of the terminal berth runs in.
+        console_relayed: relayed && console_socket.is_none(),
         console_size: console_socket
             .is_none()
             .then(console::caller_window_size)

@@ -28,6 +28,8 @@ pub struct ExecPlan {
     /// Whether the process gets a terminal, and its first size.
     pub terminal: bool,
     pub console_size: Option<WindowSize>,
+    /// Whether berth relays the terminal to its own stdio (no console socket).
+    pub console_relayed: bool,
     /// The container's seccomp filter.
     pub seccomp: Option<Filter>,
     /// The init's root, for a container in berth's own mount namespace (`rootfs::host`): the
@@ -68,6 +70,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         process,
         terminal,
         console_size,
+        console_relayed,
         seccomp,
         root,
     } = plan;
@@ -96,7 +99,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         program::become_root_in_userns()?;
     }
     if terminal {
-        console::setup(console_size, channel)?;
+        console::setup(console_size, console_relayed, channel)?;
     }
     let ready = program::prepare(&process, seccomp.as_ref(), labels, channel)?;
     channel

@@ -40,6 +40,8 @@ pub struct InitPlan {
     /// Whether the container gets a terminal (`process.terminal`), and its first size.
     pub terminal: bool,
     pub console_size: Option<WindowSize>,
+    /// Whether berth relays the terminal to its own stdio (no console socket).
+    pub console_relayed: bool,
     /// Whether berth runs prestart/createRuntime hooks, and this init createContainer ones.
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -193,7 +195,7 @@ fn init(
     let labels = plan.process.labels.open()?;
     rootfs::switch_root(kernel, &plan.rootfs)?;
     if plan.terminal {
-        let slave = console::setup(plan.console_size, channel)?;
+        let slave = console::setup(plan.console_size, plan.console_relayed, channel)?;
         console::mount_dev_console(kernel, &slave)?;
     }
     rootfs::finish(kernel, &plan.rootfs)?;
