@@ -122,6 +122,78 @@ fn a_variable_given_twice_keeps_its_last_value_and_an_empty_home_is_filled_in() 
     env.assert_root_empty();
 }
 
+#[test]
+fn the_working_directory_is_entered_as_root_first_or_else_as_the_user() {
+    need_root!();
+    let env = Env::new("process-cwd");
+    let user = json!({"uid": 1000, "gid": 1000});
+    // /root is 0700 and root's: the program starts there, as under runc, though it may not look
+    // inside.
+    let out = output(
+        &env,
+        "root-only",
+        &["sh", "-c", "/bin/helper cwd; ls 2>&- || echo may not look"],
+        |c| {
+            c["process"]["user"] = user.clone();
+            c["process"]["cwd"] = "/root".into();
+        },
+    );
+    assert_eq!(out, "/root\nmay not look\n");
+    // A folder that only the user's group may enter, whose owner the user namespace does not map:
+    // its root may not enter it, the user may.
+    let folder = env.scratch.join("group-only");
+    std::fs::create_dir(&folder).unwrap();
+    std::os::unix::fs::chown(&folder, Some(5000), Some(1000)).unwrap();
+    std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o070)).unwrap();
+    let id = env.id("user-only");
+    let bundle = env.bundle(&id, &["/bin/helper", "cwd"], |c| {
+        c["process"]["user"] = user.clone();
+        c["process"]["cwd"] = "/run".into();
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/run", "type": "bind", "source": folder, "options": ["bind"]
+        }));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                                            {"containerID": 65536, "hostID": 1000, "size": 1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                                            {"containerID": 65536, "hostID": 1000, "size": 1}]);
+        c["process"]["user"] = json!({"uid": 65536, "gid": 65536});
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "/run\n", "{}", run.stderr);
+}
+
+#[test]
+fn a_user_that_is_not_root_may_reopen_its_stdout() {
+    need_root!();
+    let env = Env::new("process-stdio");
+    // berth's stdout here is a pipe berth was given: the program's user gets it, as from runc,
+    // so /dev/stdout opens (it is 0600 and root's otherwise).
+    let id = env.id("reopen");
+    let script = "echo reopened > /dev/stdout; stat -Lc %u /proc/self/fd/1";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000})
+    });
+    let out = env
+        .berth_command(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reopened\n1000\n",
+        "{stderr}"
+    );
+    env.assert_gone(&id);
+    // A file berth writes to is the caller's, and stays as it is.
+    let file = env.run(&bundle, &id);
+    assert_eq!(file.stdout, "0\n", "{}", file.stderr);
+}
+
 /// The `helper caps` lines as (name, mask).
 fn caps(out: &str) -> Vec<(String, u64)> {
     out.lines()

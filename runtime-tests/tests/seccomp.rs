@@ -88,6 +88,26 @@ fn errno_ret_and_argument_comparisons_pick_the_calls() {
 }
 
 #[test]
+fn a_profile_that_forbids_what_berth_calls_still_starts_without_no_new_privileges() {
+    need_root!();
+    let env = Env::new("seccomp-early");
+    let id = env.id("early");
+    // Without noNewPrivileges the filter goes in while berth still holds CAP_SYS_ADMIN, before
+    // the user change; the working directory is entered (and checked with getcwd) before it.
+    let bundle = env.bundle(&id, &["/bin/helper", "try-syscall", "getcwd"], |c| {
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["process"]["cwd"] = json!("/tmp");
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd", "chdir"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let out = env.run(&bundle, &id);
+    assert_eq!(out.stdout, "EPERM\n", "{}", out.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn syscalls_newer_than_linux_6_1_follow_dockers_profile_and_newer_than_it_get_enosys() {
     need_root!();
     let env = Env::new("seccomp-new");

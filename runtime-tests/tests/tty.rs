@@ -208,6 +208,22 @@ fn a_container_with_a_terminal_gets_only_the_pty_as_stdio() {
 }
 
 #[test]
+fn the_terminal_belongs_to_the_programs_user() {
+    need_root!();
+    let env = Env::new("tty-owner");
+    let id = env.id("owner");
+    // As from runc: a program that is not root can reopen its terminal (the group is devpts's).
+    let script = "stat -Lc %u:%g /proc/self/fd/0; echo hi > $(tty) && echo reopened";
+    let bundle = env.bundle(&id, &[], |c| {
+        with_terminal(&["sh", "-c", script])(c);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "1000:5\nhi\nreopened\n");
+    env.assert_gone(&id);
+}
+
+#[test]
 fn exec_t_relays_a_terminal_and_keeps_the_exit_status() {
     need_root!();
     let env = Env::new("tty-exec");

@@ -101,7 +101,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     if terminal {
         console::setup(console_size, console_relayed, channel)?;
     }
-    let ready = program::prepare(&process, seccomp.as_ref(), labels, channel)?;
+    let ready = program::prepare(&process, terminal, seccomp.as_ref(), labels, channel)?;
     channel
         .send(&Message::Ready)
         .map_err(|_| ExecError::Channel("reporting the process ready"))?;

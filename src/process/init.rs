@@ -200,7 +200,13 @@ fn init(
     }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
-    let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
+    let ready = program::prepare(
+        process,
+        plan.terminal,
+        plan.seccomp.as_ref(),
+        labels,
+        channel,
+    )?;
     end_on_signals_while_created();
     channel
         .send(&Message::Ready)
