@@ -516,6 +516,33 @@ fn kill_all_reaches_processes_the_init_leaves_behind() {
 }
 
 #[test]
+fn a_linux_devices_node_is_used_only_as_the_device_rules_allow() {
+    need_root!();
+    let env = Env::new("devices-node");
+    // As under runc: linux.devices makes the node, linux.resources.devices decides (engines send
+    // an allow rule beside each device they add). An unbound loop device opens when allowed.
+    let script = "true </dev/loop-probe 2>&- && echo opened || echo refused";
+    let node = json!([{"path": "/dev/loop-probe", "type": "b", "major": 7, "minor": 0}]);
+    let id = env.id("deny");
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        c["linux"]["devices"] = node.clone();
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    let id = env.id("allow");
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        c["linux"]["devices"] = node.clone();
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rw"}));
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "opened\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn device_rules_let_mknod_through_but_not_opening_a_disk() {
     need_root!();
     let env = Env::new("devices");
