@@ -814,13 +814,17 @@ fn masked_paths_are_empty_and_readonly_paths_refuse_writes() {
     let script = "/bin/helper cat /proc/keys; /bin/helper ls /sys/firmware; \
                   /bin/helper cat /etc/hostname; /bin/helper ls /home; echo ---; \
                   /bin/helper write /proc/sys/kernel/hostname x; /bin/helper write /run/x x; \
-                  /bin/helper write /tmp/x x";
+                  /bin/helper write /tmp/x x; echo ---; grep -c ' /home ' /proc/self/mountinfo; \
+                  grep -c ' /run ' /proc/self/mountinfo";
     let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
         let masked = c["linux"]["maskedPaths"].as_array_mut().unwrap();
         masked.push("/etc/hostname".into());
         masked.push("/home".into());
         masked.push("/does/not/exist".into());
+        // A path given twice is masked once (one mount), and made read-only once.
+        masked.push("/home".into());
         let readonly = c["linux"]["readonlyPaths"].as_array_mut().unwrap();
+        readonly.push("/run".into());
         readonly.push("/run".into());
         tmpfs_at_run(c);
         add_mount(
@@ -832,9 +836,12 @@ fn masked_paths_are_empty_and_readonly_paths_refuse_writes() {
     assert!(std::fs::read_dir("/sys/firmware").unwrap().next().is_some());
     let out = env.run(&bundle, &id).ok().to_string();
     // A masked file reads empty, a masked folder lists nothing; a missing path is skipped.
-    let (masked, writes) = out.split_once("---\n").unwrap();
+    let (masked, rest) = out.split_once("---\n").unwrap();
     assert_eq!(masked, "", "masked paths show content");
+    let (writes, mounts) = rest.split_once("---\n").unwrap();
     assert_eq!(writes, "EROFS\nEROFS\nok\n");
+    // /home: one masking mount; /run: its tmpfs and one read-only bind over it.
+    assert_eq!(mounts, "1\n2\n");
 }
 
 #[test]

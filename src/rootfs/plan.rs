@@ -477,10 +477,13 @@ impl RootfsPlan {
             devices.retain(|d| clean(&d.path) != clean(&plan.path));
             devices.push(plan);
         }
+        // Each path once (a config may repeat one; runc dedups them too): one mount for it.
         let paths = |list: Option<&Vec<String>>| {
+            let mut seen = std::collections::HashSet::new();
             list.into_iter()
                 .flatten()
                 .map(PathBuf::from)
+                .filter(|path| seen.insert(path.clone()))
                 .collect::<Vec<_>>()
         };
         let mut sysctl: Vec<(String, String)> = linux
