@@ -747,6 +747,38 @@ fn no_pivot_runs_in_the_root_filesystem() {
 }
 
 #[test]
+fn no_pivot_leaves_no_complete_proc_to_mount_a_new_one_from() {
+    need_root!();
+    let env = Env::new("rootfs-no-pivot-proc");
+    let id = env.id("proc");
+    // Root of a user namespace of its own may mount a procfs only where its mount namespace
+    // already has a complete one: the host's, left below the chroot, must be gone (as runc's
+    // no_pivot.bats checks), or the new procfs would show what the masked paths hide.
+    let script =
+        "unshare -mrpf sh -c 'mount -t proc none /proc 2>&- && echo mounted || echo refused'";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        for set in ["bounding", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SETFCAP"));
+        }
+    });
+    let run = env.berth(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    // The same with pivot_root, which leaves nothing of the host.
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn dev_has_the_default_devices_and_symlinks() {
     need_root!();
     let env = Env::new("rootfs-dev");
