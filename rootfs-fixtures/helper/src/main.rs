@@ -7,6 +7,7 @@
 mod files;
 mod format;
 mod info;
+mod ipc;
 mod names;
 mod net;
 mod probes;
@@ -91,6 +92,8 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("ls", "DIR", files::ls),
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
+    ("msgq-send", "KEY TEXT", ipc::send),
+    ("msgq-recv", "KEY", ipc::receive),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
