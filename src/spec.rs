@@ -84,6 +84,8 @@ pub enum SpecError {
     NoMountNamespace,
     #[error("hooks.{0}[{1}].path {2:?} must be absolute")]
     HookPath(&'static str, usize, String),
+    #[error("hooks.{0}[{1}].timeout is {2}: it must be greater than zero")]
+    HookTimeout(&'static str, usize, i64),
 }
 
 /// The most of `config.json` berth reads: far above any engine's config (tens of KiB; a seccomp
@@ -582,6 +584,9 @@ fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
                     i,
                     hook.path().display().to_string(),
                 ));
+            }
+            if let Some(seconds) = hook.timeout().filter(|&t| t <= 0) {
+                return Err(SpecError::HookTimeout(name, i, seconds));
             }
         }
     }

@@ -1438,6 +1438,289 @@ fn the_ports_annotation_on_the_hosts_namespace_reserves_and_publishes_nothing() 
     assert_no_network_left(&env);
 }
 
+/// Makes the throwaway host's interface `name`, of a kind that has no peer: a dummy where the
+/// kernel has the driver, else an ifb (this machine's kernel is built without CONFIG_DUMMY).
+fn add_lone_interface(env: &Env, name: &str) {
+    let dummy = env
+        .command("ip")
+        .args(["link", "add", name, "type", "dummy"])
+        .output()
+        .unwrap();
+    if !dummy.status.success() {
+        eprintln!("no dummy driver: {name} is an ifb");
+        on_host(env, "ip", &["link", "add", name, "type", "ifb"]);
+    }
+}
+
+/// The throwaway host's two interfaces for `linux.netDevices`: `nd0` (dummy or ifb) up, with
+/// 10.77.0.1/24, 2001:db8:77::1/64 and 10.79.0.1/24 of link scope; `ndv0`, one end of a veth
+/// pair, down, with 10.78.0.1/24.
+fn add_net_devices(env: &Env) {
+    add_lone_interface(env, "nd0");
+    for args in [
+        &["addr", "add", "10.77.0.1/24", "dev", "nd0"][..],
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            "nd0",
+            "nodad",
+        ],
+        &["addr", "add", "10.79.0.1/24", "scope", "link", "dev", "nd0"],
+        &["link", "set", "nd0", "up"],
+        &[
+            "link",
+            "add",
+            "ndv0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ndv0-peer",
+        ],
+        &["addr", "add", "10.78.0.1/24", "dev", "ndv0"],
+    ] {
+        on_host(env, "ip", args);
+    }
+}
+
+/// Asserts that `nd0` and `ndv0` are on the throwaway host as [`add_net_devices`] made them, and
+/// that berth holds nothing of them: no record, no namespace pinned.
+#[track_caller]
+fn assert_net_devices_home(env: &Env) {
+    let global = |name: &str| -> Vec<String> {
+        let listing = host_ip(env, &["addr", "show", name]);
+        let mut found: Vec<String> = listing[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(global("nd0"), ["10.77.0.1/24", "2001:db8:77::1/64"]);
+    assert_eq!(global("ndv0"), ["10.78.0.1/24"]);
+    let nd0 = &host_ip(env, &["link", "show", "nd0"])[0];
+    assert!(
+        nd0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{nd0}"
+    );
+    let ndv0 = &host_ip(env, &["link", "show", "ndv0"])[0];
+    assert!(
+        !ndv0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{ndv0}"
+    );
+    assert_eq!(ndv0["link"], "ndv0-peer", "the veth lost its peer");
+    assert!(
+        store_records(env, "devices").is_empty(),
+        "a devices record is left"
+    );
+    let pins = env.root.join(".network/netns");
+    let mountinfo = read(Path::new("/proc/self/mountinfo"));
+    assert!(
+        !mountinfo.contains(pins.to_str().unwrap()),
+        "a namespace pin is left"
+    );
+}
+
+/// Sets `linux.netDevices` to `devices`.
+fn with_net_devices(devices: Value) -> impl FnOnce(&mut Value) {
+    move |config: &mut Value| config["linux"]["netDevices"] = devices
+}
+
+#[test]
+fn net_devices_move_in_renamed_with_their_addresses_and_come_back_at_delete() {
+    need_root!();
+    let env = Env::with_netns("netdev-move");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let devices = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", SHOW_NETWORK_THEN_PAUSE],
+        with_net_devices(devices),
+    );
+    let container = Detached::start(&env, &id, &bundle, &[]);
+    let output = container.output_with("pausing");
+
+    // Inside: renamed, up, with the host's addresses of global scope and no other.
+    let links = links_from_text(section(&output, "links"));
+    let names: Vec<&str> = links.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["ctr0", "lo", "ndv0"], "{output}");
+    assert!(
+        links.iter().all(|(_, flags)| flags.contains("UP")),
+        "{links:?}"
+    );
+    assert_eq!(
+        ipv4_addresses_from_text(section(&output, "addresses")),
+        [
+            ("ctr0".to_string(), "10.77.0.1/24".to_string()),
+            ("lo".to_string(), "127.0.0.1/8".to_string()),
+            ("ndv0".to_string(), "10.78.0.1/24".to_string()),
+        ]
+    );
+    let v6 = nsenter_ip(container.pid, &["-6", "addr", "show", "ctr0"]);
+    let v6: Vec<&Value> = v6[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .collect();
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["local"], "2001:db8:77::1");
+    // Gone from the host meanwhile; the veth's peer stays.
+    let host_links = link_names(&host_ip(&env, &["link"]));
+    assert_eq!(host_links, ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+
+    // A container whose program has ended still holds them until delete (berth pins its
+    // namespace): `run` in the foreground, and a template name the kernel numbers.
+    let script = "ip -o link | grep -c ': ctr0:'";
+    let devices = json!({"nd0": {"name": "ctr%d"}, "ndv0": {}});
+    let bundle = env.bundle(&id, &["sh", "-c", script], with_net_devices(devices));
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "1\n");
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_refusals_name_the_problem_and_a_failed_create_returns_the_interfaces() {
+    need_root!();
+    let env = Env::with_netns("netdev-refused");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let pause = ["/bin/helper", "pause"];
+
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nosuch0": {}})));
+    let missing = "linux.netDevices: the host has no interface \"nosuch0\"";
+    create_refused(&env, &id, &bundle, &[], &[missing]);
+
+    let bundle = env.bundle(&id, &pause, |config| {
+        no_network_entry(config);
+        config["linux"]["netDevices"] = json!({"nd0": {}});
+    });
+    let host = "but config.json linux.namespaces gives host mode";
+    create_refused(&env, &id, &bundle, &[], &["linux.netDevices", host]);
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nd0": {}})));
+    let flag = "flag --network \"host\" is refused";
+    create_refused(&env, &id, &bundle, &["--network", "host"], &[flag]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "eth0"}})),
+    );
+    let veth = "\"nd0\" cannot become \"eth0\" in the container: bridge mode gives that name";
+    create_refused(&env, &id, &bundle, &["--network", "bridge"], &[veth]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "a:b"}})),
+    );
+    create_refused(
+        &env,
+        &id,
+        &bundle,
+        &[],
+        &["\"a:b\" is not a valid interface name"],
+    );
+    assert_net_devices_home(&env);
+
+    // A name taken in a namespace joined by path: nd0 has moved by then (in order of host
+    // names), and comes back with the failed create.
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let status = joined
+        .command("ip")
+        .args([
+            "link", "add", "taken0", "type", "veth", "peer", "name", "taken1",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = joined.path.to_str().unwrap().to_string();
+    let bundle = env.bundle(&id, &pause, |config| {
+        runtime_tests::join_namespace(config, "network", &path);
+        config["linux"]["netDevices"] = json!({"nd0": {}, "ndv0": {"name": "taken0"}});
+    });
+    let taken = "\"ndv0\" cannot become \"taken0\" in the container: the container's network \
+                 namespace has an interface of that name";
+    create_refused(&env, &id, &bundle, &[], &[taken]);
+    assert_net_devices_home(&env);
+    let left = joined.command("ip").args(["-o", "link"]).output().unwrap();
+    let left = links_from_text(&String::from_utf8_lossy(&left.stdout));
+    let left: Vec<&str> = left.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(left, ["lo", "taken0", "taken1"]);
+
+    // A createRuntime hook that fails, after the interfaces moved in.
+    let seen = env.scratch.join("links-seen-by-hook");
+    let hook = format!("ip -o link > {}; exit 3", seen.display());
+    let bundle = env.bundle(&id, &pause, |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    create_refused(&env, &id, &bundle, &[], &["createRuntime"]);
+    let seen = read(&seen);
+    assert!(
+        !seen.contains("nd0"),
+        "nd0 was on the host when the hook ran: {seen}"
+    );
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_come_back_with_delete_force_after_berth_is_killed_during_create() {
+    need_root!();
+    let env = Env::with_netns("netdev-killed");
+    add_net_devices(&env);
+    let id = env.id("killed");
+    let marker = env.scratch.join("hook-pid");
+    let hook = format!(
+        "echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 60",
+        marker.display()
+    );
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    let mut create = env
+        .berth_command(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the createRuntime hook", || marker.exists());
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook_pid: i32 = read(&marker).trim().parse().unwrap();
+    // SAFETY: kill(2) on the pid of the hook's sleep, a process this test started.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+
+    // The init is gone with its channel to berth; the pinned namespace still holds both.
+    assert_eq!(link_names(&host_ip(&env, &["link"])), ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
 #[test]
 fn the_demo_runs_start_to_end() {
     need_root!();

@@ -86,10 +86,17 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
     {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => {
+            let filter = seccomp::compile(profile)?;
+            if let Some(warning) = filter.unknown_names_warning() {
+                crate::logging::warn(&warning);
+            }
+            Some(filter)
+        }
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
@@ -149,7 +156,7 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
         }
     }
     if made.network {
-        if let Err(err) = network::release(&root.path, &dir.id) {
+        if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
@@ -306,6 +313,13 @@ fn build(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
 
+    let start_error = nix::fcntl::open(
+        &dir.start_error_path(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(sys(id, "make the start error file"))?;
+
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
         join_cgroups,
@@ -329,6 +343,7 @@ fn build(
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         fifo,
+        start_error,
         seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),

@@ -44,6 +44,9 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// A cgroup below the container's (cgroup v2) to run the process in.
     pub cgroup: Option<String>,
+    /// Allow a paused container (runc's `--ignore-paused`): the process joins the frozen cgroup
+    /// and `exec` completes once the container is resumed.
+    pub ignore_paused: bool,
 }
 
 /// The process to run.
@@ -137,6 +140,8 @@ pub struct Spawned {
 pub enum ExecError {
     #[error("cannot exec in container {id:?}: container not running")]
     NotRunning { id: String },
+    #[error("cannot exec in container {id:?}: it is paused (use --ignore-paused to override)")]
+    Paused { id: String },
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotReady { id: String, status: Status },
     #[error(transparent)]
@@ -197,6 +202,8 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     let state = root.read_state(id)?;
     match status(&state, &root.container_dir(id)) {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => return Err(ExecError::Paused { id: id.into() }.into()),
         Status::Stopped => return Err(ExecError::NotRunning { id: id.into() }.into()),
         status => {
             return Err(ExecError::NotReady {

@@ -12,18 +12,19 @@ mod mount;
 mod plan;
 mod resolve;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 pub use plan::{
-    parse_options, propagation_flag, DevicePlan, MountKind, MountPlan, RootfsPlan, MOUNT_OPTIONS,
+    check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
+    MountPlan, RootfsPlan, MOUNT_OPTIONS,
 };
 use resolve::open_dir;
 
-use crate::syscall::Kernel;
+use crate::syscall::{Attr, Kernel, MountAttr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -57,6 +58,23 @@ pub enum RootfsError {
     Mask { path: String, source: Errno },
     #[error("cannot make {path} read-only: {source}")]
     Readonly { path: String, source: Errno },
+    #[error("mounts[{index}] ({destination}): {reason}")]
+    BadMount {
+        index: usize,
+        destination: String,
+        reason: String,
+    },
+    #[error("cannot mount {what} on {target}: {step}: {source}{hint}")]
+    Attach {
+        what: String,
+        target: String,
+        step: &'static str,
+        source: Errno,
+        /// What the kernel said about it, or what berth knows: ` (…)`, or empty.
+        hint: String,
+    },
+    #[error("cannot mount {what} on {target}: that is the root of the root filesystem itself")]
+    OnRoot { what: String, target: String },
     #[error("rootfsPropagation {0:?} is not a propagation mode")]
     Propagation(String),
     #[error("cannot set sysctl {key}: {source}")]
@@ -179,15 +197,12 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
     mask::mask_paths(kernel, &root, plan)?;
     mask::readonly_paths(kernel, &root, plan)?;
     if plan.readonly {
-        let keep = mount::locked_flags(Path::new("/"));
+        let readonly = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
         kernel
-            .mount(
-                None,
-                Path::new("/"),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
-                None,
-            )
+            .mount_setattr(root.as_fd(), false, &readonly)
             .map_err(|source| RootfsError::Readonly {
                 path: "/".into(),
                 source,
@@ -222,7 +237,7 @@ mod tests {
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
                 {{"destination":"/proc","type":"proc","source":"proc"}},
                 {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}},
-                {{"destination":"/etc/hosts","type":"bind","source":"{}/hosts","options":["rbind","ro"]}}
+                {{"destination":"/etc/hosts","type":"bind","source":"{}/hosts","options":["rbind","ro","rnodev","rslave"]}}
             ]}}"#,
             tmp.path().display()
         );
@@ -232,36 +247,74 @@ mod tests {
         let calls = kernel.take();
         let r = rootfs.display();
         let t = tmp.path().display();
-        assert_eq!(calls[0], "mount - / - MS_REC|MS_SLAVE -");
-        let rest: Vec<&String> = calls
-            .iter()
-            .filter(|c| !c.contains("MS_PRIVATE"))
-            .skip(1)
-            .collect();
-        assert_eq!(rest[0], &format!("mount {r} {r} - MS_BIND|MS_REC -"));
-        assert_eq!(rest[1], &format!("mount proc {r}/proc proc 0 -"));
-        assert_eq!(
-            rest[2],
-            &format!("mount tmpfs {r}/dev tmpfs MS_NOSUID|MS_STRICTATIME mode=755,size=65536k")
-        );
-        assert_eq!(
-            rest[3],
-            &format!("mount {t}/hosts {r}/etc/hosts - MS_BIND|MS_REC -")
-        );
-        assert!(
-            rest[4].starts_with(&format!(
-                "mount - {r}/etc/hosts - MS_RDONLY|MS_REMOUNT|MS_BIND"
-            )),
-            "{}",
-            rest[4]
-        );
-        assert_eq!(rest[5], &format!("mknod {r}/dev/null S_IFCHR 666 1:3"));
-        assert_eq!(rest[6], &format!("chown {r}/dev/null 0:0"));
-        assert!(calls.contains(&format!("symlink /proc/self/fd {r}/dev/fd")));
-        assert!(calls.contains(&format!("symlink pts/ptmx {r}/dev/ptmx")));
+        // Whether the root filesystem's parent mount is made private depends on the host.
+        let calls: Vec<&String> = calls.iter().filter(|c| !c.contains("MS_PRIVATE")).collect();
+        let expected = [
+            "mount - / - MS_REC|MS_SLAVE -".to_string(),
+            format!("mount {r} {r} - MS_BIND|MS_REC -"),
+            // Each mount is made detached with its flags, then attached through descriptors.
+            "fsopen proc".into(),
+            "fsconfig proc source=proc".into(),
+            "fsconfig proc create".into(),
+            "fsmount proc 0 atime=Relatime".into(),
+            format!("move_mount proc {r}/proc"),
+            "fsopen tmpfs".into(),
+            "fsconfig tmpfs source=tmpfs".into(),
+            "fsconfig tmpfs mode=755".into(),
+            "fsconfig tmpfs size=65536k".into(),
+            "fsconfig tmpfs create".into(),
+            "fsmount tmpfs NOSUID atime=Strictatime".into(),
+            format!("move_mount tmpfs {r}/dev"),
+            format!("open_tree {t}/hosts AT_RECURSIVE"),
+            format!("mount_setattr {t}/hosts +RDONLY"),
+            format!("mount_setattr {t}/hosts +NODEV AT_RECURSIVE"),
+            format!("move_mount {t}/hosts {r}/etc/hosts"),
+            format!("mount_setattr {t}/hosts MS_SLAVE AT_RECURSIVE"),
+            format!("mknod {r}/dev/null S_IFCHR 666 1:3"),
+            format!("chown {r}/dev/null 0:0"),
+        ];
+        assert_eq!(calls[..expected.len()], expected.each_ref(), "{calls:#?}");
+        assert!(calls.contains(&&format!("symlink /proc/self/fd {r}/dev/fd")));
+        assert!(calls.contains(&&format!("symlink pts/ptmx {r}/dev/ptmx")));
         // The bind mount's target was made as a file, the others as directories.
         assert!(rootfs.join("etc/hosts").is_file());
         assert!(rootfs.join("proc").is_dir());
+    }
+
+    /// A destination that is the root itself, or a symlink to it (swapped in by whoever writes
+    /// into the image), would cover the whole root filesystem.
+    #[test]
+    fn a_mount_on_the_root_itself_is_refused() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::os::unix::fs::symlink("/", rootfs.join("up")).unwrap();
+        for (destination, what) in [("/", "tmpfs"), ("/up", "tmpfs"), ("/up/.", "/")] {
+            let kind = match what {
+                "tmpfs" => r#""type":"tmpfs","source":"tmpfs""#,
+                _ => r#""type":"bind","source":"/","options":["rbind"]"#,
+            };
+            let spec = format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
+                    {{"destination":"{destination}",{kind}}}]}}"#
+            );
+            let mut plan = plan_for(&spec, &rootfs);
+            plan.setup_dev = false;
+            let kernel = Recorder::default();
+            let err = prepare(&kernel, &plan).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot mount {what} on {destination}: that is the root of the root filesystem itself"
+                )
+            );
+            // Nothing was mounted after the root filesystem's own bind.
+            let calls = kernel.take();
+            assert!(
+                calls.last().unwrap().contains("MS_BIND|MS_REC"),
+                "{calls:?}"
+            );
+        }
     }
 
     #[test]
