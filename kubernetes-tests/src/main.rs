@@ -6,10 +6,11 @@
 //! ```text
 //! cri-cases --socket SOCK --handler NAME --runtime-cli BIN --runtime-root DIR
 //!           --image IMAGE --logs DIR --cgroup-parent PATH --pod-prefix 10.244.0. --leases DIR
-//!           [--calls DIR] [--shim NAME] [CASE...]
+//!           [--calls DIR] [--shim NAME] [--label LABEL] [CASE...]
 //! ```
 //!
-//! Prints `ok HANDLER CASE (SECONDS s)` or `FAILED HANDLER CASE: WHY` per case, then
+//! Prints `ok LABEL CASE (SECONDS s)` or `FAILED LABEL CASE: WHY` per case (LABEL: the handler,
+//! unless given), then
 //! `N passed, M failed`; exits 1 when a case failed, 2 for a usage mistake.
 
 mod cases;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str =
     "usage: cri-cases --socket SOCK --handler NAME --runtime-cli BIN --runtime-root DIR \
 --image IMAGE --logs DIR --cgroup-parent PATH --pod-prefix PREFIX --leases DIR [--calls DIR] \
-[--shim NAME] [CASE...]";
+[--shim NAME] [--label LABEL] [CASE...]";
 
 struct Args {
     options: HashMap<String, String>,
@@ -66,6 +67,11 @@ fn node(args: &Args) -> Result<Node> {
     let node = Node {
         cri,
         handler: args.get("handler")?,
+        label: args
+            .options
+            .get("label")
+            .cloned()
+            .unwrap_or(args.get("handler")?),
         runtime: RuntimeCli {
             binary: args.get("runtime-cli")?.into(),
             root: args.get("runtime-root")?.into(),
@@ -92,11 +98,16 @@ fn wait_ready(node: &Node) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = node.cri.status()?;
-        let not_ready: Vec<String> = status
-            .conditions
+        // The two conditions kubelet waits for; containerd 2 adds others (deprecation warnings).
+        let not_ready: Vec<String> = ["RuntimeReady", "NetworkReady"]
             .iter()
-            .filter(|c| !c.status)
-            .map(|c| format!("{} ({}: {})", c.r#type, c.reason, c.message))
+            .filter_map(
+                |wanted| match status.conditions.iter().find(|c| c.r#type == *wanted) {
+                    Some(c) if c.status => None,
+                    Some(c) => Some(format!("{} ({}: {})", c.r#type, c.reason, c.message)),
+                    None => Some(format!("{wanted} (not reported)")),
+                },
+            )
             .collect();
         if not_ready.is_empty() {
             break;
@@ -136,13 +147,13 @@ fn run() -> Result<bool> {
                 passed += 1;
                 println!(
                     "ok {} {name} ({:.1} s)",
-                    node.handler,
+                    node.label,
                     started.elapsed().as_secs_f64()
                 );
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED {} {name}: {e:#}", node.handler);
+                println!("FAILED {} {name}: {e:#}", node.label);
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct Node {
     pub cri: Cri,
     /// The runtime handler pods ask for (`runtime_handler`, a RuntimeClass's `handler`).
     pub handler: String,
+    /// How the results name this run (the handler, and the lane when there are several).
+    pub label: String,
     /// The runtime's command line and the `--root` its shim gives it.
     pub runtime: RuntimeCli,
     /// Where a wrapper records the runtime calls (handlers on containerd's runc shim).
