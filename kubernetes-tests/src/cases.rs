@@ -220,6 +220,12 @@ fn calls_reach_the_runtime(node: &Node) -> Result<()> {
                         .any(|argv| argv.contains(" start ") && argv.contains(&log)),
                     "no start call for the {what}: {calls:?}"
                 );
+                // The runtime opened that log (it writes to it only when a call fails).
+                let bundle = state["bundle"].as_str().unwrap_or_default();
+                ensure!(
+                    Path::new(bundle).join("log.json").is_file(),
+                    "no log.json in the {what}'s bundle {bundle:?}, which the runtime's state names"
+                );
                 println!("    {what} {id}: {create}");
             }
             None => {

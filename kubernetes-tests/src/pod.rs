@@ -326,8 +326,8 @@ impl<'n> Pod<'n> {
     /// RemoveContainer for each and RemovePodSandbox; then the pod's cgroup is removed (kubelet
     /// owns it). Then every piece of the pod's footprint must be gone.
     pub fn remove(mut self) -> Result<()> {
-        self.removed = true;
         self.tear_down()?;
+        self.removed = true;
         self.check_gone()
     }
 
@@ -425,7 +425,15 @@ impl Drop for Pod<'_> {
             return;
         }
         if let Err(e) = self.tear_down() {
-            eprintln!("cri-cases: cannot remove pod {}: {e:#}", self.name);
+            eprintln!("cri-cases: cannot tear pod {} down: {e:#}", self.name);
+            // RemovePodSandbox alone stops and removes whatever is left of the pod.
+            let cri = &self.node.cri;
+            if let Err(e) = cri
+                .stop_pod_sandbox(&self.id)
+                .and_then(|()| cri.remove_pod_sandbox(&self.id))
+            {
+                eprintln!("cri-cases: cannot remove pod {}: {e:#}", self.name);
+            }
         }
         for dir in pod_cgroup_dirs(&self.footprint.pod_cgroup).unwrap_or_default() {
             let _ = fs::remove_dir(dir);
