@@ -72,7 +72,7 @@ pub fn run(global: &Global, args: Args) -> super::Result {
         preserve_fds: args.preserve_fds,
         cgroup: args.cgroup,
     };
-    match container::exec(&global.root, &opts) {
+    match super::sealed(container::exec(&global.root, &opts)) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         // As runc: 255 tells berth's own failure from the statuses of programs.
         Err(err) => {

@@ -78,6 +78,8 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
+    // Before anything is made: berth may have to start again from a sealed view of its binary.
+    super::exposure::before_create(root, &bundle.spec)?;
     let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
     if network.mode == network::Mode::Host {
         spec::check_sysctl_host_network(&bundle.spec)?;

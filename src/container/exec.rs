@@ -143,12 +143,23 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
             plan.caps.ambient |= added;
         }
     }
+    let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
+    let (join, pid_ns) = container_namespaces(&state)?;
+    // Before the console socket is connected: berth may have to start again from a sealed view
+    // of its binary. Held until the process runs its program (see exposure).
+    let own_user_namespace = join.iter().any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
+    let unsealed = super::exposure::before_exec(
+        root,
+        &state,
+        &config,
+        &plan.caps,
+        own_user_namespace,
+        pid_ns.as_ref().map(|j| j.fd.as_fd()),
+    )?;
     let seccomp = match config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::seccomp::compile(profile)?),
         None => None,
     };
-    let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
-    let (join, pid_ns) = container_namespaces(&state)?;
     let console_socket = match &opts.console_socket {
         Some(path) => Some(console::connect_socket(path)?),
         None => None,
@@ -178,6 +189,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
         oom_score_adj: process.oom_score_adj(),
     };
     let (pid, master) = start(&starting, exec_plan, pid_ns)?;
+    drop(unsealed);
     let sent = |reason: String| -> ContainerError {
         // The program runs already: it is ours to end, not the container.
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);

@@ -6,6 +6,7 @@ pub mod clone;
 pub mod exec;
 pub mod init;
 pub mod program;
+pub mod seal;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
