@@ -10,6 +10,7 @@
 //! berth's processes (the race happened) but never wrote, and that the copy is unchanged.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -326,6 +327,13 @@ fn a_container_with_cap_sys_ptrace_joining_a_pid_namespace_seals_its_owners_exec
     assert_refused(&report, &berth, &before, &failed);
 }
 
+/// Whether an exclusive flock on the namespace file `path` can be had now (released at once).
+fn lock_exclusively(path: &str) -> bool {
+    let ns = std::fs::File::open(path).unwrap();
+    // SAFETY: flock on a descriptor we own; closing it releases the lock.
+    unsafe { libc::flock(ns.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 /// A created init of Docker's kind is not sealed (that costs nothing), so nothing that could
 /// ptrace may enter its pid namespace before it starts; after `start`, it may.
 #[test]
@@ -359,7 +367,16 @@ fn nothing_that_could_ptrace_enters_the_pid_namespace_of_a_created_container() {
     env.assert_gone(&joiner);
     assert_eq!(env.state(&owner)["status"], "created");
 
+    // The created init holds its pid namespace shared until its execve, so marking it would
+    // wait for that; it is free once the program runs.
+    assert!(
+        !lock_exclusively(&pid_ns),
+        "the created init does not hold its pid namespace"
+    );
     env.berth(&["start", &owner]).ok();
+    wait_until("the started init to let go of its pid namespace", || {
+        lock_exclusively(&pid_ns)
+    });
     env.berth(&["exec", "--cap", "CAP_SYS_PTRACE", &owner, "/bin/true"])
         .ok();
     env.berth(&["delete", "--force", &owner]).ok();

@@ -313,6 +313,7 @@ fn build(
         two_stage,
         wait_go,
         userns,
+        own_pid_namespace: new.contains(CloneFlags::CLONE_NEWPID),
         new_netns: new.contains(CloneFlags::CLONE_NEWNET),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),

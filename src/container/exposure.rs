@@ -19,9 +19,14 @@
 //!
 //! The mark and the unsealed processes meet under a lock on the pid namespace itself (flock on
 //! its nsfs inode, shared by every descriptor of that namespace, whatever `--root`): an unsealed
-//! `exec` holds it shared from its decision until its process runs its program; marking takes it
-//! exclusively, so it waits for those to finish, and every `exec` after it sees the mark. The
-//! owner's init runs berth's code until `start`, unsealed: marking refuses to go on until then.
+//! `exec` holds it shared from its decision until its process runs its program, and the owner's
+//! init from its start until its execve; marking takes it exclusively, so it waits for those to
+//! finish, and every `exec` after it sees the mark. While the owner waits for `start`, marking
+//! is refused at once (its init would hold the lock for as long as it waits).
+//!
+//! What this does not cover: pid namespaces shared between containers of different `--root`
+//! folders (the owner is found through its state), and a container joining a namespace whose
+//! owner's `create` has not yet recorded its init's pid.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -181,6 +186,13 @@ fn mark(root: &Root, ns: BorrowedFd, target: Option<&State>) -> Result<(), Conta
     if path.exists() || owner_could_ptrace(&dir)? {
         return Ok(());
     }
+    // Its init holds the namespace until its execve: say why at once rather than wait for it.
+    if matches!(
+        super::status(&owner, &dir),
+        Status::Creating | Status::Created
+    ) {
+        return Err(ExposureError::NotStarted { owner: owner.id }.into());
+    }
     let lock = ns
         .try_clone_to_owned()
         .map_err(|e| lock_error(&owner, io_errno(e)))?;
@@ -194,12 +206,6 @@ fn mark(root: &Root, ns: BorrowedFd, target: Option<&State>) -> Result<(), Conta
             Err(Errno::EWOULDBLOCK) => return Err(ExposureError::Busy { owner: owner.id }.into()),
             Err(e) => return Err(lock_error(&owner, e).into()),
         }
-    }
-    if matches!(
-        super::status(&owner, &dir),
-        Status::Creating | Status::Created
-    ) {
-        return Err(ExposureError::NotStarted { owner: owner.id }.into());
     }
     std::fs::File::create(&path).map_err(|source| ExposureError::Mark {
         owner: owner.id.clone(),
