@@ -168,7 +168,7 @@ fn exec_runs_as_another_user_with_its_env_and_cwd() {
     let bad = env.berth(&["exec", "--user", "bob", &id, "true"]);
     assert_eq!(
         bad.fails().trim(),
-        "berth: --user \"bob\" must be UID or UID:GID, in numbers"
+        "berth: error: --user \"bob\" must be UID or UID:GID, in numbers"
     );
 }
 
@@ -245,7 +245,7 @@ fn exec_of_a_missing_binary_fails_and_the_container_runs_on() {
     assert_eq!(
         run.stderr.trim(),
         format!(
-            "berth: cannot exec in container {id:?}: cannot run \"/nonexistent\": /nonexistent: No such file or directory (os error 2)"
+            "berth: error: cannot exec in container {id:?}: cannot run \"/nonexistent\": /nonexistent: No such file or directory (os error 2)"
         )
     );
     let run = env.berth(&["exec", "-d", &id, "nothere"]);
@@ -286,7 +286,7 @@ fn exec_into_stopped_or_unknown_containers_is_refused() {
     assert_eq!(err.code, 255);
     assert_eq!(
         err.stderr.trim(),
-        "berth: container \"no-such-container\" does not exist"
+        "berth: error: container \"no-such-container\" does not exist"
     );
     let id = env.id("done");
     let bundle = env.bundle(&id, &["true"], |_| {});
@@ -299,7 +299,7 @@ fn exec_into_stopped_or_unknown_containers_is_refused() {
     assert_eq!(err.code, 255);
     assert_eq!(
         err.stderr.trim(),
-        format!("berth: cannot exec in container {id:?}: container not running")
+        format!("berth: error: cannot exec in container {id:?}: container not running")
     );
 }
 
@@ -372,13 +372,13 @@ fn exec_with_a_process_file_as_containerd_passes_it() {
     ]);
     assert_eq!(
         bad.fails().trim(),
-        "berth: --process gives the whole process: --user cannot be added to it"
+        "berth: error: --process gives the whole process: --user cannot be added to it"
     );
     std::fs::write(&file, "{\"args\": 5}").unwrap();
     let bad = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert!(
         bad.fails().starts_with(&format!(
-            "berth: {} is not a valid runtime-spec process:",
+            "berth: error: {} is not a valid runtime-spec process:",
             file.display()
         )),
         "{}",
@@ -426,7 +426,10 @@ fn exec_gets_the_containers_limits_seccomp_and_capabilities() {
     ]);
     assert_eq!(added.ok(), "true\n");
     let bad = exec(&["--cap", "CAP_FLY", &id, "true"]);
-    assert_eq!(bad.fails().trim(), "berth: unknown capability \"CAP_FLY\"");
+    assert_eq!(
+        bad.fails().trim(),
+        "berth: error: unknown capability \"CAP_FLY\""
+    );
 }
 
 #[test]
@@ -638,7 +641,7 @@ fn preserved_descriptors_reach_the_container_and_exec() {
     ]);
     assert_eq!(
         run.fails().trim(),
-        "berth: descriptor 3 is not open, but the container is to get descriptors 3 to 3 (--preserve-fds 1)"
+        "berth: error: descriptor 3 is not open, but the container is to get descriptors 3 to 3 (--preserve-fds 1)"
     );
     env.assert_gone(&id);
 }
@@ -715,7 +718,7 @@ fn the_working_directory_never_leaves_the_root() {
     assert_eq!(escape.code, 255, "{}", escape.stdout);
     assert_eq!(
         escape.stderr.trim(),
-        format!("berth: cannot exec in container {id:?}: the working directory /proc/self/fd/3 is outside the container's root filesystem")
+        format!("berth: error: cannot exec in container {id:?}: the working directory /proc/self/fd/3 is outside the container's root filesystem")
     );
     // No descriptor of berth's is there to escape through.
     for fd in 3..24 {

@@ -64,7 +64,7 @@ fn hooks_run_in_order_with_the_state() {
         );
         assert_eq!(state["status"], "creating", "{hook}: {state}");
         assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{hook}: {state}");
-        assert_eq!(state["ociVersion"], "1.2.1", "{hook}: {state}");
+        assert_eq!(state["ociVersion"], "1.3.0", "{hook}: {state}");
     }
 
     env.berth(&["start", &id]).ok();
@@ -130,7 +130,7 @@ fn hook_args_env_and_timeout_are_honoured() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(
         err.trim(),
-        "berth: prestart hook /bin/sleep timed out after 1 s"
+        "berth: error: prestart hook /bin/sleep timed out after 1 s"
     );
     env.assert_gone(&id);
     env.assert_root_empty();
@@ -152,7 +152,7 @@ fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
         .to_string();
     assert_eq!(
         err.trim(),
-        "berth: createRuntime hook /bin/sh exited with status 3: no network for you"
+        "berth: error: createRuntime hook /bin/sh exited with status 3: no network for you"
     );
     env.assert_gone(&id);
     env.assert_root_empty();

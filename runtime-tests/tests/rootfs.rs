@@ -437,7 +437,7 @@ fn refused(env: &Env, tag: &str, flags: &[&str], edit: impl FnOnce(&mut Value), 
     args.extend_from_slice(flags);
     args.push(&id);
     let err = env.berth(&args).fails().to_string();
-    assert_eq!(err.trim(), format!("berth: {message}"), "{tag}");
+    assert_eq!(err.trim(), format!("berth: error: {message}"), "{tag}");
     env.assert_gone(&id);
 }
 
@@ -456,13 +456,17 @@ fn sysctls_of_the_hosts_namespaces_are_refused() {
         c["linux"]["sysctl"] = net.clone();
     };
     refused(&env, "no-netns", &[], no_netns, net_refused);
+    // `--network host` cannot take the host's namespace where config.json asks for its own, so
+    // the sysctl would never reach the host's.
     let with_net = |c: &mut Value| c["linux"]["sysctl"] = net.clone();
     refused(
         &env,
         "host-flag",
         &["--network", "host"],
         with_net,
-        net_refused,
+        "flag --network \"host\" is refused: config.json's linux.namespaces has a network entry \
+         without a path, and host mode would put the container in the host's network namespace \
+         where config.json asks for one of its own",
     );
     let host_ipc = |c: &mut Value| {
         join_namespace(c, "ipc", "/proc/self/ns/ipc");

@@ -16,7 +16,7 @@ pub fn run(global: &Global, args: Args) -> super::Result {
     let detach = args.detach;
     let code = super::sealed(berth::container::run(
         &global.root,
-        &args.create.options(global),
+        &args.create.options(global)?,
         detach,
     ))?;
     Ok(code.clamp(0, 255) as u8)

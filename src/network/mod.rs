@@ -2,7 +2,8 @@
 //! `docker0` (bridge, veth, address, route, NAT, published ports), teardown, and `inspect`.
 //!
 //! The runtime calls four functions, in this order:
-//! 1. [`request_from`] decides what the container asked for (spec, annotations, flags);
+//! 1. [`request_from`] decides what the container asked for (spec, annotations, the caller's
+//!    [`NetworkOverride`]);
 //! 2. [`reserve`], before the container's init exists, claims ports and an address, so a
 //!    refusal leaves nothing behind;
 //! 3. [`attach`], once the init exists, wires its network namespace;
@@ -19,11 +20,10 @@
 //!   On a bridge that exists and berth did not make (a running Docker's `docker0`), they go from
 //!   the top down (172.17.255.254 first), away from Docker's own, and skip every address on the
 //!   bridge and every neighbour seen on it.
-//! - Published ports are DNAT rules (nftables, or iptables where `nft` is missing); 127.0.0.1
+//! - Published ports are DNAT rules in an nftables table programmed over netlink; 127.0.0.1
 //!   works through `route_localnet` on the bridge plus masquerade, not a userland proxy, since
 //!   berth has no daemon to keep a proxy process per port alive (see `firewall`).
-//! - The bridge's masquerade rule is made with the first container and removed with the last,
-//!   so no `nft` process runs per container unless it publishes ports.
+//! - The bridge's table is made with the first container and removed with the last.
 //! - At delete, a container's veth is left for the kernel to remove with its network
 //!   namespace while other containers use the bridge: deleting it would keep `delete` waiting
 //!   15 to 30 ms for RCU grace periods. Its address stays taken until the veth is seen gone;
@@ -34,6 +34,7 @@ mod firewall;
 mod inspect;
 mod ipam;
 mod netlink;
+mod nftables;
 mod ports;
 mod request;
 mod store;
@@ -52,8 +53,8 @@ pub use inspect::inspect_settings;
 pub use ipam::Ipv4Net;
 pub use netlink::NetlinkError;
 pub use request::{
-    request_from, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET, MODE_ANNOTATION,
-    PORTS_ANNOTATION, SUBNET_ANNOTATION,
+    request_from, NetworkOverride, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET,
+    MODE_ANNOTATION, PORTS_ANNOTATION, SUBNET_ANNOTATION,
 };
 
 /// How the container is networked.
@@ -182,6 +183,18 @@ pub enum NetworkError {
         /// The annotation or flag that carried it, e.g. `annotation io.berth.network.ports`.
         source_name: String,
         value: String,
+        reason: String,
+    },
+    #[error(
+        "{source_name} {value:?} is refused: config.json's linux.namespaces has {entry}, and \
+         {reason}"
+    )]
+    ModeRefused {
+        /// The annotation or flag that asked, e.g. `annotation io.berth.network.mode`.
+        source_name: String,
+        value: String,
+        /// The `network` entry of `linux.namespaces`, in words.
+        entry: String,
         reason: String,
     },
     #[error("RESOURCE:PORTS: port {port}/{protocol} is already held by {holder}")]

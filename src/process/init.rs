@@ -68,6 +68,8 @@ pub enum InitError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
     #[error("lost contact with berth while {0}")]
@@ -195,6 +197,8 @@ fn init(
         };
         crate::hooks::run("createContainer", &plan.create_container_hooks, &state)?;
     }
+    // The host's /proc is still /proc here: the container's cannot stand in for it.
+    let labels = plan.process.labels.open()?;
     rootfs::switch_root(kernel, &plan.rootfs)?;
     if plan.terminal {
         let slave = console::setup(plan.console_size, channel)?;
@@ -202,7 +206,7 @@ fn init(
     }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
-    let ready = program::prepare(process, plan.seccomp.as_ref(), channel)?;
+    let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
     channel
         .send(&Message::Ready)
@@ -213,7 +217,10 @@ fn init(
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    eprintln!("berth: {err}");
+    eprintln!(
+        "{}",
+        crate::logging::stderr_line(crate::logging::Level::Error, &err.to_string())
+    );
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
 }

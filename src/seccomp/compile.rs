@@ -41,14 +41,14 @@ enum Width {
 }
 
 /// An architecture the compiler has a syscall table for.
-struct ArchTable {
-    arch: Arch,
+pub(super) struct ArchTable {
+    pub(super) arch: Arch,
     audit: u32,
     syscalls: &'static [(&'static str, u32)],
     width: Width,
 }
 
-const TABLES: [ArchTable; 4] = [
+pub(super) const TABLES: [ArchTable; 4] = [
     ArchTable {
         arch: Arch::ScmpArchX86_64,
         audit: AUDIT_ARCH_X86_64,

@@ -106,6 +106,24 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     compile::compile(spec)
 }
 
+/// The architectures whose syscalls a filter can name: those with a syscall table.
+pub fn architectures() -> Vec<oci_spec::runtime::Arch> {
+    compile::TABLES.iter().map(|t| t.arch).collect()
+}
+
+/// Whether this kernel takes `flag` (for `features`' supportedFlags).
+pub fn flag_supported(flag: LinuxSeccompFilterFlag) -> bool {
+    use LinuxSeccompFilterFlag as F;
+    compile::kernel_accepts(match flag {
+        F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+        F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+        F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        F::SeccompFilterFlagWaitKillableRecv => {
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        }
+    })
+}
+
 /// Installs the filter in the calling thread (all threads with TSYNC). Allocates nothing, so it is
 /// safe between fork and exec. Needs no_new_privs or CAP_SYS_ADMIN. Returns the notify listener
 /// when the filter has SCMP_ACT_NOTIFY rules.
