@@ -47,6 +47,7 @@ pub fn sealed<T>(
 ) -> std::result::Result<T, ContainerError> {
     match result {
         Err(ContainerError::Exposure(ExposureError::Unsealed)) => {
+            berth::logging::debug("re-executing berth from a sealed view of its binary");
             Err(ExposureError::Seal(berth::process::seal::reexec()).into())
         }
         other => other,

@@ -11,9 +11,9 @@
 //! - a private overlayfs with two lower layers and no upper one (the binary's folder over an
 //!   empty tmpfs), never attached anywhere: its superblock is read-only, and no mount flag or
 //!   remount makes an overlay without an upper layer writable. About 0.1 ms, no copy;
-//! - where the kernel cannot make that (no overlayfs, or a kernel older than 6.7 that takes no
-//!   lower layer by descriptor), a memfd copy sealed against writes, shrinking and growing
-//!   (runc's older way; the 4 MB copy costs about 2.5 ms).
+//! - where the kernel cannot make that (no overlayfs, or a kernel older than 6.13, which takes no
+//!   layer by descriptor), a memfd copy sealed against writes, shrinking and growing (runc's
+//!   older way; the 4 MB copy costs about 2.5 ms).
 //!
 //! A process started from the view, and every clone of it, shows the view as its exe: opening it
 //! for writing fails with EROFS (overlay) and writing to the memfd with EPERM.
@@ -145,7 +145,8 @@ pub fn overlay_view() -> Result<OwnedFd, Errno> {
     let exe = open(c"/proc/self/exe", libc::O_PATH)?;
     let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
     let (folder, name) = split(&path).ok_or(Errno::ENOENT)?;
-    let folder = open(&folder, libc::O_PATH | libc::O_DIRECTORY)?;
+    // Layers by descriptor came with Linux 6.13, O_PATH ones only with 6.15: open them for reading.
+    let folder = open(&folder, libc::O_RDONLY | libc::O_DIRECTORY)?;
     // The name in that folder must still be the file this process runs (not replaced since).
     if identity_at(&folder, &name)? != identity(&exe)? {
         return Err(Errno::ESTALE);
@@ -153,6 +154,7 @@ pub fn overlay_view() -> Result<OwnedFd, Errno> {
     let empty = fs_context(c"tmpfs")?;
     config(&empty, libc::FSCONFIG_CMD_CREATE, None, None, 0)?;
     let empty = fs_mount(&empty, libc::MOUNT_ATTR_RDONLY)?;
+    let empty = open_at(&empty, c".", libc::O_RDONLY | libc::O_DIRECTORY)?;
     let overlay = fs_context(c"overlay")?;
     // The binary's folder on top, so no file of the other layer can stand in for it.
     config(
