@@ -131,6 +131,14 @@ fn a_bad_config_json_is_refused_before_anything_is_made() {
         keep,
         "process.cwd \"tmp\" must be an absolute path",
     );
+    // runtime-spec: "If set, timeout MUST be greater than zero".
+    create_fails(
+        &env,
+        "hook-timeout",
+        |c| c["hooks"] = serde_json::json!({"poststart": [{"path": "/bin/true", "timeout": 0}]}),
+        keep,
+        "hooks.poststart[0].timeout is 0: it must be greater than zero",
+    );
 }
 
 #[test]

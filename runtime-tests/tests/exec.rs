@@ -808,3 +808,37 @@ fn exec_cgroup_flag_picks_a_cgroup_below_the_containers_on_v2() {
     let run = env.berth(&["exec", "--cgroup", "missing", &id, "true"]);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
 }
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_completes_on_resume() {
+    need_root!();
+    let env = Env::new("exec-paused");
+    let id = env.id("paused");
+    paused(&env, &id, |_| {});
+    env.berth(&["pause", &id]).ok();
+    assert_eq!(env.state(&id)["status"], "paused");
+    let refused = env.berth(&["exec", &id, "/bin/helper", "echo", "hi"]);
+    assert_eq!(refused.code, 255);
+    assert_eq!(
+        refused.stderr.trim(),
+        format!(
+            "berth: error: cannot exec in container {id:?}: it is paused (use --ignore-paused to override)"
+        )
+    );
+    // As runc: the process joins the frozen cgroup, and exec completes once it is resumed.
+    let exec = env.spawn(&["exec", "--ignore-paused", &id, "/bin/helper", "echo", "ok"]);
+    wait_until("the exec'd process in the frozen cgroup", || {
+        env.cgroup_pids(&id).len() == 2
+    });
+    assert_eq!(env.state(&id)["status"], "paused");
+    env.berth(&["resume", &id]).ok();
+    let done = exec.wait();
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (0, "ok\n"),
+        "{}",
+        done.stderr
+    );
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_root_empty();
+}

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_tests::{
-    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, wait_until, workspace, Env,
-    NetNs,
+    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, run_to_files, wait_until,
+    workspace, Env, NetNs, Run,
 };
 use serde_json::{json, Value};
 
@@ -358,20 +358,43 @@ fn nft_ruleset(env: &Env) -> String {
     on_host(env, "nft", &["list", "ruleset"])
 }
 
-/// Asserts that the throwaway host holds nothing of berth's network: no veth, no `docker0`
-/// (berth made it there), no nftables table, no lease, port reservation or bridge record.
+/// Asserts that the throwaway host holds nothing of berth's containers: no veth (the kernel
+/// removes each with its container's namespace, within milliseconds), no lease, port
+/// reservation, map element or address claim, and `route_localnet` off. `docker0` and berth's
+/// table may stay, idle, as Docker keeps `docker0`: with no port attached.
 #[track_caller]
 fn assert_no_network_left(env: &Env) {
-    let links = link_names(&host_ip(env, &["link"]));
-    assert!(
-        !links
-            .iter()
-            .any(|name| name.starts_with("veth") || name == "docker0"),
-        "links left on the host: {links:?}"
-    );
+    let veths = || {
+        link_names(&host_ip(env, &["link"]))
+            .into_iter()
+            .filter(|name| name.starts_with("veth"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !veths().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(veths(), Vec::<String>::new(), "veths left on the host");
+    // settles the leases of veths the kernel removed after their container's delete
+    env.berth(&["delete", "--force", "settle"]).ok();
+    if link_names(&host_ip(env, &["link"])).contains(&"docker0".to_string()) {
+        let ports = host_ip(env, &["link", "show", "master", "docker0"]);
+        assert_eq!(ports, json!([]), "ports left on docker0");
+        let claims = host_ip(
+            env,
+            &["neigh", "show", "dev", "docker0", "nud", "permanent"],
+        );
+        assert_eq!(claims, json!([]), "address claims left on docker0");
+        let localnet = on_host(
+            env,
+            "cat",
+            &["/proc/sys/net/ipv4/conf/docker0/route_localnet"],
+        );
+        assert_eq!(localnet.trim(), "0", "route_localnet left on");
+    }
     let rules = nft_ruleset(env);
-    assert!(!rules.contains("berth"), "nftables rules left: {rules}");
-    for sub in ["leases", "ports", "bridges"] {
+    assert!(!rules.contains("elements"), "map elements left: {rules}");
+    for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
     }
 }
@@ -1438,6 +1461,289 @@ fn the_ports_annotation_on_the_hosts_namespace_reserves_and_publishes_nothing() 
     assert_no_network_left(&env);
 }
 
+/// Makes the throwaway host's interface `name`, of a kind that has no peer: a dummy where the
+/// kernel has the driver, else an ifb (this machine's kernel is built without CONFIG_DUMMY).
+fn add_lone_interface(env: &Env, name: &str) {
+    let dummy = env
+        .command("ip")
+        .args(["link", "add", name, "type", "dummy"])
+        .output()
+        .unwrap();
+    if !dummy.status.success() {
+        eprintln!("no dummy driver: {name} is an ifb");
+        on_host(env, "ip", &["link", "add", name, "type", "ifb"]);
+    }
+}
+
+/// The throwaway host's two interfaces for `linux.netDevices`: `nd0` (dummy or ifb) up, with
+/// 10.77.0.1/24, 2001:db8:77::1/64 and 10.79.0.1/24 of link scope; `ndv0`, one end of a veth
+/// pair, down, with 10.78.0.1/24.
+fn add_net_devices(env: &Env) {
+    add_lone_interface(env, "nd0");
+    for args in [
+        &["addr", "add", "10.77.0.1/24", "dev", "nd0"][..],
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            "nd0",
+            "nodad",
+        ],
+        &["addr", "add", "10.79.0.1/24", "scope", "link", "dev", "nd0"],
+        &["link", "set", "nd0", "up"],
+        &[
+            "link",
+            "add",
+            "ndv0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ndv0-peer",
+        ],
+        &["addr", "add", "10.78.0.1/24", "dev", "ndv0"],
+    ] {
+        on_host(env, "ip", args);
+    }
+}
+
+/// Asserts that `nd0` and `ndv0` are on the throwaway host as [`add_net_devices`] made them, and
+/// that berth holds nothing of them: no record, no namespace pinned.
+#[track_caller]
+fn assert_net_devices_home(env: &Env) {
+    let global = |name: &str| -> Vec<String> {
+        let listing = host_ip(env, &["addr", "show", name]);
+        let mut found: Vec<String> = listing[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(global("nd0"), ["10.77.0.1/24", "2001:db8:77::1/64"]);
+    assert_eq!(global("ndv0"), ["10.78.0.1/24"]);
+    let nd0 = &host_ip(env, &["link", "show", "nd0"])[0];
+    assert!(
+        nd0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{nd0}"
+    );
+    let ndv0 = &host_ip(env, &["link", "show", "ndv0"])[0];
+    assert!(
+        !ndv0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{ndv0}"
+    );
+    assert_eq!(ndv0["link"], "ndv0-peer", "the veth lost its peer");
+    assert!(
+        store_records(env, "devices").is_empty(),
+        "a devices record is left"
+    );
+    let pins = env.root.join(".network/netns");
+    let mountinfo = read(Path::new("/proc/self/mountinfo"));
+    assert!(
+        !mountinfo.contains(pins.to_str().unwrap()),
+        "a namespace pin is left"
+    );
+}
+
+/// Sets `linux.netDevices` to `devices`.
+fn with_net_devices(devices: Value) -> impl FnOnce(&mut Value) {
+    move |config: &mut Value| config["linux"]["netDevices"] = devices
+}
+
+#[test]
+fn net_devices_move_in_renamed_with_their_addresses_and_come_back_at_delete() {
+    need_root!();
+    let env = Env::with_netns("netdev-move");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let devices = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", SHOW_NETWORK_THEN_PAUSE],
+        with_net_devices(devices),
+    );
+    let container = Detached::start(&env, &id, &bundle, &[]);
+    let output = container.output_with("pausing");
+
+    // Inside: renamed, up, with the host's addresses of global scope and no other.
+    let links = links_from_text(section(&output, "links"));
+    let names: Vec<&str> = links.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["ctr0", "lo", "ndv0"], "{output}");
+    assert!(
+        links.iter().all(|(_, flags)| flags.contains("UP")),
+        "{links:?}"
+    );
+    assert_eq!(
+        ipv4_addresses_from_text(section(&output, "addresses")),
+        [
+            ("ctr0".to_string(), "10.77.0.1/24".to_string()),
+            ("lo".to_string(), "127.0.0.1/8".to_string()),
+            ("ndv0".to_string(), "10.78.0.1/24".to_string()),
+        ]
+    );
+    let v6 = nsenter_ip(container.pid, &["-6", "addr", "show", "ctr0"]);
+    let v6: Vec<&Value> = v6[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .collect();
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["local"], "2001:db8:77::1");
+    // Gone from the host meanwhile; the veth's peer stays.
+    let host_links = link_names(&host_ip(&env, &["link"]));
+    assert_eq!(host_links, ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+
+    // A container whose program has ended still holds them until delete (berth pins its
+    // namespace): `run` in the foreground, and a template name the kernel numbers.
+    let script = "ip -o link | grep -c ': ctr0:'";
+    let devices = json!({"nd0": {"name": "ctr%d"}, "ndv0": {}});
+    let bundle = env.bundle(&id, &["sh", "-c", script], with_net_devices(devices));
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "1\n");
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_refusals_name_the_problem_and_a_failed_create_returns_the_interfaces() {
+    need_root!();
+    let env = Env::with_netns("netdev-refused");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let pause = ["/bin/helper", "pause"];
+
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nosuch0": {}})));
+    let missing = "linux.netDevices: the host has no interface \"nosuch0\"";
+    create_refused(&env, &id, &bundle, &[], &[missing]);
+
+    let bundle = env.bundle(&id, &pause, |config| {
+        no_network_entry(config);
+        config["linux"]["netDevices"] = json!({"nd0": {}});
+    });
+    let host = "but config.json linux.namespaces gives host mode";
+    create_refused(&env, &id, &bundle, &[], &["linux.netDevices", host]);
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nd0": {}})));
+    let flag = "flag --network \"host\" is refused";
+    create_refused(&env, &id, &bundle, &["--network", "host"], &[flag]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "eth0"}})),
+    );
+    let veth = "\"nd0\" cannot become \"eth0\" in the container: bridge mode gives that name";
+    create_refused(&env, &id, &bundle, &["--network", "bridge"], &[veth]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "a:b"}})),
+    );
+    create_refused(
+        &env,
+        &id,
+        &bundle,
+        &[],
+        &["\"a:b\" is not a valid interface name"],
+    );
+    assert_net_devices_home(&env);
+
+    // A name taken in a namespace joined by path: nd0 has moved by then (in order of host
+    // names), and comes back with the failed create.
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let status = joined
+        .command("ip")
+        .args([
+            "link", "add", "taken0", "type", "veth", "peer", "name", "taken1",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = joined.path.to_str().unwrap().to_string();
+    let bundle = env.bundle(&id, &pause, |config| {
+        runtime_tests::join_namespace(config, "network", &path);
+        config["linux"]["netDevices"] = json!({"nd0": {}, "ndv0": {"name": "taken0"}});
+    });
+    let taken = "\"ndv0\" cannot become \"taken0\" in the container: the container's network \
+                 namespace has an interface of that name";
+    create_refused(&env, &id, &bundle, &[], &[taken]);
+    assert_net_devices_home(&env);
+    let left = joined.command("ip").args(["-o", "link"]).output().unwrap();
+    let left = links_from_text(&String::from_utf8_lossy(&left.stdout));
+    let left: Vec<&str> = left.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(left, ["lo", "taken0", "taken1"]);
+
+    // A createRuntime hook that fails, after the interfaces moved in.
+    let seen = env.scratch.join("links-seen-by-hook");
+    let hook = format!("ip -o link > {}; exit 3", seen.display());
+    let bundle = env.bundle(&id, &pause, |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    create_refused(&env, &id, &bundle, &[], &["createRuntime"]);
+    let seen = read(&seen);
+    assert!(
+        !seen.contains("nd0"),
+        "nd0 was on the host when the hook ran: {seen}"
+    );
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_come_back_with_delete_force_after_berth_is_killed_during_create() {
+    need_root!();
+    let env = Env::with_netns("netdev-killed");
+    add_net_devices(&env);
+    let id = env.id("killed");
+    let marker = env.scratch.join("hook-pid");
+    let hook = format!(
+        "echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 60",
+        marker.display()
+    );
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    let mut create = env
+        .berth_command(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the createRuntime hook", || marker.exists());
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook_pid: i32 = read(&marker).trim().parse().unwrap();
+    // SAFETY: kill(2) on the pid of the hook's sleep, a process this test started.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+
+    // The init is gone with its channel to berth; the pinned namespace still holds both.
+    assert_eq!(link_names(&host_ip(&env, &["link"])), ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
 #[test]
 fn the_demo_runs_start_to_end() {
     need_root!();
@@ -1486,4 +1792,137 @@ fn the_demo_runs_start_to_end() {
     let lab = lab.trim_end_matches(|c: char| !c.is_alphanumeric());
     let lab = lab.split('/').take(3).collect::<Vec<_>>().join("/");
     assert!(!Path::new(&lab).exists(), "{lab} is left");
+}
+
+/// Another `--root` in the same throwaway host; its containers are deleted when it is dropped.
+struct OtherRoot<'a> {
+    env: &'a Env,
+    root: PathBuf,
+}
+
+impl OtherRoot<'_> {
+    fn berth(&self, args: &[&str]) -> Run {
+        let mut command = self.env.command(berth_bin());
+        command.arg("--root").arg(&self.root).args(args);
+        run_to_files(&mut command, &self.env.scratch)
+    }
+}
+
+impl Drop for OtherRoot<'_> {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !id.starts_with('.') {
+                let _ = self.berth(&["delete", "--force", &id]);
+            }
+        }
+    }
+}
+
+#[test]
+fn two_roots_on_one_bridge_never_hand_out_one_address() {
+    need_root!();
+    let env = Env::with_netns("two-roots");
+    let other = OtherRoot {
+        env: &env,
+        root: env.scratch.join("other-root"),
+    };
+    let bundle = |id: &str| env.bundle(id, &["/bin/helper", "pause"], |_| {});
+    let address_in = |run: Run| {
+        let out: Value = serde_json::from_str(run.ok()).unwrap();
+        in_default_subnet(out[0]["NetworkSettings"]["IPAddress"].as_str().unwrap())
+    };
+    let start = |id: &str, own: bool| {
+        let b = bundle(id);
+        let args = [
+            "run",
+            "-d",
+            "--network",
+            "bridge",
+            "--bundle",
+            b.to_str().unwrap(),
+            id,
+        ];
+        match own {
+            true => env.berth(&args).ok().to_string(),
+            false => other.berth(&args).ok().to_string(),
+        };
+    };
+
+    // Twelve creates at once, alternately under each root.
+    let ids: Vec<(String, bool)> = (0..12)
+        .map(|n| (env.id(&format!("r{n}")), n % 2 == 0))
+        .collect();
+    std::thread::scope(|scope| {
+        for (id, own) in &ids {
+            scope.spawn(|| start(id, *own));
+        }
+    });
+    let inspect = |id: &str, own: bool| match own {
+        true => address_in(env.berth(&["inspect", id])),
+        false => address_in(other.berth(&["inspect", id])),
+    };
+    let mut seen = HashSet::new();
+    for (id, own) in &ids {
+        assert!(
+            seen.insert(inspect(id, *own)),
+            "{id} got an address twice: {seen:?}"
+        );
+    }
+
+    // The first root's containers all go; docker0 stays for the other's, and the first root's
+    // next containers take none of the other's addresses.
+    for (id, own) in &ids {
+        if *own {
+            env.berth(&["delete", "--force", id]).ok();
+        }
+    }
+    let theirs: HashSet<Ipv4Addr> = ids
+        .iter()
+        .filter(|(_, own)| !own)
+        .map(|(id, own)| inspect(id, *own))
+        .collect();
+    for n in 0..6 {
+        let id = env.id(&format!("again{n}"));
+        start(&id, true);
+        let address = inspect(&id, true);
+        assert!(
+            !theirs.contains(&address),
+            "{address} is the other root's too"
+        );
+    }
+    // The other root's containers still reach the gateway through berth's table.
+    let (id, _) = ids.iter().find(|(_, own)| !own).unwrap();
+    let pid = other.berth(&["state", id]).ok().to_string();
+    let pid = serde_json::from_str::<Value>(&pid).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let ping = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n"])
+        .arg(rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "1", "-W", "2", "172.17.0.1"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    for (id, own) in &ids {
+        if !*own {
+            other.berth(&["delete", "--force", id]).ok();
+        }
+    }
+    for n in 0..6 {
+        env.berth(&["delete", "--force", &env.id(&format!("again{n}"))])
+            .ok();
+    }
+    // once the kernel removed the veths, each root's next command settles its leases
+    wait_until("the veths to go", || {
+        !link_names(&host_ip(&env, &["link"]))
+            .iter()
+            .any(|name| name.starts_with("veth"))
+    });
+    other.berth(&["delete", "--force", "settle"]).ok();
+    assert_no_network_left(&env);
 }

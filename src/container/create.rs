@@ -24,6 +24,7 @@ use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+use crate::syscall::Linux;
 use crate::{network, seccomp};
 
 /// What `create` and `run` are asked to do, typed: the command line's flags, or what an embedder
@@ -62,6 +63,8 @@ struct Made {
     children: Vec<Pid>,
     /// Whether ports or an address may be held in the network store.
     network: bool,
+    /// The root filesystem's mount in the host's mount namespace, without one of its own.
+    host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// What `create` works out before it makes anything, so bad input leaves nothing behind.
@@ -88,10 +91,17 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
     {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => {
+            let filter = seccomp::compile(profile)?;
+            if let Some(warning) = filter.unknown_names_warning() {
+                crate::logging::warn(&warning);
+            }
+            Some(filter)
+        }
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
@@ -150,8 +160,13 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
+    if let Some(mount) = made.host_mount {
+        if let Err(err) = crate::rootfs::detach_root(&Linux, &mount) {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
     if made.network {
-        if let Err(err) = network::release(&root.path, &dir.id) {
+        if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
@@ -214,6 +229,7 @@ fn build(
         network: None,
         hooks: spec.hooks().clone(),
         own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
+        host_mount: None,
     };
     dir.write_state(&state)?;
     dir.write_config(&bundle.raw)?;
@@ -300,6 +316,13 @@ fn build(
         userns,
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
+    if rootfs.host_mount_ns {
+        // Made by berth, recorded before the init exists, so delete can always undo it.
+        let mount = crate::rootfs::bind_root(&Linux, &bundle.rootfs)?;
+        made.host_mount = Some(mount.clone());
+        state.host_mount = Some(mount);
+        dir.write_state(&state)?;
+    }
 
     let fifo_path = dir.fifo_path();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -307,6 +330,13 @@ fn build(
     // Read-write, so the init's read blocks until `start` writes rather than seeing end-of-file.
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
+
+    let start_error = nix::fcntl::open(
+        &dir.start_error_path(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(sys(id, "make the start error file"))?;
 
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
@@ -332,6 +362,7 @@ fn build(
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         fifo,
+        start_error,
         seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),

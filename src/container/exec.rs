@@ -44,6 +44,9 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// A cgroup below the container's (cgroup v2) to run the process in.
     pub cgroup: Option<String>,
+    /// Allow a paused container (runc's `--ignore-paused`): the process joins the frozen cgroup
+    /// and `exec` completes once the container is resumed.
+    pub ignore_paused: bool,
 }
 
 /// The process to run.
@@ -137,6 +140,8 @@ pub struct Spawned {
 pub enum ExecError {
     #[error("cannot exec in container {id:?}: container not running")]
     NotRunning { id: String },
+    #[error("cannot exec in container {id:?}: it is paused (use --ignore-paused to override)")]
+    Paused { id: String },
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotReady { id: String, status: Status },
     #[error(transparent)]
@@ -197,6 +202,8 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     let state = root.read_state(id)?;
     match status(&state, &root.container_dir(id)) {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => return Err(ExecError::Paused { id: id.into() }.into()),
         Status::Stopped => return Err(ExecError::NotRunning { id: id.into() }.into()),
         status => {
             return Err(ExecError::NotReady {
@@ -236,6 +243,15 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         }
     }
     let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
+    // In berth's own mount namespace the container's root is the init's chroot: taken before
+    // container_namespaces checks that the init is still the container's.
+    let chroot = match &state.host_mount {
+        Some(_) => Some(
+            open_path(Path::new(&format!("/proc/{}/root", state.pid)))
+                .map_err(sys(id, "open the container's root"))?,
+        ),
+        None => None,
+    };
     let (join, pid_ns) = container_namespaces(&state)?;
     // Before the console socket is connected: berth may have to start again from a sealed view
     // of its binary. Held until the process runs its program (see exposure).
@@ -268,6 +284,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             .flatten()
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
+        root: chroot,
     };
     let starting = Starting {
         opts,

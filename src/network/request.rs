@@ -100,11 +100,13 @@ pub fn request_from(spec: &Spec, over: &NetworkOverride) -> Result<NetworkReques
         ));
     }
 
+    let devices = super::netdevices::from_spec(spec, &mode, &mode_source)?;
     Ok(NetworkRequest {
         mode,
         ports,
         bridge: bridge.to_string(),
         subnet,
+        devices,
     })
 }
 
@@ -132,7 +134,8 @@ fn mode_from_namespaces(spec: &Spec) -> Mode {
 /// - no `network` entry (the host's namespace): any mode; bridge and none give the container a
 ///   namespace of its own, which takes nothing from the host and gives the container less;
 /// - an entry without a path (a namespace of the container's own): none or bridge, which differ
-///   only in what berth puts inside it; host would hand the container the host's namespace;
+///   only in what berth puts inside it; host would hand the container the host's namespace,
+///   and a namespace by path someone else's;
 /// - an entry with a path: no mode at all, since the namespace and what is in it belong to
 ///   whoever made it (an engine's sandbox, a pod).
 ///
@@ -144,24 +147,28 @@ fn check_mode_allowed(
     source: &str,
     value: &str,
 ) -> Result<(), NetworkError> {
-    let entry = match asked {
-        Mode::Host => return Ok(()),
-        Mode::Join(path) => format!("a network entry with path {}", path.display()),
-        _ => "a network entry without a path".to_string(),
-    };
-    let weakens = match (asked, mode) {
-        (Mode::Join(_), _) => "only config.json chooses a namespace given by path",
-        (_, Mode::Host) => {
+    let (entry, reason) = match (asked, mode) {
+        (Mode::Host, _) | (Mode::None, Mode::None | Mode::Bridge) => return Ok(()),
+        (Mode::Join(path), _) => (
+            format!("a network entry with path {}", path.display()),
+            "only config.json chooses a namespace given by path",
+        ),
+        (_, Mode::Host) => (
+            "a network entry without a path".to_string(),
             "host mode would put the container in the host's network namespace where \
-             config.json asks for one of its own"
-        }
-        _ => return Ok(()),
+             config.json asks for one of its own",
+        ),
+        (_, _) => (
+            "a network entry without a path".to_string(),
+            "joining a namespace by path would share it where config.json asks for one of \
+             its own",
+        ),
     };
     Err(NetworkError::ModeRefused {
         source_name: source.to_string(),
         value: value.to_string(),
         entry,
-        reason: weakens.to_string(),
+        reason: reason.to_string(),
     })
 }
 
@@ -498,6 +505,27 @@ mod tests {
         );
         let req = request_from(&host_annotation, Some("bridge"), &[]).unwrap();
         assert_eq!(req.mode, Mode::Bridge);
+    }
+
+    #[test]
+    fn a_typed_override_cannot_join_a_namespace_where_the_config_asks_its_own() {
+        let over = NetworkOverride {
+            mode: Some(Mode::Join(PathBuf::from("/run/netns/other"))),
+            ports: Vec::new(),
+        };
+        let err = super::request_from(&spec(Some(None), &[]), &over)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("flag --network \"ns:/run/netns/other\""),
+            "{err}"
+        );
+        assert!(err.contains("would share it"), "{err}");
+        let req = super::request_from(&spec(None, &[]), &over).unwrap();
+        assert_eq!(
+            req.join_path(),
+            Some(std::path::Path::new("/run/netns/other"))
+        );
     }
 
     #[test]

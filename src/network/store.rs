@@ -6,7 +6,16 @@
 //! <root>/.network/leases/<bridge>/<address>
 //! <root>/.network/ports/<protocol>-<host port>
 //! <root>/.network/bridges/<bridge>
+//! <root>/.network/devices/<container id>
+//! <root>/.network/netns/<container id>      (a bind mount holding a container's namespace)
 //! ```
+//!
+//! Crash safety: every record is written to `NAME.tmp` and renamed over `NAME` with the lock
+//! held, so a record is either whole or absent. A `.tmp` file can only be the leftover of a
+//! berth killed between the two, since no one else writes while the lock is held: whoever
+//! takes the lock next removes them ([`Store::lock`]). A whole record of a container that is
+//! gone (its state folder absent and its maker not running) is reclaimed by the next `create`
+//! in bridge or host mode (`bridge::reclaim`), and by `delete` through `release`.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -18,6 +27,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::netlink::InterfaceAddress;
 use super::{Ipv4Net, Lease, NetworkError, PortMapping};
 
 /// The process that made a record, so that a record made during a `create` that has not yet
@@ -80,6 +90,34 @@ pub struct BridgeRecord {
     pub subnet: Ipv4Net,
     /// berth's firewall table for this bridge exists (masquerade and published ports).
     pub nat: bool,
+    /// berth turned on `route_localnet` on the bridge (for ports published on 127.0.0.1).
+    #[serde(default)]
+    pub localnet: bool,
+}
+
+/// The host interfaces berth moved into a container's network namespace (`linux.netDevices`),
+/// to give back at delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesRecord {
+    pub id: String,
+    pub owner: Owner,
+    /// The container's network namespace: berth's pin of it, or the path the container joined.
+    pub netns: PathBuf,
+    /// Whether the container joined that namespace by path (it is then its maker's).
+    pub joined: bool,
+    pub devices: Vec<MovedDevice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedDevice {
+    /// Its name on the host, which it gets back.
+    pub host_name: String,
+    /// Its name in the container once moved; `None` until then.
+    pub name: Option<String>,
+    /// Its permanent addresses of global scope on the host, kept on both sides.
+    pub addresses: Vec<InterfaceAddress>,
+    /// Whether it was up on the host.
+    pub up: bool,
 }
 
 /// The locked store; the lock is held until it is dropped.
@@ -130,11 +168,27 @@ impl Store {
                 source: errno.into(),
             }
         })?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             dir,
             _lock: lock,
-        })
+        };
+        store.remove_temporary_files()?;
+        Ok(store)
+    }
+
+    /// Removes the `.tmp` files of writes that a killed berth left half-way.
+    fn remove_temporary_files(&self) -> Result<(), NetworkError> {
+        let mut dirs = vec![self.dir.join("ports"), self.dir.join("bridges")];
+        dirs.extend(folders(&self.dir.join("leases"))?);
+        for dir in dirs {
+            for path in entries(&dir)? {
+                if path.extension().is_some_and(|ext| ext == "tmp") {
+                    remove(&path)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether container `id` still exists: its state folder is there, or the process that
@@ -145,7 +199,7 @@ impl Store {
 
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, NetworkError> {
         let mut records = Vec::new();
-        for bridge_dir in list(&self.dir.join("leases"))? {
+        for bridge_dir in folders(&self.dir.join("leases"))? {
             records.extend(read_all(&bridge_dir)?);
         }
         Ok(records)
@@ -211,10 +265,56 @@ impl Store {
     pub fn remove_bridge(&self, name: &str) -> Result<(), NetworkError> {
         remove(&self.dir.join("bridges").join(name))
     }
+
+    pub fn devices(&self) -> Result<Vec<DevicesRecord>, NetworkError> {
+        read_all(&self.dir.join("devices"))
+    }
+
+    pub fn put_devices(&self, record: &DevicesRecord) -> Result<(), NetworkError> {
+        let dir = self.dir.join("devices");
+        make_dir(&dir)?;
+        write_atomically(&dir.join(&record.id), record)
+    }
+
+    pub fn remove_devices(&self, id: &str) -> Result<(), NetworkError> {
+        remove(&self.dir.join("devices").join(id))
+    }
+
+    /// Where berth pins container `id`'s network namespace, its folder made if missing.
+    pub fn netns_pin(&self, id: &str) -> Result<PathBuf, NetworkError> {
+        let dir = self.dir.join("netns");
+        make_dir(&dir)?;
+        Ok(dir.join(id))
+    }
 }
 
-/// The entries of a folder, without the temporary files of interrupted writes.
+fn make_dir(path: &Path) -> Result<(), NetworkError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| NetworkError::Store {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The records of a folder: its entries but the temporary files of interrupted writes.
 fn list(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
+    let mut paths = entries(dir)?;
+    paths.retain(|path| path.extension().is_none_or(|ext| ext != "tmp"));
+    Ok(paths)
+}
+
+/// The folders in a folder (one per bridge under `leases`).
+fn folders(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
+    let mut paths = entries(dir)?;
+    paths.retain(|path| path.is_dir());
+    Ok(paths)
+}
+
+/// Every entry of a folder, sorted; none when it is missing.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -231,9 +331,7 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
             path: dir.to_path_buf(),
             source,
         })?;
-        if !entry.file_name().to_string_lossy().ends_with(".tmp") {
-            paths.push(entry.path());
-        }
+        paths.push(entry.path());
     }
     paths.sort();
     Ok(paths)
@@ -339,6 +437,31 @@ mod tests {
         fs::write(root.join(".network/ports/tcp-1"), b"{").unwrap();
         let err = store.ports().unwrap_err().to_string();
         assert!(err.contains(".network/ports/tcp-1"), "{err}");
+        drop(store);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn temporary_files_of_a_killed_writer_go_with_the_next_lock() {
+        let root = temp_root("tmp");
+        let store = Store::lock(&root).unwrap();
+        fs::create_dir_all(root.join(".network/leases/docker0")).unwrap();
+        let left = [
+            ".network/ports/tcp-8080.tmp",
+            ".network/bridges/docker0.tmp",
+            ".network/leases/docker0/172.17.0.2.tmp",
+        ];
+        for path in left {
+            fs::write(root.join(path), b"{\"half").unwrap();
+        }
+        // a reader skips them while they are there
+        assert!(store.ports().unwrap().is_empty());
+        assert!(store.leases().unwrap().is_empty());
+        drop(store);
+        let store = Store::lock_existing(&root).unwrap().unwrap();
+        for path in left {
+            assert!(!root.join(path).exists(), "{path} is left");
+        }
         drop(store);
         fs::remove_dir_all(&root).unwrap();
     }

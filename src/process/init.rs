@@ -48,6 +48,9 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     /// The exec fifo, open read-write: reading blocks until `start` writes a byte.
     pub fifo: OwnedFd,
+    /// A file in the container's state folder (close-on-exec, like the fifo): after `start`,
+    /// why the program could not run (a startContainer hook failed), for `start` to report.
+    pub start_error: OwnedFd,
     /// The name of a new session keyring, so containers do not share the host's keys.
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
@@ -211,27 +214,54 @@ fn init(
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
-    // From here berth's `create` may have returned: failures go to the container's stderr.
+    // From here berth's `create` may have returned: `start` reports failures (start_error).
     let started = wait_for_start(&plan.fifo).and_then(|()| {
-        run_start_hooks(&plan.start_container_hooks, &state)?;
+        run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    eprintln!(
-        "{}",
-        crate::logging::stderr_line(crate::logging::Level::Error, &err.to_string())
-    );
+    // `start` reports it; the container's stderr only if that file cannot take it.
+    let text = err.to_string();
+    if nix::unistd::write(&plan.start_error, text.as_bytes()).is_err() {
+        eprintln!(
+            "{}",
+            crate::logging::stderr_line(crate::logging::Level::Error, &text)
+        );
+    }
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
 }
 
-/// startContainer hooks: in the container, after `start`, before the program.
-fn run_start_hooks(hooks: &[Hook], state: &str) -> Result<(), InitError> {
+/// startContainer hooks: in the container, after `start`, before the program. As runc gives
+/// them: the state says `created` (the program has not run yet) and carries the init's pid as
+/// the container sees it, and a hook with no env of its own gets the program's environment.
+fn run_start_hooks(hooks: &[Hook], state: &str, env: &[CString]) -> Result<(), InitError> {
     if hooks.is_empty() {
         return Ok(());
     }
-    let state = state.replacen("\"status\":\"creating\"", "\"status\":\"running\"", 1);
-    crate::hooks::run("startContainer", hooks, &state)?;
+    let state = match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut value) => {
+            value["status"] = "created".into();
+            value["pid"] = std::process::id().into();
+            value.to_string()
+        }
+        Err(_) => state.to_string(),
+    };
+    let env: Vec<String> = env
+        .iter()
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let hooks: Vec<Hook> = hooks
+        .iter()
+        .map(|hook| {
+            let mut hook = hook.clone();
+            if hook.env().as_ref().is_none_or(|e| e.is_empty()) {
+                hook.set_env(Some(env.clone()));
+            }
+            hook
+        })
+        .collect();
+    crate::hooks::run("startContainer", &hooks, &state)?;
     Ok(())
 }
 

@@ -62,6 +62,13 @@ pub struct Ready<'a> {
     late_seccomp: Option<&'a Filter>,
 }
 
+impl Ready<'_> {
+    /// The program's final environment (HOME added when it had none).
+    pub fn env(&self) -> &[CString] {
+        &self.env
+    }
+}
+
 /// Takes the root identity of a user namespace just made or joined.
 pub fn become_root_in_userns() -> Result<(), ProgramError> {
     let root = |source| ProgramError::User {

@@ -187,10 +187,9 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("linux.timeOffsets.*", Applied),
     ("linux.timeOffsets.*.secs", Applied),
     ("linux.timeOffsets.*.nanosecs", Applied),
-    (
-        "linux.netDevices",
-        Refused("berth does not move network devices into containers yet"),
-    ),
+    ("linux.netDevices", Applied),
+    ("linux.netDevices.*", Applied),
+    ("linux.netDevices.*.name", Applied),
     ("linux.resources", Applied),
     ("linux.resources.devices", Applied),
     ("linux.resources.devices[]", Applied),
