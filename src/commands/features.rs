@@ -25,7 +25,11 @@ pub fn run() -> super::Result {
         },
         "annotations": {
             "io.berth.version": env!("CARGO_PKG_VERSION"),
-            "io.berth.commit": env!("BERTH_COMMIT")
+            "io.berth.commit": env!("BERTH_COMMIT"),
+            // checkpoint and restore run CRIU (`criu swrk`, CRIU 4 or newer) with runc's flags,
+            // but for those below, which need CRIU's page server or an LSM berth does not apply.
+            "io.berth.checkpoint.enabled": "true",
+            "io.berth.checkpoint.refused": "--lazy-pages,--page-server,--status-fd,--lsm-profile,--lsm-mount-context"
         }
     });
     println!("{}", serde_json::to_string_pretty(&features)?);

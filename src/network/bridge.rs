@@ -23,6 +23,17 @@ const CONTAINER_INTERFACE: &str = "eth0";
 pub(super) const VETH_LINGER: Duration = Duration::from_secs(1);
 
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
+    reserve_address(root, id, req, None)
+}
+
+/// `reserve`, with the bridge-mode address given (`wanted`: a restored container gets back the
+/// address it had) or picked (`None`).
+pub fn reserve_address(
+    root: &Path,
+    id: &str,
+    req: &NetworkRequest,
+    wanted: Option<Ipv4Addr>,
+) -> Result<Reservation, NetworkError> {
     if !matches!(req.mode, Mode::Host | Mode::Bridge) {
         return Ok(Reservation {
             ports: Vec::new(),
@@ -38,7 +49,7 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
     reclaim(&store)?;
     check_ports_free(&store, &req.ports)?;
     let lease = match req.mode {
-        Mode::Bridge => Some(choose_lease(&store, root, id, req)?),
+        Mode::Bridge => Some(choose_lease(&store, root, id, req, wanted)?),
         _ => None,
     };
 
@@ -117,12 +128,14 @@ fn check_ports_free(store: &Store, ports: &[PortMapping]) -> Result<(), NetworkE
 
 /// Picks the container's address: not leased, not on the bridge, not a neighbour seen on it.
 /// On a bridge berth did not make (a running Docker's `docker0`), from the top of the subnet
-/// down, clear of Docker's addresses, which it hands out from the bottom up.
+/// down, clear of Docker's addresses, which it hands out from the bottom up. A `wanted` address
+/// is taken as it is if it is free by the same rules, and refused otherwise.
 fn choose_lease(
     store: &Store,
     root: &Path,
     id: &str,
     req: &NetworkRequest,
+    wanted: Option<Ipv4Addr>,
 ) -> Result<Lease, NetworkError> {
     let mut taken: HashSet<Ipv4Addr> = store
         .leases()?
@@ -145,12 +158,22 @@ fn choose_lease(
     } else {
         Direction::Up
     };
-    let address = ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
-        NetworkError::SubnetExhausted {
-            subnet: req.subnet,
-            bridge: req.bridge.clone(),
+    let address = match wanted {
+        Some(address) if taken.contains(&address) || !req.subnet.contains(address) => {
+            return Err(NetworkError::AddressTaken {
+                address,
+                bridge: req.bridge.clone(),
+                subnet: req.subnet,
+            })
         }
-    })?;
+        Some(address) => address,
+        None => ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
+            NetworkError::SubnetExhausted {
+                subnet: req.subnet,
+                bridge: req.bridge.clone(),
+            }
+        })?,
+    };
     Ok(Lease {
         bridge: req.bridge.clone(),
         subnet: req.subnet,
@@ -252,6 +275,24 @@ pub fn attach(
         let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", lease.bridge);
         write_sysctl(Path::new(&localnet))?;
         firewall::publish(&lease.bridge, lease.address, ports)?;
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the network namespace of `pid`.
+pub fn loopback_up(pid: i32) -> Result<(), NetworkError> {
+    let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let netns = File::open(&netns_path).map_err(|source| NetworkError::Namespace {
+        path: netns_path.clone(),
+        source,
+    })?;
+    let mut inside = Netlink::open_in(&netns, &netns_path)?;
+    let lo = inside.link("lo")?.ok_or_else(|| NetworkError::Namespace {
+        path: netns_path.clone(),
+        source: std::io::Error::other("no lo in the container's namespace"),
+    })?;
+    if !lo.up {
+        inside.set_up(lo.index, "lo")?;
     }
     Ok(())
 }

@@ -188,6 +188,11 @@ fn init(
     if plan.terminal {
         let slave = console::setup(plan.console_size, channel)?;
         console::mount_dev_console(kernel, &slave)?;
+    } else {
+        // A session of its own, as runc's and crun's inits have (console::setup makes one for a
+        // terminal): a session led from outside the container's pid namespace keeps CRIU from
+        // checkpointing it.
+        nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
