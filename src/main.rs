@@ -91,7 +91,7 @@ enum Command {
 /// mostly its code. `--help`, no subcommand, or an unknown one get the whole tree, so clap's
 /// help and suggestions stay as they are.
 fn parse() -> (Cli, Option<Command>) {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args: Vec<OsString> = std::env::args_os().map(engine_spelling).collect();
     let top = Cli::augment_args(
         clap::Command::new("berth")
             .about("A low-level OCI container runtime with host and bridge networking")
@@ -107,6 +107,15 @@ fn parse() -> (Cli, Option<Command>) {
         .subcommand()
         .map(|_| Command::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()));
     (cli, command)
+}
+
+/// A flag as berth spells it, for the one engines spell otherwise: containerd's runc shim
+/// (go-runc) passes `restore -no-subreaper`, with one dash, which Go's flag parsers accept.
+fn engine_spelling(arg: OsString) -> OsString {
+    match arg.to_str() {
+        Some("-no-subreaper") => OsString::from("--no-subreaper"),
+        _ => arg,
+    }
 }
 
 /// The first word that is neither a global flag nor a global flag's value.

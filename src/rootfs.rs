@@ -381,7 +381,7 @@ fn open_if_present(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>, Errno
 }
 
 /// Opens (making it if missing) the directory or file `path` inside `root`.
-fn make_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd, Errno> {
+pub(crate) fn make_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd, Errno> {
     make_in_root_at(root, path, file, 0)
 }
 

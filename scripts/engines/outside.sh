@@ -6,6 +6,8 @@
 # scripts/engine-tests.
 
 all_engines=(containerd docker podman)
+# The sid lane runs berth's own checkpoint tests as well (they need criu 4).
+sid_engines=(containerd docker podman checkpoint)
 
 # command or file -> Debian package
 declare -A engine_packages=(
@@ -50,6 +52,18 @@ install_engines() {
     ((status == 0)) || die "apt-get install ${missing[*]} failed"
 }
 
+# What the sid lane needs on the host itself: the image tools, the snapshot's tools, mmdebstrap.
+install_host_tools() {
+    local missing=() thing
+    for thing in umoci jq iptables script unshare perl busybox mmdebstrap; do
+        command -v "$thing" >/dev/null 2>&1 || missing+=("${engine_packages[$thing]:-$thing}")
+    done
+    ((${#missing[@]})) || return 0
+    echo "engine-tests: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+}
+
 # What the host looks like, to compare after the run: links, iptables chains, cgroup dirs.
 host_snapshot() {
     ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//'
@@ -75,18 +89,36 @@ make_images() {
 }
 
 outside_main() {
-    local engines=() name
+    local engines=() name lane=bookworm
+    if [[ ${1:-} == --sid ]]; then
+        lane=sid
+        shift
+    fi
+    local known=("${all_engines[@]}")
+    [[ $lane == sid ]] && known=("${sid_engines[@]}")
     for name in "$@"; do
-        [[ " ${all_engines[*]} " == *" $name "* ]] || die "unknown engine $name (known: ${all_engines[*]})"
+        [[ " ${known[*]} " == *" $name "* ]] || die "unknown engine $name (known: ${known[*]})"
         engines+=("$name")
     done
-    ((${#engines[@]})) || engines=("${all_engines[@]}")
+    ((${#engines[@]})) || engines=("${known[@]}")
 
     local started=$SECONDS
-    install_engines
+    local sid_root=''
+    if [[ $lane == sid ]]; then
+        # The engines are sid's, inside its root; the host only makes the images and checks.
+        install_host_tools
+        sid_root=$("$repo/scripts/engines/sid-root")
+    else
+        install_engines
+    fi
     export BERTH_BIN=${BERTH_BIN:-$repo/target/debug/berth}
     if [[ ! -x $BERTH_BIN ]]; then
         (cd "$repo" && cargo build --locked --bin berth)
+    fi
+    if [[ " ${engines[*]} " == *" checkpoint "* ]]; then
+        CHECKPOINT_TESTS=$(cd "$repo" && cargo test --locked -p runtime-tests --test checkpoint --no-run --message-format=json 2>/dev/null |
+            jq -r 'select(.reason == "compiler-artifact" and .target.name == "checkpoint" and .profile.test) | .executable')
+        export CHECKPOINT_TESTS
     fi
     local rootfs
     rootfs=$("$repo/rootfs-fixtures/make-rootfs")
@@ -112,8 +144,13 @@ outside_main() {
         fi
     done
     local status=0 inner i
-    ROOTFS=$rootfs unshare --net --mount --propagation private -- \
-        "$repo/scripts/engine-tests" --inside "${engines[@]}" &
+    local inside=("$repo/scripts/engine-tests" --inside "${engines[@]}")
+    if [[ $lane == sid ]]; then
+        # Sid as the host: the same steps, run by sid's engines (see enter-sid-root).
+        inside=("$repo/scripts/engines/enter-sid-root" --bind "$work" -- \
+            "$repo/scripts/engine-tests" --inside --sid "${engines[@]}")
+    fi
+    ROOTFS=$rootfs ENGINE_TESTS_LANE=$lane unshare --net --mount --propagation private -- "${inside[@]}" &
     inner=$!
     # Hold the inside's mount namespace open (fd 8) until the check below: a namespace that is
     # gone can see its inode number reused by someone else's, whose processes are not ours.

@@ -56,6 +56,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOptions) -> Result<(),
         source: std::io::Error::other(e),
     })?;
 
+    check_stdio(state.pid)?;
     make_dir(&opts.image_path)?;
     if let Some(parent) = &opts.parent_path {
         check_parent(&opts.image_path, parent)?;
@@ -192,6 +193,38 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<String>, CheckpointError> {
 /// The names CRIU files external namespaces under: runc's, so images stay interchangeable.
 pub(super) const NET_KEY: &str = "extRootNetNS";
 pub(super) const PID_KEY: &str = "extRootPidNS";
+
+/// Refuses a container whose standard streams are files outside it (the host's `/dev/null`, a
+/// log file): CRIU finds no mount for them in the container and fails. Pipes, sockets and a
+/// terminal are fine (pipes come back through the restore's own).
+fn check_stdio(pid: i32) -> Result<(), CheckpointError> {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let mount_ids: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for (fd, name) in [(0, "input"), (1, "output"), (2, "error")] {
+        let Ok(target) = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        if !target.is_absolute() {
+            continue; // pipe:[…], socket:[…], anon_inode:…
+        }
+        let fdinfo =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let mount = fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .map(str::trim);
+        if mount.is_some_and(|id| !mount_ids.contains(&id)) {
+            return Err(CheckpointError::Unsupported(format!(
+                "the container's standard {name} is {}, a file outside the container, which CRIU cannot save: give the container pipes or a terminal, as engines do",
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Writes `berth.json`: the init's standard streams, the network, whether it had a terminal.
 fn write_saved(images: &Path, state: &State) -> Result<(), CheckpointError> {

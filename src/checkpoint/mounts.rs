@@ -166,6 +166,40 @@ pub fn restore_map(rootfs: &Path, external: &[External], masked: bool) -> Vec<Ex
     map
 }
 
+/// Makes the mount points of the external mounts in `rootfs` where they are missing (a
+/// checkpoint restored into a fresh root filesystem, as `podman container restore --import`
+/// gives), as the container's create made them: CRIU binds onto them and does not make them.
+/// Those under a tmpfs of the container are left out: CRIU restores the tmpfs with its content.
+pub fn make_points(
+    spec: &Spec,
+    rootfs: &Path,
+    external: &[External],
+) -> Result<(), std::io::Error> {
+    let tmpfs: Vec<&Path> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for mount in external {
+        let inside_tmpfs = tmpfs
+            .iter()
+            .any(|t| mount.destination != *t && mount.destination.starts_with(t));
+        if inside_tmpfs {
+            continue;
+        }
+        let file = std::fs::metadata(&mount.source).is_ok_and(|m| !m.is_dir());
+        crate::rootfs::make_in_root(&root, &mount.destination, file)?;
+    }
+    Ok(())
+}
+
 /// `path` without its leading `/` and `.` components.
 fn relative(path: &Path) -> PathBuf {
     path.components()

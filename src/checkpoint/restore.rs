@@ -388,6 +388,7 @@ fn run_criu(
         .as_ref()
         .and_then(|l| l.masked_paths().as_ref())
         .is_some_and(|m| !m.is_empty());
+    mounts::make_points(spec, &bundle.rootfs, &external).map_err(io_error(&bundle.rootfs))?;
     criu_opts.ext_mnt = mounts::restore_map(&bundle.rootfs, &external, masked);
 
     let borrowed: Vec<BorrowedFd> = inherit.iter().map(|fd| fd.as_fd()).collect();
