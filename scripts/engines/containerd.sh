@@ -93,9 +93,10 @@ containerd_steps() {
         "wait_for RUNNING task_status c-all >/dev/null && \$CTR task kill --all --signal SIGKILL c-all && wait_for STOPPED task_status c-all"
     step "task delete, exit status" 0 '' \
         "\$CTR task delete c-all; echo status \$?; \$CTR container rm c-all"
-    [[ $lane == sid ]] || return 0
     # Checkpoint and restore (criu 4 in the sid root): the task of a counting container is
-    # checkpointed with its rw layer into an image, removed, and restored from that image.
+    # checkpointed with its rw layer into an image, removed, and restored from that image. Not on
+    # crun: containerd's shim restores with `-no-subreaper` (one dash), which crun 1.28 refuses.
+    [[ $lane == sid && $RT != crun ]] || return 0
     step "run a counter" 0 '' "$run --detach \$IMAGE c-count sh -c \"\$COUNTER\" >/dev/null"
     step "task checkpoint (container checkpoint --task)" 0 '^c-count RUNNING$' \
         "before=\$(count_reaches 3 ctr_count c-count) && echo \$before >\$TMPDIR/c-count.before &&

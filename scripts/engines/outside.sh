@@ -215,8 +215,15 @@ check_host_clean() {
         case $line in
         cgroup\ */docker | cgroup\ */libpod_parent | cgroup\ */berth-engines)
             local dir=${line#cgroup }
-            # Depth first: the containers' folders, then the engines' parents.
-            if ! find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null && [[ -d $dir ]]; then
+            # Depth first: the containers' folders, then the engines' parents; for up to 2 s, as
+            # processes killed a moment ago (conmon, shims) may not have left their cgroup yet.
+            local tries
+            for ((tries = 0; tries < 100; tries++)); do
+                find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+                [[ -d $dir ]] || break
+                sleep 0.02
+            done
+            if [[ -d $dir ]]; then
                 echo "engine-tests: LEFT a busy cgroup $dir ($(cat "$dir/cgroup.procs" 2>/dev/null | wc -l) processes)"
                 clean=1
             fi
