@@ -42,6 +42,10 @@ docker_steps() {
         "$run --rm \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
     step "seccomp=unconfined" 0 '^ok$' \
         "$run --rm --security-opt seccomp=unconfined \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
+    step "inspect's NetworkSettings in host, bridge and none mode" 0 '^bridge Networks\.bridge\.IPAddress$' \
+        "record_network_settings \"$run\" docker host '--network host' &&
+         record_network_settings \"$run\" docker bridge '-p 8080:80' &&
+         record_network_settings \"$run\" docker none '--network none'"
     step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
     # Docker 28 names the default network's mode `bridge` (20.10: `default`), and gives a missing
     # binary exit status 127 (20.10: 126).

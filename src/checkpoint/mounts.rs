@@ -13,7 +13,7 @@ use oci_spec::runtime::Spec;
 
 use super::rpc::ExtMountMap;
 use crate::cgroups::{CgroupConfig, Layout};
-use crate::rootfs::{parse_options, MountKind};
+use crate::rootfs::{mount_plan, MountKind};
 
 /// A mount whose source is the host's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,24 +34,12 @@ pub fn external(
     userns: bool,
 ) -> Vec<External> {
     let mut found = Vec::new();
-    for mount in spec.mounts().iter().flatten() {
-        let (flags, _, _) = parse_options(mount.options().as_deref().unwrap_or_default());
-        let fstype = mount.typ().as_deref().unwrap_or_default();
-        let kind = if fstype == "bind" || flags.contains(nix::mount::MsFlags::MS_BIND) {
-            let source = mount.source().clone().unwrap_or_default();
-            MountKind::Bind {
-                source: if source.is_absolute() {
-                    source
-                } else {
-                    bundle.join(source)
-                },
-                recursive: false,
-            }
-        } else if fstype == "cgroup" || fstype == "cgroup2" {
-            MountKind::Cgroup
-        } else {
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        // A mount create refused never made it into a container.
+        let Ok(plan) = mount_plan(index, mount, bundle) else {
             continue;
         };
+        let kind = plan.kind;
         match kind {
             MountKind::Bind { source, .. } => found.push(External {
                 destination: mount.destination().clone(),

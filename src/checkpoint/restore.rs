@@ -119,8 +119,8 @@ fn network_request(
     bundle: &Bundle,
     saved: Option<&NetworkState>,
 ) -> Result<NetworkRequest, CheckpointError> {
-    let from_bundle =
-        network::request_from(&bundle.spec, None, &[]).map_err(ContainerError::from)?;
+    let from_bundle = network::request_from(&bundle.spec, &network::NetworkOverride::default())
+        .map_err(ContainerError::from)?;
     let Some(saved) = saved else {
         return Ok(from_bundle);
     };

@@ -58,10 +58,10 @@ pub struct Args {
     /// Refused: lazy pages need a page server, which berth does not run
     #[arg(long)]
     pub lazy_pages: bool,
-    /// Refused: berth applies no LSM profile
+    /// Refused: berth hands CRIU no LSM profile
     #[arg(long)]
     pub lsm_profile: Option<String>,
-    /// Refused: berth applies no LSM mount context
+    /// Refused: berth hands CRIU no LSM mount context
     #[arg(long)]
     pub lsm_mount_context: Option<String>,
     /// The container id
@@ -75,11 +75,13 @@ pub fn run(global: &Global, args: Args) -> super::Result {
         );
     }
     if let Some(profile) = &args.lsm_profile {
-        anyhow::bail!("--lsm-profile {profile} is not supported: berth applies no LSM profile");
+        anyhow::bail!(
+            "--lsm-profile {profile} is not supported: berth hands CRIU no LSM profile at restore"
+        );
     }
     if let Some(context) = &args.lsm_mount_context {
         anyhow::bail!(
-            "--lsm-mount-context {context} is not supported: berth applies no LSM mount context"
+            "--lsm-mount-context {context} is not supported: berth hands CRIU no LSM mount context at restore"
         );
     }
     let image_path = match args.image_path {
