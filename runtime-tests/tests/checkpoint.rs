@@ -166,6 +166,17 @@ fn counter_bundle(env: &Env, id: &str, script: &str) -> PathBuf {
     })
 }
 
+/// The same in the host's network namespace (no network entry, as host mode asks).
+fn host_counter_bundle(env: &Env, id: &str) -> PathBuf {
+    env.bundle(id, &["sh", "-c", COUNTER], |config| {
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        runtime_tests::drop_namespace(config, "network");
+    })
+}
+
 #[test]
 fn a_counter_counts_on_from_where_it_was_after_restore() {
     need_root!();
@@ -504,7 +515,7 @@ fn a_host_mode_container_gets_its_reserved_port_back() {
     }
     let env = Env::with_netns("ckpt-host");
     let id = env.id("count");
-    let bundle = counter_bundle(&env, &id, COUNTER);
+    let bundle = host_counter_bundle(&env, &id);
     let _streams = run_detached(&env, &bundle, &id, &["--network", "host", "-p", "20483"]);
     let before = count_reaches(&env, &id, 2);
     let images = env.scratch.join("images");
@@ -519,7 +530,7 @@ fn a_host_mode_container_gets_its_reserved_port_back() {
     assert!(net["Ports"].get("20483/tcp").is_some(), "{net}");
     // The port is the restored container's again: a second one asking for it is refused.
     let other = env.id("other");
-    let other_bundle = counter_bundle(&env, &other, COUNTER);
+    let other_bundle = host_counter_bundle(&env, &other);
     let err = env
         .berth(&[
             "run",

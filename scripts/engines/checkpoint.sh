@@ -13,8 +13,8 @@ checkpoint_run() {
     fi
     local log="$work/out/checkpoint.txt" status=0
     mkdir -p "$work/out"
-    BERTH_CHECKPOINT_TESTS=required "$bin" --test-threads=2 2>&1 | tee "$log" | grep -E '^(test |SKIP)' || true
-    status=${PIPESTATUS[0]}
+    BERTH_CHECKPOINT_TESTS=required "$bin" --test-threads=2 >"$log" 2>&1 || status=$?
+    grep -E '^(test |SKIP)' "$log" || true
     local counts
     counts=$(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" | tail -n 1)
     passed+=${counts%% *}

@@ -17,14 +17,7 @@ install_engines() {
 
 # What the sid lane needs on the host itself: the image tools, the snapshot's tools, mmdebstrap.
 install_host_tools() {
-    local missing=() thing
-    for thing in umoci jq iptables script unshare perl busybox mmdebstrap; do
-        command -v "$thing" >/dev/null 2>&1 || missing+=("${engine_packages[$thing]:-$thing}")
-    done
-    ((${#missing[@]})) || return 0
-    echo "engine-tests: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "apt-get install ${missing[*]} failed"
+    "$repo/scripts/install" --set sid || die "cannot install the sid lane's tools"
 }
 
 # What the host looks like, to compare after the run: links, iptables chains, cgroup dirs.
