@@ -504,6 +504,34 @@ fn what_cannot_be_done_is_refused_and_leaves_nothing() {
     );
     assert_eq!(env.state(&id)["status"], "running");
     env.berth(&["delete", "--force", &id]).ok();
+
+    // Without a mount namespace of its own, CRIU would take the host's mounts for the
+    // container's: refused before CRIU runs, for a checkpoint and for a restore.
+    let shared = env.id("shared");
+    let shared_bundle = env.bundle(&shared, &["sleep", "1000"], |config| {
+        runtime_tests::drop_namespace(config, "mount");
+    });
+    let (code, said, _streams) = berth_with_pipes(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--bundle",
+            shared_bundle.to_str().unwrap(),
+            &shared,
+        ],
+    );
+    assert_eq!(code, 0, "{said}");
+    let err = env
+        .berth(&["checkpoint", "--image-path", images, &shared])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("a container without a mount namespace of its own cannot be checkpointed"),
+        "{err}"
+    );
+    assert_eq!(env.state(&shared)["status"], "running");
+    env.berth(&["delete", "--force", &shared]).ok();
     env.assert_root_empty();
 }
 

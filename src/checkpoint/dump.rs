@@ -56,6 +56,9 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOptions) -> Result<(),
         source: std::io::Error::other(e),
     })?;
 
+    if state.host_mount.is_some() {
+        return Err(super::without_mount_namespace("checkpointed"));
+    }
     check_stdio(state.pid)?;
     make_dir(&opts.image_path)?;
     if let Some(parent) = &opts.parent_path {

@@ -82,6 +82,14 @@ pub enum CheckpointError {
     NotBerths { path: PathBuf, reason: String },
 }
 
+/// CRIU saves and restores a mount namespace of the container's own; without one it would
+/// take the host's mounts for the container's.
+fn without_mount_namespace(what: &str) -> CheckpointError {
+    CheckpointError::Unsupported(format!(
+        "a container without a mount namespace of its own cannot be {what}: CRIU would take the host's mounts for its own"
+    ))
+}
+
 fn errno_text(errno: i32) -> String {
     match errno {
         0 => String::new(),

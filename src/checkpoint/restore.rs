@@ -70,6 +70,9 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<Restored, Checkpoin
     crate::state::validate_id(&opts.id).map_err(ContainerError::from)?;
     let bundle = spec::load(&opts.bundle).map_err(ContainerError::from)?;
     let saved = Saved::read(&opts.image_path)?;
+    if !spec::namespace_types(&bundle.spec).contains(&LinuxNamespaceType::Mount) {
+        return Err(super::without_mount_namespace("restored"));
+    }
     let request = network_request(&bundle, saved.network.as_ref())?;
     let console_socket = match (&opts.console_socket, saved.terminal) {
         (Some(path), true) => Some(console::connect_socket(path).map_err(ContainerError::from)?),
@@ -206,6 +209,7 @@ fn build(
         network: None,
         hooks: spec.hooks().clone(),
         own_pid_namespace,
+        host_mount: None,
     };
     dir.write_state(&state).map_err(ContainerError::from)?;
     dir.write_config(&bundle.raw)

@@ -11,6 +11,7 @@ mod names;
 mod net;
 mod probes;
 mod process;
+mod steal;
 
 use std::fmt;
 use std::io;
@@ -95,6 +96,7 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
+    ("steal-exe", "DIR", steal::steal_exe),
 ];
 
 /// Runs `helper SUBCOMMAND ARGS...` (`args` includes the program name) and returns the exit status.
