@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# podman.sh: podman (4.3 in the bookworm lane, 5.8 in the sid lane; no daemon: conmon watches each container) with `--runtime PATH`, its
-# storage and configuration in the work folder, and the CNI plugins for its default network.
-# Sourced by inside.sh.
+# podman.sh: podman (4.3 in the bookworm lane, 5.8 in the sid lane; no daemon: conmon watches
+# each container) with `--runtime PATH`, its storage and configuration in the work folder, and
+# for its default network the CNI plugins (podman 4) or netavark (podman 5). Sourced by inside.sh.
 
 podman_start() {
     local dir="$work/podman"
@@ -37,6 +37,8 @@ graphroot = "$dir/root"
 runroot = "$dir/run"
 CONF
     export CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf"
+    # podman 5 warns on every command of a cgroup v1 host (this one is hybrid).
+    export PODMAN_IGNORE_CGROUPSV1_WARNING=1
     export CONTAINERS_REGISTRIES_CONF=/dev/null
     unset DOCKER_CONFIG # podman reads it for registry logins
     podman import --quiet --change 'CMD ["sh"]' "$work/images/rootfs.tar" "$image" >/dev/null
@@ -61,7 +63,8 @@ podman_steps() {
     step --needs resume "unpause" 0 '^running$' "podman --runtime \$RUNTIME unpause box >/dev/null && podman inspect -f '{{.State.Status}}' box"
     step "stop" 0 '^exited 0$' "podman --runtime \$RUNTIME stop --time 5 box >/dev/null && podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
     step "start again" 0 '^running$' "podman --runtime \$RUNTIME start box >/dev/null && podman inspect -f '{{.State.Status}}' box"
-    step "kill" 0 '^exited 137$' "podman --runtime \$RUNTIME kill box >/dev/null && podman wait box >/dev/null; podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
+    # podman 5 may still say `stopped` for a moment after `wait` returns: wait for `exited`.
+    step "kill" 0 '^exited 137$' "podman --runtime \$RUNTIME kill box >/dev/null && podman wait box >/dev/null; wait_for '^exited ' podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' box"
     step "rm" 0 '^box$' "podman rm box"
     [[ $lane == sid ]] || return 0
     # Checkpoint and restore (criu 4 in the sid root), in place and through an archive.
