@@ -197,6 +197,31 @@ fn kill_takes_a_number_or_a_name_and_defaults_to_sigterm() {
 }
 
 #[test]
+fn kill_with_signal_0_only_asks_whether_the_container_runs() {
+    need_root!();
+    let env = Env::new("kill-zero");
+    let id = env.id("zero");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let out = env.create(&bundle, &id, &[]);
+    env.berth(&["start", &id]).ok();
+    wait_until("pausing", || read(&out) == "pausing\n");
+    // As kill(2) with 0: nothing is sent, the answer is whether the container may be signalled.
+    env.berth(&["kill", &id, "0"]).ok();
+    env.berth(&["kill", "--all", &id, "0"]).ok();
+    assert_eq!(env.state(&id)["status"], "running");
+    assert_eq!(read(&out), "pausing\n");
+    env.berth(&["kill", &id, "KILL"]).ok();
+    env.wait_for_status(&id, "stopped");
+    let stopped = env.berth(&["kill", &id, "0"]);
+    assert_eq!(
+        stopped.fails(),
+        format!("berth: error: cannot signal container {id:?}: container not running\n")
+    );
+    env.berth(&["delete", &id]).ok();
+    env.assert_gone(&id);
+}
+
+#[test]
 fn kill_ends_a_created_container() {
     need_root!();
     let env = Env::new("kill-created");
