@@ -132,6 +132,18 @@ pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
     {
         crate::cgroups::normalize_pids(resources, raw_pids, &version);
     }
+    // A namespace whose path is empty is one to make, as for runc: Go's zero string is "unset".
+    for ns in spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+        .into_iter()
+        .flatten()
+    {
+        if ns.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            ns.set_path(None);
+        }
+    }
     let rootfs = check(&spec, &dir)?;
     check_fields(&spec, &value)?;
     Ok(Bundle {
