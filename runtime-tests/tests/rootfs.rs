@@ -26,6 +26,36 @@ fn tmpfs_at_run(config: &mut Value) {
 }
 
 #[test]
+fn a_bind_source_inside_the_root_filesystem_may_come_from_an_earlier_mount() {
+    need_root!();
+    let env = Env::new("rootfs-bind-order");
+    let source = env.scratch.join("source");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    std::fs::write(source.join("sub/file"), "from the earlier mount\n").unwrap();
+    let id = env.id("order");
+    // ROOTFS/run/first/sub exists only once the first bind is in place: mounts are made in
+    // their order, and the second finds its source then (runc's mounts.bats builds a tree so).
+    let inside = runtime_tests::rootfs().join("run/first/sub");
+    assert!(!inside.exists());
+    let bundle = env.bundle(&id, &["cat", "/run/second/file"], |c| {
+        tmpfs_at_run(c);
+        add_mount(
+            c,
+            json!({"destination": "/run/first", "type": "bind", "source": source,
+                   "options": ["bind"]}),
+        );
+        add_mount(
+            c,
+            json!({"destination": "/run/second", "type": "bind", "source": inside,
+                   "options": ["bind"]}),
+        );
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "from the earlier mount\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn bind_mounts_take_their_options() {
     need_root!();
     let env = Env::new("rootfs-bind");
