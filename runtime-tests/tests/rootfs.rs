@@ -809,6 +809,28 @@ fn no_pivot_leaves_no_complete_proc_to_mount_a_new_one_from() {
 }
 
 #[test]
+fn a_read_only_dev_gets_its_devices_and_mounts_first() {
+    need_root!();
+    let env = Env::new("rootfs-dev-ro");
+    let id = env.id("dev-ro");
+    // runc's mounts.bats ("ro /dev mount"): the devices and the mount points of /dev/pts,
+    // /dev/shm and /dev/mqueue are made in /dev, which turns read-only after them.
+    let script = "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                  grep -c ' /dev/pts ' /proc/mounts; echo x > /dev/null && echo null ok; \
+                  /bin/helper write /dev/new x";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        for mount in c["mounts"].as_array_mut().unwrap() {
+            if mount["destination"] == "/dev" {
+                mount["options"].as_array_mut().unwrap().push("ro".into());
+            }
+        }
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "ro\n1\nnull ok\nEROFS\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn dev_has_the_default_devices_and_symlinks() {
     need_root!();
     let env = Env::new("rootfs-dev");

@@ -285,6 +285,25 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
     })?;
     mask::mask_paths(kernel, &root, plan)?;
     mask::readonly_paths(kernel, &root, plan)?;
+    if plan.dev_readonly {
+        let readonly = |source| RootfsError::Readonly {
+            path: "/dev".into(),
+            source,
+        };
+        let dev = resolve::open_in_root(
+            &root,
+            Path::new("/dev"),
+            nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(readonly)?;
+        let attr = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
+        kernel
+            .mount_setattr(dev.as_fd(), false, &attr)
+            .map_err(readonly)?;
+    }
     if plan.readonly {
         let readonly = MountAttr {
             set: Attr::RDONLY,
