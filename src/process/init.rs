@@ -217,7 +217,7 @@ fn init(
     rootfs::finish(kernel, &plan.rootfs)?;
     reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
     let process = &plan.process;
-    let ready = program::prepare(
+    let mut ready = program::prepare(
         process,
         plan.terminal,
         plan.seccomp.as_ref(),
@@ -230,6 +230,9 @@ fn init(
         .map_err(|_| InitError::Channel("reporting the container created"))?;
     // From here berth's `create` may have returned: `start` reports failures (start_error).
     let started = wait_for_start(&plan.fifo).and_then(|()| {
+        if !plan.start_container_hooks.is_empty() {
+            ready.confine_now()?;
+        }
         run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
         Ok(program::exec(ready, process)?)
     });

@@ -67,6 +67,16 @@ impl Ready<'_> {
     pub fn env(&self) -> &[CString] {
         &self.env
     }
+
+    /// Installs a seccomp filter still waiting for the execve now: what runs in the container
+    /// before its program (startContainer hooks) is confined as the program will be, as in runc.
+    pub fn confine_now(&mut self) -> Result<(), ProgramError> {
+        if let Some(filter) = self.late_seccomp.take() {
+            // A late filter has no notify listener to hand over (that one goes in early).
+            crate::seccomp::install(filter)?;
+        }
+        Ok(())
+    }
 }
 
 /// Takes the root identity of a user namespace just made or joined.
