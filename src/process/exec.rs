@@ -108,9 +108,10 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     Ok(program::exec(ready, &process)?)
 }
 
-/// Joins `namespaces` as runc does: first every one but user and mount that berth's credentials
-/// allow, then the user namespace, then those refused before (a container run by an unprivileged
-/// user owns them only from inside its user namespace), and mount last: joining it moves the
+/// Joins `namespaces` (an exec's, or a new container's) as runc does: first every one but user
+/// and mount that berth's credentials allow, then the user namespace, then those refused before
+/// (a container run by an unprivileged user owns them only from inside its user namespace; one
+/// owned by another user namespace only from outside it), and mount last: joining it moves the
 /// root and working directory into the container. Returns whether a user namespace was joined.
 pub fn join(kernel: &dyn Kernel, namespaces: &[Join]) -> Result<bool, NamespaceError> {
     let late = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;

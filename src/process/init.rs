@@ -116,7 +116,7 @@ fn init(
     drop(join_cgroups);
     if plan.two_stage {
         // Join first, then make the new namespaces: they belong to the user namespace.
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         let deferred = plan.unshare & CloneFlags::CLONE_NEWCGROUP;
         kernel
             .unshare(plan.unshare - deferred)
@@ -148,7 +148,7 @@ fn init(
             }
         }
     } else {
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         if plan.wait_go {
             wait_for_go(channel, "waiting for uid maps and the cgroup")?;
         }
