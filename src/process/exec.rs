@@ -147,7 +147,7 @@ fn join_error(ns: &Join, source: Errno) -> NamespaceError {
 }
 
 /// Closes every descriptor from `first` up but `keep`.
-fn close_from(first: i32, keep: &[i32]) {
+pub(super) fn close_from(first: i32, keep: &[i32]) {
     let mut keep: Vec<libc::c_uint> = keep
         .iter()
         .filter(|&&fd| fd >= first)

@@ -161,6 +161,16 @@ fn init(
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Nothing of berth's but what the init still needs stays open from here, while it waits in
+    // the container for `start`: not the caller's other descriptors, nor berth's copies of the
+    // cgroup folders and files it held at the clone (runc's create.bats looks for leaks so).
+    drop(std::mem::take(&mut plan.join));
+    let keep = [
+        channel.as_raw_fd(),
+        plan.fifo.as_raw_fd(),
+        plan.start_error.as_raw_fd(),
+    ];
+    super::exec::close_from(3 + plan.process.preserve_fds.max(0), &keep);
     // Until its execve the init runs berth's code, from berth's own binary unless the container
     // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
     // meanwhile (container::exposure). Closed on exec.
