@@ -516,6 +516,67 @@ fn kill_all_reaches_processes_the_init_leaves_behind() {
 }
 
 #[test]
+fn a_cgroup_that_holds_processes_or_is_frozen_is_refused() {
+    need_root!();
+    let env = Env::new("cgroup-in-use");
+    // A second container in the first one's cgroup: refused, and the first runs on (a failed
+    // create's clean-up must not end what was there).
+    let first = env.id("first");
+    let bundle = env.bundle(&first, &["/bin/helper", "pause"], |_| {});
+    run_detached(&env, &bundle, &first);
+    let path = env.cgroup_path(&first);
+    let second = env.id("second");
+    let bundle = env.bundle(&second, &["true"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let err = env.run(&bundle, &second).fails().to_string();
+    assert!(
+        err.contains("already holds 1 process(es): a container's cgroup must be its own"),
+        "{err}"
+    );
+    env.assert_gone(&second);
+    assert_eq!(env.state(&first)["status"], "running");
+    env.berth(&["delete", "--force", &first]).ok();
+    env.assert_gone(&first);
+
+    // A frozen one: refused at once, where the init would freeze as it entered.
+    if runtime_tests::systemd_cgroup() {
+        return skip(
+            "a frozen cgroup",
+            "a systemd scope is made by systemd, never found frozen",
+        );
+    }
+    let third = env.id("frozen");
+    let dirs = runtime_tests::cgroup_dirs(&env.cgroup_path(&third));
+    let freezer = dirs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("/freezer/"))
+        .map(|d| (d.clone(), "freezer.state", "FROZEN"))
+        .or_else(|| {
+            let unified = dirs.iter().find(|d| {
+                d.parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .join("cgroup.controllers")
+                    .exists()
+            })?;
+            Some((unified.clone(), "cgroup.freeze", "1"))
+        })
+        .expect("a freezer");
+    std::fs::create_dir_all(&freezer.0).unwrap();
+    std::fs::write(freezer.0.join(freezer.1), freezer.2).unwrap();
+    let bundle = env.bundle(&third, &["true"], |_| {});
+    let err = env.run(&bundle, &third).fails().to_string();
+    assert!(
+        err.contains("is frozen: the container's processes would freeze as they enter it"),
+        "{err}"
+    );
+    std::fs::remove_dir(&freezer.0).unwrap();
+    env.assert_gone(&third);
+}
+
+#[test]
 fn a_linux_devices_node_is_used_only_as_the_device_rules_allow() {
     need_root!();
     let env = Env::new("devices-node");

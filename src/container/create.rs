@@ -238,6 +238,8 @@ fn build(
     dir.write_config(&bundle.raw)?;
 
     let manager = cgroups::manager(&cgroup);
+    // Before it counts as made: the clean-up of a failed create would end what is in it.
+    cgroups::check_unused(&cgroup)?;
     made.cgroup = Some(cgroup.clone());
     manager.create()?;
     // Limits and device rules are in place before the init exists.
