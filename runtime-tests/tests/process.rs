@@ -167,6 +167,59 @@ fn the_working_directory_is_entered_as_root_first_or_else_as_the_user() {
 }
 
 #[test]
+fn cap_dac_override_runs_a_program_only_its_owner_may_run() {
+    need_root!();
+    let env = Env::new("process-dac");
+    // A copy of the helper that only root may run (0744), for user 1000: refused without
+    // CAP_DAC_OVERRIDE, run with it, as execve decides (runc's start_hello.bats).
+    let tools = env.scratch.join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::copy(
+        runtime_tests::rootfs().join("bin/helper"),
+        tools.join("helper"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tools.join("helper"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o744),
+    )
+    .unwrap();
+    let config = |with_cap: bool| {
+        let tools = tools.clone();
+        move |c: &mut Value| {
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/run", "type": "bind", "source": tools, "options": ["bind"]
+            }));
+            if with_cap {
+                for set in [
+                    "bounding",
+                    "effective",
+                    "permitted",
+                    "inheritable",
+                    "ambient",
+                ] {
+                    let list = c["process"]["capabilities"][set].as_array_mut();
+                    match list {
+                        Some(list) => list.push("CAP_DAC_OVERRIDE".into()),
+                        None => c["process"]["capabilities"][set] = json!(["CAP_DAC_OVERRIDE"]),
+                    }
+                }
+            }
+        }
+    };
+    let id = env.id("without");
+    let bundle = env.bundle(&id, &["/run/helper", "echo", "ran"], config(false));
+    let err = env.run(&bundle, &id).fails().to_string();
+    assert!(
+        err.contains("cannot run \"/run/helper\": /run/helper is not executable"),
+        "{err}"
+    );
+    let out = output(&env, "with", &["/run/helper", "echo", "ran"], config(true));
+    assert_eq!(out, "ran\n");
+}
+
+#[test]
 fn a_user_that_is_not_root_may_reopen_its_stdout() {
     need_root!();
     let env = Env::new("process-stdio");

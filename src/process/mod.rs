@@ -300,9 +300,16 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
         use std::os::unix::fs::PermissionsExt;
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() => {
-                if meta.permissions().mode() & 0o111 == 0
-                    || nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_err()
-                {
+                // As execve decides: by the effective ids and capabilities (plain access(2)
+                // takes the real ones, and none for a user that is not root, so it refuses what
+                // CAP_DAC_OVERRIDE lets run).
+                let effective = nix::unistd::faccessat(
+                    nix::fcntl::AT_FDCWD,
+                    path,
+                    nix::unistd::AccessFlags::X_OK,
+                    nix::fcntl::AtFlags::AT_EACCESS,
+                );
+                if meta.permissions().mode() & 0o111 == 0 || effective.is_err() {
                     Err(format!("{} is not executable", path.display()))
                 } else {
                     Ok(())
