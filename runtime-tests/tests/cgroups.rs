@@ -516,6 +516,41 @@ fn kill_all_reaches_processes_the_init_leaves_behind() {
 }
 
 #[test]
+fn a_v1_cpuset_below_an_empty_parent_gets_the_cpus_and_mems_from_above() {
+    need_root!();
+    if unified_only() {
+        return skip(
+            "an empty v1 cpuset parent",
+            "this host has no cgroup v1 cpuset",
+        );
+    }
+    let env = Env::new("cpuset-pod");
+    // A pod's cgroup made by someone else with mkdir: its cpuset is empty, and so would be the
+    // container's below it, which then takes no process (ENOSPC); runc fills both from above.
+    let pod = env.id("pod");
+    let cpuset = PathBuf::from("/sys/fs/cgroup/cpuset/berth-tests").join(&pod);
+    std::fs::create_dir_all(&cpuset).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(cpuset.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        ""
+    );
+    let id = env.id("in-pod");
+    let bundle = env.bundle(&id, &["/bin/helper", "true"], |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-tests/{pod}/{id}"));
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let host = std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(cpuset.join("cpuset.cpus")).unwrap(),
+        host
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
 fn a_cgroup_that_holds_processes_or_is_frozen_is_refused() {
     need_root!();
     let env = Env::new("cgroup-in-use");

@@ -710,12 +710,24 @@ fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
         }
     }
     if is_cpuset {
-        let parent = dir.parent().unwrap_or(dir);
         for file in ["cpuset.cpus", "cpuset.mems"] {
-            if read_file(&dir.join(file))?.is_empty() {
-                write_file(&dir.join(file), &read_file(&parent.join(file))?)?;
-            }
+            cpuset_value(dir, file)?;
         }
     }
     Ok(())
+}
+
+/// A cpuset's `cpus` or `mems`, filled from its parent's when empty (a new cpuset starts empty,
+/// and takes no process so): up the tree as far as needed, since a parent made by someone
+/// else (a pod's cgroup) may be empty too, as runc does.
+fn cpuset_value(dir: &Path, file: &str) -> Result<String, CgroupError> {
+    let value = read_file(&dir.join(file))?;
+    match dir.parent() {
+        Some(parent) if value.is_empty() && parent.join(file).exists() => {
+            let inherited = cpuset_value(parent, file)?;
+            write_file(&dir.join(file), &inherited)?;
+            Ok(inherited)
+        }
+        _ => Ok(value),
+    }
 }
