@@ -56,6 +56,36 @@ fn a_bind_source_inside_the_root_filesystem_may_come_from_an_earlier_mount() {
 }
 
 #[test]
+fn a_tmpfs_without_a_mode_keeps_the_mode_of_the_folder_it_covers() {
+    need_root!();
+    let env = Env::new("rootfs-tmpfs-mode");
+    let id = env.id("mode");
+    // As runc: the image's 0755 /run and 1777 /tmp, and 0700 /root stay so (tmpfs alone would
+    // make each 1777); a mode= given wins.
+    let bundle = env.bundle(
+        &id,
+        &["stat", "-c", "%a", "/run", "/tmp", "/root", "/home"],
+        |c| {
+            for (destination, options) in [
+                ("/run", json!([])),
+                ("/tmp", json!(["nosuid"])),
+                ("/root", json!(["nodev"])),
+                ("/home", json!(["mode=0710"])),
+            ] {
+                add_mount(
+                    c,
+                    json!({"destination": destination, "type": "tmpfs", "source": "tmpfs",
+                       "options": options}),
+                );
+            }
+        },
+    );
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "755\n1777\n700\n710\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn bind_mounts_take_their_options() {
     need_root!();
     let env = Env::new("rootfs-bind");
