@@ -550,6 +550,89 @@ fn a_v1_cpuset_below_an_empty_parent_gets_the_cpus_and_mems_from_above() {
     env.assert_gone(&id);
 }
 
+/// A cgroup of the test's own at the top of every hierarchy, removed (with what berth made
+/// below it) on drop.
+struct TopCgroup(String);
+
+impl Drop for TopCgroup {
+    fn drop(&mut self) {
+        for dir in cgroup_dirs(&self.0) {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+#[test]
+fn realtime_period_and_runtime_change_in_whichever_order_the_kernel_takes() {
+    need_root!();
+    let rt = Path::new("/sys/fs/cgroup/cpu/cpu.rt_period_us");
+    if unified_only() || !rt.exists() || systemd_cgroup() {
+        return skip(
+            "realtime cpu limits",
+            "no v1 cpu.rt_period_us here (or a systemd scope)",
+        );
+    }
+    let env = Env::new("cpu-rt");
+    // The realtime budget comes down from the root: a parent of the test's own holds some.
+    let top = TopCgroup(format!("/berth-rt-{}", env.name));
+    let parent = PathBuf::from("/sys/fs/cgroup/cpu").join(top.0.trim_start_matches('/'));
+    std::fs::create_dir(&parent).unwrap();
+    if let Err(err) = std::fs::write(parent.join("cpu.rt_runtime_us"), "500000") {
+        // The root's budget (950 ms a second) is all given to other cgroups just now.
+        return skip(
+            "realtime cpu limits",
+            &format!("no realtime budget left: {err}"),
+        );
+    }
+    let id = env.id("rt");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("{}/{id}", top.0));
+        c["linux"]["resources"]["cpu"] =
+            json!({"realtimePeriod": 1000000, "realtimeRuntime": 300000});
+    });
+    run_detached(&env, &bundle, &id);
+    let dir = parent.join(&id);
+    let value = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        (value("cpu.rt_period_us"), value("cpu.rt_runtime_us")),
+        ("1000000".into(), "300000".into())
+    );
+    // A period below the runtime in place: the runtime has to go first (runc issue 4094).
+    env.berth(&[
+        "update",
+        "--cpu-rt-period",
+        "10000",
+        "--cpu-rt-runtime",
+        "3000",
+        &id,
+    ])
+    .ok();
+    assert_eq!(
+        (value("cpu.rt_period_us"), value("cpu.rt_runtime_us")),
+        ("10000".into(), "3000".into())
+    );
+    env.berth(&[
+        "update",
+        "--cpu-rt-period",
+        "100000",
+        "--cpu-rt-runtime",
+        "20000",
+        &id,
+    ])
+    .ok();
+    assert_eq!(
+        (value("cpu.rt_period_us"), value("cpu.rt_runtime_us")),
+        ("100000".into(), "20000".into())
+    );
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+}
+
 #[test]
 fn a_cgroup_that_holds_processes_or_is_frozen_is_refused() {
     need_root!();

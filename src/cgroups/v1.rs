@@ -242,21 +242,42 @@ impl V1Manager {
                 &format!("{field}.burst"),
             )?;
         }
-        if let Some(period) = cpu.realtime_period().filter(|&p| p != 0) {
-            set(
-                cpu_dir()?,
-                "cpu.rt_period_us",
-                &period.to_string(),
-                &format!("{field}.realtimePeriod"),
-            )?;
-        }
-        if let Some(runtime) = cpu.realtime_runtime().filter(|&r| r != 0) {
-            set(
-                cpu_dir()?,
-                "cpu.rt_runtime_us",
-                &runtime.to_string(),
-                &format!("{field}.realtimeRuntime"),
-            )?;
+        let rt_period = cpu.realtime_period().filter(|&p| p != 0);
+        let rt_runtime = cpu.realtime_runtime().filter(|&r| r != 0);
+        if rt_period.is_some() || rt_runtime.is_some() {
+            let dir = cpu_dir()?;
+            let write_period = || match rt_period {
+                Some(p) => set(
+                    dir,
+                    "cpu.rt_period_us",
+                    &p.to_string(),
+                    &format!("{field}.realtimePeriod"),
+                ),
+                None => Ok(()),
+            };
+            let write_runtime = || match rt_runtime {
+                Some(r) => set(
+                    dir,
+                    "cpu.rt_runtime_us",
+                    &r.to_string(),
+                    &format!("{field}.realtimeRuntime"),
+                ),
+                None => Ok(()),
+            };
+            // As with the CFS pair: a period shorter than the runtime in place is refused
+            // until the runtime is lowered first (runc issue 4094).
+            match write_period() {
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    write_runtime()?;
+                    write_period()?;
+                }
+                other => {
+                    other?;
+                    write_runtime()?;
+                }
+            }
         }
         if let Some(idle) = cpu.idle() {
             set(
