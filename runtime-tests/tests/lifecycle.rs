@@ -217,6 +217,9 @@ fn kill_with_signal_0_only_asks_whether_the_container_runs() {
         stopped.fails(),
         format!("berth: error: cannot signal container {id:?}: container not running\n")
     );
+    // --all reaches what is left in the cgroup, which may be nothing: no error.
+    env.berth(&["kill", "--all", &id, "0"]).ok();
+    env.berth(&["kill", "--all", &id, "KILL"]).ok();
     env.berth(&["delete", &id]).ok();
     env.assert_gone(&id);
 }
@@ -258,7 +261,8 @@ fn kill_all_signals_every_process_in_the_container() {
     let no_pidns = |c: &mut Value| drop_namespace(c, "pid");
     let one = env.id("one");
     let all = env.id("all");
-    for id in [&one, &all] {
+    let killed = env.id("killed");
+    for id in [&one, &all, &killed] {
         let bundle = env.bundle(id, &args, no_pidns);
         env.create(&bundle, id, &[]);
         env.berth(&["start", id]).ok();
@@ -268,7 +272,7 @@ fn kill_all_signals_every_process_in_the_container() {
     // Plain kill reaches the init only.
     let pids = env.cgroup_pids(&one);
     let init = env.pid(&one);
-    env.berth(&["kill", &one, "KILL"]).ok();
+    env.berth(&["kill", &one, "TERM"]).ok();
     env.wait_for_status(&one, "stopped");
     let sleeps: Vec<i64> = pids.into_iter().filter(|&p| p != init).collect();
     assert_eq!(sleeps.len(), 2);
@@ -292,6 +296,17 @@ fn kill_all_signals_every_process_in_the_container() {
     env.wait_for_status(&all, "stopped");
     env.berth(&["delete", &all]).ok();
     env.assert_gone(&all);
+
+    // SIGKILL stops the container: without a pid namespace of its own that is every process in
+    // it, as in runc (kill.bats, [host pidns]), not the init alone.
+    let pids = env.cgroup_pids(&killed);
+    env.berth(&["kill", &killed, "KILL"]).ok();
+    wait_until("every process to die", || {
+        pids.iter().all(|&p| process_gone(p))
+    });
+    env.wait_for_status(&killed, "stopped");
+    env.berth(&["delete", &killed]).ok();
+    env.assert_gone(&killed);
 }
 
 #[test]

@@ -16,8 +16,12 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> super::Result {
     if args.signal.parse() == Ok(0) {
-        // Signal 0 checks that the container may be signalled (for --all too: its init).
-        berth::container::probe(&global.root, &args.id)?;
+        // Signal 0 checks that the container may be signalled; --all, which may find nothing
+        // left, asks nothing of a stopped one.
+        match berth::container::probe(&global.root, &args.id) {
+            Err(berth::container::ContainerError::NotRunning { .. }) if args.all => {}
+            other => other?,
+        }
         return Ok(0);
     }
     let signal = berth::container::parse_signal(&args.signal)?;
