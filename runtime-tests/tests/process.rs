@@ -220,6 +220,39 @@ fn cap_dac_override_runs_a_program_only_its_owner_may_run() {
 }
 
 #[test]
+fn a_container_does_not_inherit_the_cpus_berth_was_pinned_to() {
+    need_root!();
+    let host = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    if host.trim() == "0" {
+        return runtime_tests::skip("CPU affinity", "this machine has a single CPU");
+    }
+    let env = Env::new("process-affinity");
+    // berth run under `taskset -c 0` (a daemon pinned to its CPUs): the container runs on the
+    // CPUs its cpuset allows, here all of them, as under runc (cpu_affinity.bats); exec too.
+    let look = "grep Cpus_allowed_list /proc/self/status | cut -f2";
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("taskset");
+        cmd.args(["-c", "0"])
+            .arg(runtime_tests::berth_bin())
+            .arg("--root")
+            .arg(&env.root)
+            .args(args);
+        runtime_tests::run_to_files(&mut cmd, &env.scratch)
+    };
+    let id = env.id("run");
+    let bundle = env.bundle(&id, &["sh", "-c", look], |_| {});
+    let ran = run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(ran.ok(), host, "{}", ran.stderr);
+    let id = env.id("exec");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    env.berth(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id])
+        .ok();
+    let exec = run(&["exec", &id, "sh", "-c", look]);
+    assert_eq!(exec.ok(), host, "{}", exec.stderr);
+    env.berth(&["delete", "--force", &id]).ok();
+}
+
+#[test]
 fn a_user_that_is_not_root_may_reopen_its_stdout() {
     need_root!();
     let env = Env::new("process-stdio");

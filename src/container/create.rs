@@ -384,6 +384,7 @@ fn build(
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
         .transpose()
         .map_err(sys(id, "enter the pid namespace to join"))?;
+    let all_cpus = crate::process::settings::AllCpus::enter();
     let cloned = match cgroup_dir
         .as_ref()
         .map(|dir| clone_into(clone_flags, dir.as_fd()))
@@ -407,6 +408,7 @@ fn build(
         drop(ours);
         init::run(plan, theirs)
     }
+    drop(all_cpus);
     // Only berth goes back: the init stays in the pid and time namespaces it was born in.
     if let Some(visit) = pid_visit {
         visit

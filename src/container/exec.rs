@@ -373,6 +373,8 @@ fn start(
     // The pid namespace is entered by berth itself, so the clone is born in it; then berth
     // returns to its own.
     // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
+    // Otherwise on every CPU, not those berth's caller pinned it to.
+    let all_cpus = crate::process::settings::AllCpus::enter();
     let own_cpus = match &starting.affinity.initial {
         Some(cpus) => {
             let own = nix::sched::sched_getaffinity(Pid::from_raw(0))
@@ -404,6 +406,7 @@ fn start(
     if let Some(own) = own_cpus {
         let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
+    drop(all_cpus);
     let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
         unreachable!("the child never returns")
     };
