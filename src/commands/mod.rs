@@ -33,6 +33,8 @@ pub const VERSION: &str = concat!(
 pub struct Global {
     pub root: Root,
     pub systemd_cgroup: bool,
+    /// Whether cgroups are managed rootless (`--rootless`, see `berth::rootless`).
+    pub rootless_cgroups: bool,
 }
 
 pub type Result = anyhow::Result<u8>;

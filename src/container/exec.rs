@@ -264,6 +264,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             .flatten()
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
+        born_in_userns: false,
     };
     let starting = Starting {
         opts,
@@ -350,6 +351,27 @@ fn start(
         }
         None => None,
     };
+    // The kernel lets a process enter a pid namespace only with CAP_SYS_ADMIN over its own user
+    // namespace too: an ordinary user has that only inside the container's. So berth joins the
+    // container's user namespace first, for the rest of this command (it cannot come back), and
+    // the process is born in both.
+    let joins_user = crate::rootless::ids().0 != 0
+        && pid_ns.is_some()
+        && plan
+            .join
+            .iter()
+            .any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
+    if joins_user {
+        let at = plan
+            .join
+            .iter()
+            .position(|j| j.flag == CloneFlags::CLONE_NEWUSER)
+            .expect("a user namespace to join");
+        let user = plan.join.remove(at);
+        nix::sched::setns(user.fd.as_fd(), CloneFlags::CLONE_NEWUSER)
+            .map_err(sys(id, "join the container's user namespace"))?;
+        plan.born_in_userns = true;
+    }
     let pid_visit = pid_ns
         .as_ref()
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
@@ -363,7 +385,9 @@ fn start(
         drop(ours);
         crate::process::exec::run(plan, theirs)
     }
-    if let Some(visit) = pid_visit {
+    // From inside the container's user namespace berth may not go back: it makes no other
+    // process in this command.
+    if let Some(visit) = pid_visit.filter(|_| !joins_user) {
         visit
             .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;

@@ -246,6 +246,13 @@ pub enum NetworkError {
     NoVethName { id: String },
     #[error("bridge {bridge}: {reason}")]
     Bridge { bridge: String, reason: String },
+    /// What an unprivileged berth cannot have (see `rootless::check_network`).
+    #[error("{what} is refused: berth runs as {who}, and {reason}")]
+    Rootless {
+        what: String,
+        who: String,
+        reason: String,
+    },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error(transparent)]

@@ -30,6 +30,9 @@ pub struct ExecPlan {
     pub console_size: Option<WindowSize>,
     /// The container's seccomp filter.
     pub seccomp: Option<Filter>,
+    /// Whether berth joined the container's user namespace before the clone (an ordinary user
+    /// enters the container's pid namespace only from inside it), so the process was born there.
+    pub born_in_userns: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +67,13 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         terminal,
         console_size,
         seccomp,
+        born_in_userns,
     } = plan;
     crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
     drop(join_cgroups);
     // Before the container's mount namespace: the host's /proc cannot be stood in for.
     let labels = process.labels.open()?;
-    let userns = self::join(kernel, &join)?;
+    let userns = self::join(kernel, &join)? || born_in_userns;
     drop(join);
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
     // become the process's working directory or reach its program.

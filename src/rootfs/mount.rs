@@ -198,8 +198,13 @@ fn mount_cgroups(
     let point_err = |target: String| move |source| RootfsError::MountPoint { target, source };
     let unified_only = plan.cgroup.layout == Some(crate::cgroups::Layout::Unified);
     let target = make_in_root(root, &mount.destination, false).map_err(point_err(shown.clone()))?;
+    // A rootless container may have no cgroup of its own in some hierarchy: it sees the one it
+    // stayed in (see cgroups::rootless).
+    let hierarchies = plan.cgroup.shown();
     if unified_only {
-        let (_, dir) = &plan.cgroup.dirs[0];
+        let Some((_, dir)) = hierarchies.first() else {
+            return Ok(());
+        };
         return mount_hierarchy(
             kernel,
             plan,
@@ -220,7 +225,7 @@ fn mount_cgroups(
             Some("mode=755"),
         )
         .map_err(err("tmpfs".into(), shown.clone()))?;
-    for (hierarchy, dir) in &plan.cgroup.dirs {
+    for (hierarchy, dir) in hierarchies {
         let Some(name) = hierarchy.mount_point.file_name() else {
             continue;
         };
