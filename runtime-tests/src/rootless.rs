@@ -117,6 +117,7 @@ impl TestUser {
             .arg("--link")
             .arg(rootfs())
             .arg(&user.rootfs)
+            .stderr(Stdio::null())
             .status()
             .unwrap();
         if !linked.success() {

@@ -5,7 +5,7 @@
 # engines is left: processes, network links, iptables chains, cgroups, mounts. Sourced by
 # scripts/engine-tests.
 
-all_engines=(containerd docker podman)
+all_engines=(containerd docker podman podman-rootless)
 
 install_engines() {
     # The install helper keeps the packages' scripts from starting containerd and dockerd on the

@@ -262,21 +262,22 @@ fn build(
     }
     let manager = cgroups::manager(&cgroup);
     manager.create()?;
-    // In a user namespace no device node can be made and an ordinary user can load no device
-    // program: see cgroups::rootless for why the rules are not applied there.
+    // Limits and device rules are in place before the init exists. In a user namespace no
+    // device node can be made and an ordinary user can load no device program: see
+    // cgroups::rootless for why the rules are not applied there.
     let userns = namespaces.has_user() || crate::rootless::in_user_namespace();
-    let devices: &[cgroups::DeviceRule] = match opts.rootless_cgroups && userns {
-        true => {
-            crate::logging::debug(
-                "rootless: linux.resources.devices is not applied: the container is in a user \
-                 namespace, where its processes cannot make device nodes",
-            );
-            &[]
+    if opts.rootless_cgroups && userns {
+        crate::logging::debug(
+            "rootless: linux.resources.devices is not applied: the container is in a user \
+             namespace, where its processes cannot make device nodes",
+        );
+        // (without a cgroup, check_resources has refused every limit)
+        if !cgroup.dirs.is_empty() {
+            manager.update(&resources.0)?;
         }
-        false => &resources.1,
-    };
-    // Limits and device rules are in place before the init exists.
-    manager.apply(&resources.0, devices)?;
+    } else {
+        manager.apply(&resources.0, &resources.1)?;
+    }
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
 
@@ -358,7 +359,8 @@ fn build(
         opts.no_pivot,
         cgroup.clone(),
         namespaces.has(CloneFlags::CLONE_NEWCGROUP),
-        userns,
+        // Under rootless podman berth itself runs in a user namespace: no mknod there either.
+        userns || crate::rootless::in_user_namespace(),
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
 

@@ -385,9 +385,7 @@ fn start(
         drop(ours);
         crate::process::exec::run(plan, theirs)
     }
-    // From inside the container's user namespace berth may not go back: it makes no other
-    // process in this command.
-    if let Some(visit) = pid_visit.filter(|_| !joins_user) {
+    if let Some(visit) = pid_visit {
         visit
             .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
