@@ -25,6 +25,7 @@ use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+use crate::syscall::Linux;
 use crate::{network, seccomp};
 
 /// What `create` and `run` are asked to do, typed: the command line's flags, or what an embedder
@@ -66,6 +67,8 @@ struct Made {
     children: Vec<Pid>,
     /// Whether ports or an address may be held in the network store.
     network: bool,
+    /// The root filesystem's mount in the host's mount namespace, without one of its own.
+    host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// What `create` works out before it makes anything, so bad input leaves nothing behind.
@@ -115,6 +118,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
@@ -171,6 +175,11 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         if let Err(err) = manager.remove() {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
+    if let Some(mount) = made.host_mount {
+        if let Err(err) = crate::rootfs::detach_root(&Linux, &mount) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
@@ -239,6 +248,7 @@ fn build(
         network: None,
         hooks: spec.hooks().clone(),
         own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
+        host_mount: None,
     };
     dir.write_state(&state)?;
     dir.write_config(&bundle.raw)?;
@@ -363,6 +373,13 @@ fn build(
         userns || crate::rootless::in_user_namespace(),
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
+    if rootfs.host_mount_ns {
+        // Made by berth, recorded before the init exists, so delete can always undo it.
+        let mount = crate::rootfs::bind_root(&Linux, &bundle.rootfs)?;
+        made.host_mount = Some(mount.clone());
+        state.host_mount = Some(mount);
+        dir.write_state(&state)?;
+    }
 
     let fifo_path = dir.fifo_path();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))

@@ -247,6 +247,15 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         None => None,
     };
     let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
+    // In berth's own mount namespace the container's root is the init's chroot: taken before
+    // container_namespaces checks that the init is still the container's.
+    let chroot = match &state.host_mount {
+        Some(_) => Some(
+            open_path(Path::new(&format!("/proc/{}/root", state.pid)))
+                .map_err(sys(id, "open the container's root"))?,
+        ),
+        None => None,
+    };
     let (join, pid_ns) = container_namespaces(&state)?;
     let console_socket = match &opts.console_socket {
         Some(path) => Some(console::connect_socket(path)?),
@@ -264,6 +273,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             .flatten()
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
+        root: chroot,
         born_in_userns: false,
     };
     let starting = Starting {

@@ -1,8 +1,8 @@
 //! Masked and read-only paths, after the switch to the new root: a masked file gets the
 //! container's `/dev/null` bound over it, a masked folder an empty read-only tmpfs; a read-only
-//! path is bound onto itself and remounted read-only.
+//! path gets a read-only copy of itself and of every mount below it, made detached.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -10,10 +10,9 @@ use nix::fcntl::ResolveFlag;
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 
-use super::mount::locked_flags;
 use super::resolve::{fd_path, is_device, open_if_present, open_in_root};
 use super::{RootfsError, RootfsPlan};
-use crate::syscall::Kernel;
+use crate::syscall::{Attr, Kernel, MountAttr};
 
 /// The container's `/dev/null`, opened without following symlinks and checked to be the null
 /// device: masking binds it over paths, and a `/dev/null` that the image made a symlink (say to
@@ -103,30 +102,18 @@ pub(super) fn readonly_paths(
             path: shown.clone(),
             source,
         };
-        kernel
-            .mount(
-                Some(&fd_path(target.as_raw_fd())),
-                &fd_path(target.as_raw_fd()),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )
+        let readonly = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
+        let tree = kernel
+            .open_tree(&fd_path(target.as_raw_fd()), true)
             .map_err(err)?;
-        let target = open_in_root(root, path, ResolveFlag::empty()).map_err(err)?;
-        let target = fd_path(target.as_raw_fd());
-        let keep = locked_flags(&target);
         kernel
-            .mount(
-                None,
-                &target,
-                None,
-                MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_REC
-                    | keep,
-                None,
-            )
+            .mount_setattr(tree.as_fd(), true, &readonly)
+            .map_err(err)?;
+        kernel
+            .move_mount(tree.as_fd(), target.as_fd())
             .map_err(err)?;
     }
     Ok(())

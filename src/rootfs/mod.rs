@@ -7,23 +7,26 @@
 //! masked and read-only paths). `resolve` opens paths inside the root filesystem.
 
 mod device;
+mod host;
 mod mask;
 mod mount;
 mod plan;
 mod resolve;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+pub use host::{bind_root, detach_root, HostMount};
 pub use plan::{
-    parse_options, propagation_flag, DevicePlan, MountKind, MountPlan, RootfsPlan, MOUNT_OPTIONS,
+    check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
+    MountPlan, RootfsPlan, MOUNT_OPTIONS,
 };
 use resolve::open_dir;
 
-use crate::syscall::Kernel;
+use crate::syscall::{Attr, Kernel, MountAttr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -57,6 +60,23 @@ pub enum RootfsError {
     Mask { path: String, source: Errno },
     #[error("cannot make {path} read-only: {source}")]
     Readonly { path: String, source: Errno },
+    #[error("mounts[{index}] ({destination}): {reason}")]
+    BadMount {
+        index: usize,
+        destination: String,
+        reason: String,
+    },
+    #[error("cannot mount {what} on {target}: {step}: {source}{hint}")]
+    Attach {
+        what: String,
+        target: String,
+        step: &'static str,
+        source: Errno,
+        /// What the kernel said about it, or what berth knows: ` (…)`, or empty.
+        hint: String,
+    },
+    #[error("cannot mount {what} on {target}: that is the root of the root filesystem itself")]
+    OnRoot { what: String, target: String },
     #[error("rootfsPropagation {0:?} is not a propagation mode")]
     Propagation(String),
     #[error("cannot set sysctl {key}: {source}")]
@@ -75,25 +95,29 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
             source,
         }
     };
-    // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
-    // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
-    let root_propagation = match plan.propagation {
-        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    kernel
-        .mount(None, Path::new("/"), None, root_propagation, None)
-        .map_err(mount_err("propagation", Path::new("/")))?;
-    mount::make_parent_private(kernel, &plan.rootfs)?;
-    kernel
-        .mount(
-            Some(&plan.rootfs),
-            &plan.rootfs,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(mount_err("the root filesystem", &plan.rootfs))?;
+    // In the host's mount namespace berth has made the root filesystem's mount already, and
+    // changes nothing else of the host's (see `host`).
+    if !plan.host_mount_ns {
+        // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
+        // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+        let root_propagation = match plan.propagation {
+            Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        kernel
+            .mount(None, Path::new("/"), None, root_propagation, None)
+            .map_err(mount_err("propagation", Path::new("/")))?;
+        mount::make_parent_private(kernel, &plan.rootfs)?;
+        kernel
+            .mount(
+                Some(&plan.rootfs),
+                &plan.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(mount_err("the root filesystem", &plan.rootfs))?;
+    }
     let root = open_dir(&plan.rootfs).map_err(|source| RootfsError::Pivot {
         rootfs: plan.rootfs.clone(),
         step: "open",
@@ -116,7 +140,8 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
 }
 
 /// Switches the root: pivot_root into the root filesystem and detach the old root, or under
-/// `--no-pivot` move the root filesystem over `/` and chroot into it.
+/// `--no-pivot` move the root filesystem over `/` and chroot into it; in the host's mount
+/// namespace, only chroot into it.
 pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let err = |step: &'static str| {
         let rootfs = plan.rootfs.clone();
@@ -127,7 +152,11 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
         }
     };
     let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
-    if plan.no_pivot {
+    if plan.host_mount_ns {
+        // The host's mount namespace: pivot_root or MS_MOVE would move the host's own root.
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
+    } else if plan.no_pivot {
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
         kernel
             .mount(
@@ -179,15 +208,12 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
     mask::mask_paths(kernel, &root, plan)?;
     mask::readonly_paths(kernel, &root, plan)?;
     if plan.readonly {
-        let keep = mount::locked_flags(Path::new("/"));
+        let readonly = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
         kernel
-            .mount(
-                None,
-                Path::new("/"),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
-                None,
-            )
+            .mount_setattr(root.as_fd(), false, &readonly)
             .map_err(|source| RootfsError::Readonly {
                 path: "/".into(),
                 source,
@@ -222,7 +248,7 @@ mod tests {
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
                 {{"destination":"/proc","type":"proc","source":"proc"}},
                 {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}},
-                {{"destination":"/etc/hosts","type":"bind","source":"{}/hosts","options":["rbind","ro"]}}
+                {{"destination":"/etc/hosts","type":"bind","source":"{}/hosts","options":["rbind","ro","rnodev","rslave"]}}
             ]}}"#,
             tmp.path().display()
         );
@@ -232,36 +258,106 @@ mod tests {
         let calls = kernel.take();
         let r = rootfs.display();
         let t = tmp.path().display();
-        assert_eq!(calls[0], "mount - / - MS_REC|MS_SLAVE -");
-        let rest: Vec<&String> = calls
-            .iter()
-            .filter(|c| !c.contains("MS_PRIVATE"))
-            .skip(1)
-            .collect();
-        assert_eq!(rest[0], &format!("mount {r} {r} - MS_BIND|MS_REC -"));
-        assert_eq!(rest[1], &format!("mount proc {r}/proc proc 0 -"));
-        assert_eq!(
-            rest[2],
-            &format!("mount tmpfs {r}/dev tmpfs MS_NOSUID|MS_STRICTATIME mode=755,size=65536k")
-        );
-        assert_eq!(
-            rest[3],
-            &format!("mount {t}/hosts {r}/etc/hosts - MS_BIND|MS_REC -")
-        );
-        assert!(
-            rest[4].starts_with(&format!(
-                "mount - {r}/etc/hosts - MS_RDONLY|MS_REMOUNT|MS_BIND"
-            )),
-            "{}",
-            rest[4]
-        );
-        assert_eq!(rest[5], &format!("mknod {r}/dev/null S_IFCHR 666 1:3"));
-        assert_eq!(rest[6], &format!("chown {r}/dev/null 0:0"));
-        assert!(calls.contains(&format!("symlink /proc/self/fd {r}/dev/fd")));
-        assert!(calls.contains(&format!("symlink pts/ptmx {r}/dev/ptmx")));
+        // Whether the root filesystem's parent mount is made private depends on the host.
+        let calls: Vec<&String> = calls.iter().filter(|c| !c.contains("MS_PRIVATE")).collect();
+        let expected = [
+            "mount - / - MS_REC|MS_SLAVE -".to_string(),
+            format!("mount {r} {r} - MS_BIND|MS_REC -"),
+            // Each mount is made detached with its flags, then attached through descriptors.
+            "fsopen proc".into(),
+            "fsconfig proc source=proc".into(),
+            "fsconfig proc create".into(),
+            "fsmount proc 0 atime=Relatime".into(),
+            format!("move_mount proc {r}/proc"),
+            "fsopen tmpfs".into(),
+            "fsconfig tmpfs source=tmpfs".into(),
+            "fsconfig tmpfs mode=755".into(),
+            "fsconfig tmpfs size=65536k".into(),
+            "fsconfig tmpfs create".into(),
+            "fsmount tmpfs NOSUID atime=Strictatime".into(),
+            format!("move_mount tmpfs {r}/dev"),
+            format!("open_tree {t}/hosts AT_RECURSIVE"),
+            format!("mount_setattr {t}/hosts +RDONLY"),
+            format!("mount_setattr {t}/hosts +NODEV AT_RECURSIVE"),
+            format!("move_mount {t}/hosts {r}/etc/hosts"),
+            format!("mount_setattr {t}/hosts MS_SLAVE AT_RECURSIVE"),
+            format!("mknod {r}/dev/null S_IFCHR 666 1:3"),
+            format!("chown {r}/dev/null 0:0"),
+        ];
+        assert_eq!(calls[..expected.len()], expected.each_ref(), "{calls:#?}");
+        assert!(calls.contains(&&format!("symlink /proc/self/fd {r}/dev/fd")));
+        assert!(calls.contains(&&format!("symlink pts/ptmx {r}/dev/ptmx")));
         // The bind mount's target was made as a file, the others as directories.
         assert!(rootfs.join("etc/hosts").is_file());
         assert!(rootfs.join("proc").is_dir());
+    }
+
+    /// A destination that is the root itself, or a symlink to it (swapped in by whoever writes
+    /// into the image), would cover the whole root filesystem.
+    #[test]
+    fn a_mount_on_the_root_itself_is_refused() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::os::unix::fs::symlink("/", rootfs.join("up")).unwrap();
+        for (destination, what) in [("/", "tmpfs"), ("/up", "tmpfs"), ("/up/.", "/")] {
+            let kind = match what {
+                "tmpfs" => r#""type":"tmpfs","source":"tmpfs""#,
+                _ => r#""type":"bind","source":"/","options":["rbind"]"#,
+            };
+            let spec = format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
+                    {{"destination":"{destination}",{kind}}}]}}"#
+            );
+            let mut plan = plan_for(&spec, &rootfs);
+            plan.setup_dev = false;
+            let kernel = Recorder::default();
+            let err = prepare(&kernel, &plan).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot mount {what} on {destination}: that is the root of the root filesystem itself"
+                )
+            );
+            // Nothing was mounted after the root filesystem's own bind.
+            let calls = kernel.take();
+            assert!(
+                calls.last().unwrap().contains("MS_BIND|MS_REC"),
+                "{calls:?}"
+            );
+        }
+    }
+
+    /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the
+    /// init changes nothing of the host's `/`, and chroots where it would pivot_root.
+    #[test]
+    fn in_the_hosts_mount_namespace_the_init_only_mounts_below_the_root_and_chroots() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "linux":{"namespaces":[{"type":"pid"}],"rootfsPropagation":"shared"},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#;
+        let mut plan = plan_for(spec, &rootfs);
+        assert!(plan.host_mount_ns);
+        plan.setup_dev = false;
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        switch_root(&kernel, &plan).unwrap();
+        let r = rootfs.display();
+        assert_eq!(
+            kernel.take(),
+            [
+                "fsopen proc".to_string(),
+                "fsconfig proc source=proc".into(),
+                "fsconfig proc create".into(),
+                "fsmount proc 0 atime=Relatime".into(),
+                format!("move_mount proc {r}/proc"),
+                format!("fchdir {r}"),
+                "chroot .".into(),
+                "fchdir /".into(),
+            ]
+        );
     }
 
     #[test]
