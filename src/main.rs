@@ -242,6 +242,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn global_values_are_not_the_subcommand() {
+        let words = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        for args in [
+            &["berth", "--rootless", "false", "run", "x"][..],
+            &["berth", "--rootless=auto", "--root", "/r", "run"],
+            &["berth", "--debug", "--log", "f", "run"],
+        ] {
+            assert_eq!(
+                subcommand_name(&words(args)).as_deref(),
+                Some("run"),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
     fn causes_are_named_once() {
         let io = std::io::Error::from(std::io::ErrorKind::NotFound);
         let spec = berth::spec::SpecError::Read {

@@ -519,6 +519,18 @@ mod tests {
     }
 
     #[test]
+    fn the_xdg_root_is_made_sticky() {
+        let tmp = TempDir::new("state");
+        let root = Root {
+            sticky: true,
+            ..Root::new(tmp.path().join("run/berth"))
+        };
+        root.create_container("x").unwrap();
+        let mode = std::fs::metadata(&root.path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1700);
+    }
+
+    #[test]
     fn atomic_write_replaces() {
         let tmp = TempDir::new("state");
         let path = tmp.path().join("f");
