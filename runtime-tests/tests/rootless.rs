@@ -889,3 +889,61 @@ fn a_delegated_cgroup_v2_folder_takes_limits_pause_and_resume() {
     );
     assert_nothing_listed(&user, &env);
 }
+
+/// CVE-2019-5736 and a rootless container: until `start`, the container's init is a clone of
+/// berth, and `/proc/INIT/exe` is berth's binary, here the user's own (writable by the user, as a
+/// `cargo install`ed berth is). The init was dumpable for a moment, while its maps were written
+/// and before any process of the container existed; after that it must be non-dumpable again, so
+/// that not even the user (whose uid is the container's root) can resolve that link. Nothing can
+/// enter the created container meanwhile: `exec` is refused, saying why.
+#[test]
+fn a_rootless_containers_created_init_keeps_berths_binary_out_of_reach() {
+    need_rootless!();
+    let env = Env::new("rootless-exe");
+    let user = TestUser::new(&env);
+    let own = user.home.join("own-berth");
+    std::fs::copy(runtime_tests::berth_bin(), &own).unwrap();
+    std::os::unix::fs::chown(&own, Some(user.uid), Some(user.gid)).unwrap();
+    let berth = |args: &[&str]| {
+        runtime_tests::run_to_files(user.command(None, &own).args(args), &env.scratch)
+    };
+    let id = env.id("exe");
+    let bundle = user.bundle(&env, &id, &["/bin/helper", "pause"], |_| {});
+    berth(&["create", "--bundle", bundle.to_str().unwrap(), &id]).ok();
+    let init = user.state(&env, &id)["pid"].as_i64().unwrap();
+    // root sees what the init is; the user, its container's root, may not
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{init}/exe")).unwrap(),
+        own
+    );
+    let exe = format!("/proc/{init}/exe");
+    let look = runtime_tests::run_to_files(
+        user.command(None, "sh")
+            .args([
+                "-c",
+                "readlink \"$0\" || echo refused; cat \"$0\" >/dev/null || echo refused",
+            ])
+            .arg(&exe),
+        &env.scratch,
+    );
+    assert_eq!(look.stdout, "refused\nrefused\n", "{}", look.stderr);
+    assert!(look.stderr.contains("Permission denied"), "{}", look.stderr);
+    let err = berth(&["exec", &id, "true"]).fails().to_string();
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "berth: error: cannot exec in container {id:?} before it starts: berth runs as an \
+             ordinary user, and the container's init, a clone of berth until then, is kept \
+             non-dumpable so that no process can reach berth's binary through it, which also \
+             keeps its namespaces from the user; start it first"
+        )
+    );
+    // Once started, the init is the container's program, and exec works.
+    berth(&["start", &id]).ok();
+    wait_until("the init to run its program", || {
+        std::fs::read_link(&exe).is_ok_and(|e| e != own)
+    });
+    assert_eq!(berth(&["exec", &id, "id", "-u"]).ok(), "0\n");
+    berth(&["delete", "--force", &id]).ok();
+    assert_nothing_listed(&user, &env);
+}
