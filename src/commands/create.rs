@@ -59,6 +59,6 @@ impl CreateArgs {
 }
 
 pub fn run(global: &Global, args: CreateArgs) -> super::Result {
-    container::create(&global.root, &args.options(global)?)?;
+    super::sealed(container::create(&global.root, &args.options(global)?))?;
     Ok(0)
 }

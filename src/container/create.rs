@@ -88,6 +88,8 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
+    // Before anything is made: berth may have to start again from a sealed view of its binary.
+    super::exposure::before_create(root, &bundle.spec)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
     let unprivileged = crate::rootless::unprivileged();
     if unprivileged {
@@ -403,6 +405,7 @@ fn build(
         wait_go,
         userns,
         dumpable_for_maps: id_maps.as_ref().is_some_and(IdMaps::needs_dumpable),
+        own_pid_namespace: new.contains(CloneFlags::CLONE_NEWPID),
         new_netns: new.contains(CloneFlags::CLONE_NEWNET),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod events;
 pub mod exec;
+pub mod exposure;
 pub mod kill;
 pub mod pause;
 pub mod ps;
@@ -59,6 +60,8 @@ pub enum ContainerError {
     Exec(#[from] exec::ExecError),
     #[error(transparent)]
     IdMap(#[from] crate::idmap::IdMapError),
+    #[error(transparent)]
+    Exposure(#[from] exposure::ExposureError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]
