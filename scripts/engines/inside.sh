@@ -15,6 +15,14 @@ source "$engines_dir/docker.sh"
 source "$engines_dir/podman.sh"
 # shellcheck source=scripts/engines/podman-rootless.sh
 source "$engines_dir/podman-rootless.sh"
+# shellcheck source=scripts/engines/checkpoint.sh
+source "$engines_dir/checkpoint.sh"
+
+# The references each step runs on before berth: runc, and in the sid lane crun too (whose own
+# failures are reported, not counted: it is a second opinion, not the one berth must match).
+lane=${ENGINE_TESTS_LANE:-bookworm}
+references=(runc)
+[[ $lane == sid ]] && references+=(crun)
 
 image=berth.test/busybox:latest
 # pid of each engine daemon we started, by name
@@ -92,6 +100,7 @@ make_host() {
     mount -t tmpfs -o mode=755 tmpfs /run
     local dir
     for dir in "${private_dirs[@]}"; do
+        mkdir -p "$dir"
         mount -t tmpfs -o mode=700 tmpfs "$dir"
     done
     ip link set lo up
@@ -106,8 +115,8 @@ make_host() {
 make_runtime_wrappers() {
     local engine=$1 rt real
     mkdir -p "$work/rt/$engine"
-    for rt in runc berth; do
-        real=$([[ $rt == runc ]] && command -v runc || echo "$BERTH_BIN")
+    for rt in "${references[@]}" berth; do
+        real=$([[ $rt == berth ]] && echo "$BERTH_BIN" || command -v "$rt")
         cat >"$work/rt/$engine/$rt" <<EOF
 #!/bin/sh
 CAPTURE_DIR='$work/calls/$engine/$rt' CAPTURE_RUNTIME='$real' exec '$engines_dir/capture-runtime' "\$@"
@@ -121,10 +130,14 @@ inside_main() {
     make_host
     local engine rt
     for engine in "$@"; do
+        if [[ $engine == checkpoint ]]; then
+            checkpoint_run
+            continue
+        fi
         make_runtime_wrappers "$engine"
         echo "engine-tests: == $engine"
         "${engine}_start"
-        for rt in runc berth; do
+        for rt in "${references[@]}" berth; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done
         compare_runtimes "$engine"

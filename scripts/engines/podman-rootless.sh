@@ -22,8 +22,8 @@ podman-rootless_start() {
     cp "$BERTH_BIN" "$dir/bin/berth"
     cp "$engines_dir/capture-runtime" "$dir/bin/capture-runtime"
     local rt real
-    for rt in runc berth; do
-        real=$([[ $rt == runc ]] && command -v runc || echo "$dir/bin/berth")
+    for rt in "${references[@]}" berth; do
+        real=$([[ $rt == berth ]] && echo "$dir/bin/berth" || command -v "$rt")
         mkdir -p "$work/calls/podman-rootless/$rt"
         cat >"$work/rt/podman-rootless/$rt" <<EOF
 #!/bin/sh
@@ -39,7 +39,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$dir/home/events.log"
-runtime_supports_json = ["runc", "berth"]
+runtime_supports_json = ["runc", "crun", "berth"]
 CONF
     cat >"$dir/storage.conf" <<CONF
 [storage]

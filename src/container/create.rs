@@ -639,7 +639,7 @@ fn time_offsets(linux: Option<&oci_spec::runtime::Linux>) -> Vec<(String, i64, u
 }
 
 /// The name of the user running berth, as `list` shows it.
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::getuid().as_raw();
     crate::rootless::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
