@@ -96,6 +96,11 @@ make_host() {
     ip link set host0 up
     export TMPDIR="$work/tmp"
     mkdir -p "$TMPDIR"
+    # containerd finds the runtime type io.containerd.berth.v2 as containerd-shim-berth-v2 on its
+    # PATH.
+    mkdir -p "$work/bin"
+    ln -sf "$SHIM_BIN" "$work/bin/containerd-shim-berth-v2"
+    export PATH="$work/bin:$PATH"
 }
 
 # The wrapper an engine is given as its runtime: capture-runtime with its settings baked in.
@@ -121,9 +126,16 @@ inside_main() {
         make_runtime_wrappers "$engine"
         echo "engine-tests: == $engine"
         "${engine}_start"
-        for rt in runc berth; do
+        # runc and berth as the runtime binary; containerd also through berth's own shim.
+        local runtimes=(runc berth)
+        [[ $engine == containerd ]] && runtimes+=(shim)
+        for rt in "${runtimes[@]}"; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done
+        # Steps of what only a shim does, on berth's shim alone.
+        if declare -F "${engine}_shim_steps" >/dev/null; then
+            run_steps "$engine" shim-only "${engine}_shim_steps"
+        fi
         compare_runtimes "$engine"
     done
     report

@@ -20,5 +20,11 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+    // Never dumpable, as berth itself (CVE-2019-5736): the containers' processes are forks of the
+    // shim until their execve, and the shim outlives them all.
+    if let Err(e) = berth::process::clone::undumpable() {
+        eprintln!("containerd-shim-berth-v2: cannot make the shim non-dumpable: {e}");
+        std::process::exit(1);
+    }
     containerd_shim::run::<service::Service>("io.containerd.berth.v2", None);
 }

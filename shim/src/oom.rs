@@ -161,6 +161,22 @@ impl Watcher {
         }
     }
 
+    /// Whether the OOM killer struck in the container since the last look: its init just
+    /// exited, and TaskOOM goes out before TaskExit, as containerd's clients expect (Docker sets
+    /// OOMKilled from it). The kill is then not reported again by the watcher's thread.
+    pub fn struck(&self, id: &str) -> bool {
+        let mut watched = self.watched.lock().unwrap();
+        let mut struck = false;
+        for w in watched.values_mut().filter(|w| w.id == id) {
+            let kills = oom_kills(&w.counter);
+            if kills > w.kills {
+                w.kills = kills;
+                struck = true;
+            }
+        }
+        struck
+    }
+
     fn run(&self) {
         let mut events = [EpollEvent::empty(); 16];
         loop {
@@ -187,21 +203,17 @@ impl Watcher {
                     }
                 }
             }
-            let mut struck = Vec::new();
-            {
-                let mut watched = self.watched.lock().unwrap();
-                for token in tokens {
-                    if let Some(w) = watched.get_mut(&token) {
-                        let kills = oom_kills(&w.counter);
-                        if kills > w.kills {
-                            w.kills = kills;
-                            struck.push(w.id.clone());
-                        }
+            // Published under the lock, so `struck` at an init's exit sees either the kill
+            // counted and published, or not counted yet.
+            let mut watched = self.watched.lock().unwrap();
+            for token in tokens {
+                if let Some(w) = watched.get_mut(&token) {
+                    let kills = oom_kills(&w.counter);
+                    if kills > w.kills {
+                        w.kills = kills;
+                        (self.notify)(&w.id);
                     }
                 }
-            }
-            for id in struck {
-                (self.notify)(&id);
             }
         }
     }

@@ -179,6 +179,12 @@ impl Shared {
             };
             process.stage = Stage::Exited { status, at };
             process.io.stop_input();
+            if is_init && crate::oom::existing().is_some_and(|w| w.struck(id)) {
+                self.publish(TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                });
+            }
             if is_init && !c.own_pid_namespace {
                 if let Ok(state) = c.root.read_state(id) {
                     let _ = berth::cgroups::manager(&state.cgroup).kill_all(Signal::SIGKILL);
