@@ -1,12 +1,14 @@
 //! berth: a low-level OCI container runtime. The library does the work; `main.rs` only parses
 //! the command line.
 
+pub mod bounded;
 pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod hooks;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod network;
 pub mod process;

@@ -27,7 +27,8 @@ pub struct CreateArgs {
     /// Pass descriptors 3 .. 3+N-1 to the container
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
-    /// Network mode: host, bridge or none (overrides the io.berth.network.mode annotation)
+    /// Network mode: host, bridge or none (overrides the io.berth.network.mode annotation;
+    /// never weakens a network entry of linux.namespaces: see README, Networking)
     #[arg(long)]
     pub network: Option<String>,
     /// Publish a port: HOST:CONTAINER[/tcp|/udp] (repeatable)

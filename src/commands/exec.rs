@@ -48,6 +48,9 @@ pub struct Args {
     /// Run the process in this existing cgroup below the container's (cgroup v2)
     #[arg(long)]
     pub cgroup: Option<String>,
+    /// Exec into a paused container too: the process starts frozen and runs once it is resumed
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// The container id
     pub id: String,
     /// The command to run and its arguments
@@ -94,5 +97,6 @@ fn options(args: Args) -> Result<ExecOptions, ExecError> {
         keep_console: false,
         preserve_fds: args.preserve_fds,
         cgroup: args.cgroup,
+        ignore_paused: args.ignore_paused,
     })
 }

@@ -44,6 +44,9 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// A cgroup below the container's (cgroup v2) to run the process in.
     pub cgroup: Option<String>,
+    /// Allow a paused container (runc's `--ignore-paused`): the process joins the frozen cgroup
+    /// and `exec` completes once the container is resumed.
+    pub ignore_paused: bool,
 }
 
 /// The process to run.
@@ -137,13 +140,12 @@ pub struct Spawned {
 pub enum ExecError {
     #[error("cannot exec in container {id:?}: container not running")]
     NotRunning { id: String },
+    #[error("cannot exec in container {id:?}: it is paused (use --ignore-paused to override)")]
+    Paused { id: String },
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotReady { id: String, status: Status },
-    #[error("cannot read the process file {path}: {source}")]
-    ReadProcess {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    ReadProcess(#[from] crate::bounded::ReadError),
     #[error("{path} is not a valid runtime-spec process: {source}")]
     ParseProcess {
         path: PathBuf,
@@ -200,6 +202,8 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     let state = root.read_state(id)?;
     match status(&state, &root.container_dir(id)) {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => return Err(ExecError::Paused { id: id.into() }.into()),
         Status::Stopped => return Err(ExecError::NotRunning { id: id.into() }.into()),
         status => {
             return Err(ExecError::NotReady {
@@ -221,7 +225,8 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     if !terminal && opts.console_socket.is_some() {
         return usage("--console-socket was given but the process has no terminal (--tty)");
     }
-    let mut plan = ProcessPlan::from_spec(&process, &extra_fds)?;
+    let mut plan =
+        ProcessPlan::from_spec(&process, &extra_fds)?.with_container(config.linux().as_ref())?;
     let added_caps = match &opts.process {
         ExecProcess::Command(command) => command.caps.as_slice(),
         _ => &[],
@@ -267,6 +272,11 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         cgroup,
         console_socket,
         oom_score_adj: process.oom_score_adj(),
+        outside: exec_plan.process.outside(),
+        affinity: crate::process::settings::ExecAffinity::from_spec(
+            process.exec_cpu_affinity().as_ref(),
+        )
+        .map_err(crate::process::ProcessError::from)?,
     };
     let (pid, console) = start(&starting, exec_plan, pid_ns)?;
     if let Some(path) = &opts.pid_file {
@@ -293,6 +303,10 @@ struct Starting<'a> {
     cgroup: CgroupConfig,
     console_socket: Option<UnixStream>,
     oom_score_adj: Option<i32>,
+    /// The I/O priority and scheduling berth sets on the process.
+    outside: crate::process::Outside,
+    /// `process.execCPUAffinity`.
+    affinity: crate::process::settings::ExecAffinity,
 }
 
 /// Clones the process into the container, places it in the cgroup, and waits until its program
@@ -325,6 +339,17 @@ fn start(
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
     // The pid namespace is entered by berth itself, so the clone is born in it; then berth
     // returns to its own.
+    // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
+    let own_cpus = match &starting.affinity.initial {
+        Some(cpus) => {
+            let own = nix::sched::sched_getaffinity(Pid::from_raw(0))
+                .map_err(sys(id, "read berth's CPU affinity"))?;
+            crate::process::settings::set_affinity(0, cpus)
+                .map_err(crate::process::ProcessError::from)?;
+            Some(own)
+        }
+        None => None,
+    };
     let pid_visit = pid_ns
         .as_ref()
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
@@ -342,6 +367,9 @@ fn start(
         visit
             .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
+    }
+    if let Some(own) = own_cpus {
+        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
     let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
         unreachable!("the child never returns")
@@ -372,6 +400,8 @@ fn watch_start(
         cgroup,
         console_socket,
         oom_score_adj,
+        outside,
+        affinity,
     } = starting;
     let id = opts.id.as_str();
     let failed = |reason: String| -> ContainerError {
@@ -388,6 +418,13 @@ fn watch_start(
     if let Some(score) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| failed(format!("cannot set process.oomScoreAdj to {score}: {e}")))?;
+    }
+    outside
+        .apply(pid.as_raw())
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(cpus) = &affinity.last {
+        crate::process::settings::set_affinity(pid.as_raw(), cpus)
+            .map_err(|e| failed(e.to_string()))?;
     }
     channel.send(&Message::Go).map_err(|_| lost())?;
     let mut master = None;
@@ -457,15 +494,18 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
     let usage = |text: String| Err(ExecError::Usage(text));
     let process = match &opts.process {
         ExecProcess::File(path) => {
-            let text = std::fs::read(path).map_err(|source| ExecError::ReadProcess {
+            let text = crate::bounded::read_regular(path, crate::spec::CONFIG_LIMIT)?;
+            let parse_error = |source| ExecError::ParseProcess {
                 path: path.clone(),
                 source,
-            })?;
-            let process: Process =
-                serde_json::from_slice(&text).map_err(|source| ExecError::ParseProcess {
-                    path: path.clone(),
-                    source,
-                })?;
+            };
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&text).map_err(parse_error)?;
+            let process: Process = match crate::spec::spec_names_for_oci_spec(&mut value) {
+                true => serde_json::from_value(value),
+                false => serde_json::from_slice(&text),
+            }
+            .map_err(parse_error)?;
             completed(process, &container, opts.tty)
         }
         ExecProcess::Spec(process) => completed((**process).clone(), &container, opts.tty),
@@ -520,6 +560,18 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
 /// A whole process from a file or an embedder: what it leaves out is the container's, as runc
 /// does.
 fn completed(mut process: Process, container: &Process, tty: bool) -> Process {
+    // The container's confinement, unless the process names its own (runc's rule).
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
+        process.set_apparmor_profile(container.apparmor_profile().clone());
+    }
+    if process.selinux_label().as_deref().unwrap_or("").is_empty() {
+        process.set_selinux_label(container.selinux_label().clone());
+    }
     if process.capabilities().is_none() {
         process.set_capabilities(container.capabilities().clone());
     }

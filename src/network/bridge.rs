@@ -316,7 +316,9 @@ pub(super) fn ensure_bridge(
         host.add_address(link.index, name, lease.gateway, prefix_len)?;
         record.gateway_added = !record.made_by_berth;
     }
-    if !record.nat {
+    // the record says what berth made; the table is checked too, should someone have flushed
+    // the ruleset since (one netlink round trip)
+    if !record.nat || !firewall::exists(name)? {
         firewall::setup_bridge(name, lease.subnet)?;
         record.nat = true;
     }
@@ -499,7 +501,7 @@ fn teardown_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), 
         return Ok(());
     };
     if record.nat {
-        firewall::teardown_bridge(name, record.subnet)?;
+        firewall::teardown_bridge(name)?;
     }
     if let Some(link) = host.link(name)? {
         if record.made_by_berth {

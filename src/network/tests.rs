@@ -190,9 +190,18 @@ fn bridge_request(ports: &[&str]) -> NetworkRequest {
     .unwrap()
 }
 
+/// oci-spec's default spec without its network namespace: one that leaves the mode to berth.
+fn spec_without_netns() -> oci_spec::runtime::Spec {
+    let mut spec = oci_spec::runtime::Spec::default();
+    let linux = spec.linux_mut().as_mut().unwrap();
+    let namespaces = linux.namespaces_mut().as_mut().unwrap();
+    namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+    spec
+}
+
 fn host_request(ports: &[&str]) -> NetworkRequest {
     let publish: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-    request_from(&oci_spec::runtime::Spec::default(), Some("host"), &publish).unwrap()
+    request_from(&spec_without_netns(), Some("host"), &publish).unwrap()
 }
 
 /// Asserts that nothing berth made is left in the namespace or the store.
@@ -594,17 +603,14 @@ fn echo_udp(address: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buffer[..length]).into_owned())
 }
 
-fn published_ports_reach_the_container() {
+fn check_published_ports() {
     // bridged traffic bypasses the host's netfilter, so the hairpin below relies on berth's
     // masquerade and not on br_netfilter undoing the DNAT on the bridge (per namespace)
     let br_netfilter = Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
     if br_netfilter.exists() {
         fs::write(br_netfilter, "0").unwrap();
     }
-    let root = TempRoot::new(&format!(
-        "publish-{}",
-        super::firewall::PREFER_IPTABLES.get()
-    ));
+    let root = TempRoot::new("publish");
     let container = Container::start();
     let req = bridge_request(&["8080:80/tcp", "5353:53/udp"]);
     let reservation = reserve(root.path(), "web", &req).unwrap();
@@ -622,23 +628,11 @@ fn published_ports_reach_the_container() {
         other.pid(),
     )
     .unwrap();
-    if super::firewall::PREFER_IPTABLES.get() {
-        let output = Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .unwrap();
-        let rules = String::from_utf8_lossy(&output.stdout).into_owned();
-        let dnat =
-            "-A BERTH-docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80";
-        assert!(rules.contains(dnat), "{rules}");
-        assert!(!nft_ruleset().contains("table ip berth-docker0"));
-    } else {
-        let ruleset = nft_ruleset();
-        assert!(
-            ruleset.contains("tcp . 8080 : 172.17.0.2 . 80"),
-            "{ruleset}"
-        );
-    }
+    let ruleset = nft_ruleset();
+    assert!(
+        ruleset.contains("tcp . 8080 : 172.17.0.2 . 80"),
+        "{ruleset}"
+    );
 
     let from_loopback = fetch("127.0.0.1:8080").unwrap();
     // the bridge masquerades loopback sources, so the container sees the gateway
@@ -661,46 +655,18 @@ fn published_ports_reach_the_container() {
     release(root.path(), "web").unwrap();
     assert!(fetch("127.0.0.1:8080").is_err());
     // the other container keeps the bridge and its masquerade; the port is gone
-    if super::firewall::PREFER_IPTABLES.get() {
-        let output = Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .unwrap();
-        let rules = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(!rules.contains("--dport 8080"), "{rules}");
-        assert!(rules.contains("MASQUERADE"), "{rules}");
-    } else {
-        let ruleset = nft_ruleset();
-        assert!(!ruleset.contains("8080"), "{ruleset}");
-        assert!(ruleset.contains("masquerade"), "{ruleset}");
-    }
+    let ruleset = nft_ruleset();
+    assert!(!ruleset.contains("8080"), "{ruleset}");
+    assert!(ruleset.contains("masquerade"), "{ruleset}");
     assert!(ping(Some(&other), Ipv4Addr::new(172, 17, 0, 1)));
     release(root.path(), "other").unwrap();
     assert_nothing_left(&root);
 }
 
 #[test]
-fn published_ports_reach_the_container_through_nftables() {
+fn published_ports_reach_the_container() {
     require_root!();
-    in_throwaway_host(published_ports_reach_the_container);
-}
-
-#[test]
-fn published_ports_reach_the_container_through_the_iptables_fallback() {
-    require_root!();
-    in_throwaway_host(|| {
-        super::firewall::PREFER_IPTABLES.set(true);
-        published_ports_reach_the_container();
-        let output = Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .unwrap();
-        let rules = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            !rules.contains("BERTH") && !rules.contains("MASQUERADE"),
-            "{rules}"
-        );
-    });
+    in_throwaway_host(check_published_ports);
 }
 
 #[test]
@@ -803,7 +769,7 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
 #[test]
 fn none_and_join_modes_hold_nothing() {
     let root = TempRoot::new("none-join");
-    let spec = oci_spec::runtime::Spec::default();
+    let spec = spec_without_netns();
     for mode in ["none", "host"] {
         let req = request_from(&spec, Some(mode), &[]).unwrap();
         let reservation = reserve(root.path(), "quiet", &req).unwrap();
@@ -895,5 +861,29 @@ fn bridge_cost() {
             median(deleting)
         );
         release(root.path(), "keeper").unwrap();
+    });
+}
+
+#[test]
+fn the_bridge_table_reads_in_nfts_words() {
+    require_root!();
+    in_throwaway_host(|| {
+        super::firewall::setup_bridge("docker0", "172.17.0.0/16".parse().unwrap()).unwrap();
+        let ruleset = nft_ruleset();
+        for line in [
+            "type inet_proto . inet_service : ipv4_addr . inet_service",
+            "type nat hook prerouting priority dstnat; policy accept;",
+            "fib daddr type local dnat ip to meta l4proto . th dport map @ports",
+            "type nat hook output priority -100; policy accept;",
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade",
+            "ip saddr 127.0.0.0/8 oifname \"docker0\" masquerade",
+            "ip saddr 172.17.0.0/16 oifname \"docker0\" ct status dnat masquerade",
+        ] {
+            assert!(ruleset.contains(line), "no {line:?} in {ruleset}");
+        }
+        super::firewall::teardown_bridge("docker0").unwrap();
+        super::firewall::teardown_bridge("docker0").unwrap();
+        assert!(!nft_ruleset().contains("berth"));
     });
 }

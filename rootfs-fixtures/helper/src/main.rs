@@ -92,6 +92,7 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
+    ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
 ];
@@ -173,6 +174,7 @@ mod tests {
         assert_eq!(run_with(&["has-cap", "CAP_NO_SUCH_THING"]), 2);
         assert_eq!(run_with(&["listen", "sctp", "80"]), 2);
         assert_eq!(run_with(&["try-syscall", "no-such-call"]), 2);
+        assert_eq!(run_with(&["raw-syscall", "fork"]), 2);
     }
 
     #[test]
