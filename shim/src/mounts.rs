@@ -44,8 +44,10 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<(), String> {
 }
 
 fn mount_one(m: &Mount, target: &Path) -> Result<(), nix::errno::Errno> {
-    let (flags, propagation, data) = berth::rootfs::parse_options(&m.options);
+    let options = berth::rootfs::parse_options(&m.options);
+    let flags = options.flags;
     let kind = (!m.kind.is_empty() && m.kind != "bind").then_some(m.kind.as_str());
+    let data = options.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
     mount(Some(m.source.as_str()), target, kind, flags, data)?;
     // A bind mount takes its read-only flag only from a remount.
@@ -58,7 +60,7 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), nix::errno::Errno> {
             None::<&str>,
         )?;
     }
-    if !propagation.is_empty() {
+    for propagation in options.propagation {
         mount(
             None::<&str>,
             target,

@@ -72,8 +72,14 @@ fn library(err: container::ContainerError) -> ttrpc::Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Created,
+    /// Start is under way: an exit is held until TaskStart has gone out, so containerd sees
+    /// TaskStart before TaskExit, and the process is Running before it is Exited.
+    Starting,
     Running,
-    Exited { status: i32, at: SystemTime },
+    Exited {
+        status: i32,
+        at: SystemTime,
+    },
 }
 
 struct Process {
@@ -165,13 +171,14 @@ impl Shared {
     /// published. Returns whether the pid was known.
     fn record_exit(&self, table: &mut Table, pid: i32, status: i32, at: SystemTime) -> bool {
         for (id, c) in table.containers.iter_mut() {
-            let is_init = c.init.pid == pid && c.init.exited().is_none();
+            let is_init =
+                c.init.pid == pid && matches!(c.init.stage, Stage::Created | Stage::Running);
             let process = if is_init {
                 Some((String::new(), &mut c.init))
             } else {
                 c.execs
                     .iter_mut()
-                    .find(|(_, p)| p.pid == pid && p.exited().is_none() && p.spec.is_none())
+                    .find(|(_, p)| p.pid == pid && p.stage == Stage::Running)
                     .map(|(exec_id, p)| (exec_id.clone(), p))
             };
             let Some((exec_id, process)) = process else {
@@ -391,7 +398,7 @@ pub const OPTIONS_FILE: &str = "options.json";
 fn status_of(process: &Process, live: impl FnOnce() -> Status) -> TaskStatus {
     match process.stage {
         Stage::Exited { .. } => TaskStatus::STOPPED,
-        Stage::Created => TaskStatus::CREATED,
+        Stage::Created | Stage::Starting => TaskStatus::CREATED,
         Stage::Running => match live() {
             Status::Paused => TaskStatus::PAUSED,
             Status::Stopped => TaskStatus::STOPPED,
@@ -559,6 +566,7 @@ impl Task for Tasks {
             }
             let spec = p.spec.take();
             let paths = p.io.paths.clone();
+            p.stage = Stage::Starting;
             table.starting += 1;
             (root, bundle, spec, paths)
         };
@@ -581,11 +589,15 @@ impl Task for Tasks {
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(f) => {
-                self.shared.abandon(&mut table);
-                // An exec that failed to start is gone; containerd deletes it.
+                let mut init = None;
                 if let Ok(c) = container_mut(&mut table, &req.id) {
                     if let Ok(p) = c.process_mut(&req.exec_id) {
-                        if !req.exec_id.is_empty() {
+                        if req.exec_id.is_empty() {
+                            // The init may have died: its exit, if held, is recorded below.
+                            p.stage = Stage::Created;
+                            init = Some(p.pid);
+                        } else {
+                            // An exec that failed to start is gone; containerd deletes it.
                             p.stage = Stage::Exited {
                                 status: 255,
                                 at: SystemTime::now(),
@@ -593,6 +605,10 @@ impl Task for Tasks {
                             p.io.close();
                         }
                     }
+                }
+                match init {
+                    Some(pid) => self.shared.claim(&mut table, pid),
+                    None => self.shared.abandon(&mut table),
                 }
                 return Err(f.into());
             }
@@ -638,7 +654,7 @@ impl Task for Tasks {
             let mut table = self.shared.lock();
             let c = container_mut(&mut table, &req.id)?;
             let p = c.process(&req.exec_id)?;
-            if p.stage == Stage::Running {
+            if matches!(p.stage, Stage::Running | Stage::Starting) {
                 return Err(error(
                     Code::FAILED_PRECONDITION,
                     format!("cannot delete process {:?}: it is running", req.exec_id),
@@ -656,7 +672,7 @@ impl Task for Tasks {
         let (root, bundle, rootfs, pid) = {
             let mut table = self.shared.lock();
             let c = container_mut(&mut table, &req.id)?;
-            if c.init.stage == Stage::Running {
+            if matches!(c.init.stage, Stage::Running | Stage::Starting) {
                 return Err(error(
                     Code::FAILED_PRECONDITION,
                     format!("cannot delete container {:?}: it is running", req.id),
@@ -804,7 +820,7 @@ impl Task for Tasks {
         if !req.exec_id.is_empty() {
             return match p.stage {
                 Stage::Exited { .. } => Err(finished()),
-                Stage::Created => Err(error(
+                Stage::Created | Stage::Starting => Err(error(
                     Code::FAILED_PRECONDITION,
                     format!("process {:?} has not started", req.exec_id),
                 )),
@@ -971,6 +987,8 @@ impl Tasks {
             keep_console: true,
             preserve_fds: 0,
             cgroup: None,
+            // As runc's exec under the runc shim: a paused container refuses it.
+            ignore_paused: false,
         };
         let reply = helper::run(Call::Exec { root, opts }, child.fds(), log);
         drop(child);
