@@ -5,6 +5,7 @@
 //! in-process, the same `container` functions as the `berth` command line (see `task`); the
 //! protocol, the daemonising and the reaper are the containerd-shim crate's.
 
+mod events;
 mod helper;
 mod metrics;
 mod mounts;

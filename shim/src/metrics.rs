@@ -10,15 +10,16 @@ use berth::cgroups::Layout;
 use containerd_shim::protos::cgroups::metrics as v1;
 use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::MessageField;
 
 /// The figures as containerd's Any for the host's layout.
 pub fn to_any(stats: &Stats, layout: Option<Layout>) -> Any {
-    let message: Box<dyn MessageDyn> = match layout {
-        Some(Layout::Unified) => Box::new(v2_metrics(stats)),
-        _ => Box::new(v1_metrics(stats)),
-    };
-    containerd_shim::util::convert_to_any(message).expect("metrics serialise")
+    match layout {
+        Some(Layout::Unified) => {
+            crate::events::any("io.containerd.cgroups.v2.Metrics", &v2_metrics(stats))
+        }
+        _ => crate::events::any("io.containerd.cgroups.v1.Metrics", &v1_metrics(stats)),
+    }
 }
 
 fn raw(stats: &Stats, key: &str) -> u64 {

@@ -106,9 +106,11 @@ impl Shim for Service {
         self.exit.wait();
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Tasks {
+    /// The crate's publisher goes unused: berth's shim sends events without protobuf's
+    /// reflection (see `events`).
+    fn create_task_service(&self, _publisher: RemotePublisher) -> Tasks {
         let exits = monitor_subscribe(Topic::Pid).expect("subscribe to the reaper's exits");
-        Tasks::new(&self.namespace, self.exit.clone(), publisher, exits)
+        Tasks::new(&self.namespace, self.exit.clone(), exits)
     }
 }
 

@@ -24,23 +24,21 @@ use containerd_shim::api::{
     ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
     StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
-use containerd_shim::event::Event;
 use containerd_shim::monitor::{ExitEvent, Subject, Subscription};
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{Message, MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::ttrpc::{self, Code, TtrpcContext};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as TaskStatus};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Task};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::events::{timestamp, Event, Outgoing};
 use crate::helper::{self, Call, Failure};
 use crate::mounts::Mount;
 use crate::stdio::{self, Io, Paths};
@@ -145,9 +143,6 @@ struct Table {
     unclaimed: Vec<(i32, i32, SystemTime)>,
 }
 
-/// An event for containerd, with its topic.
-type Outgoing = (String, Box<dyn MessageDyn + Send>);
-
 struct Shared {
     namespace: String,
     table: Mutex<Table>,
@@ -161,9 +156,8 @@ impl Shared {
     }
 
     /// Queues an event; events go out in the order they are queued.
-    fn publish<E: Event + Send + 'static>(&self, event: E) {
-        let topic = event.topic();
-        let _ = self.events.lock().unwrap().send((topic, Box::new(event)));
+    fn publish<E: Event>(&self, event: E) {
+        let _ = self.events.lock().unwrap().send(Outgoing::new(&event));
     }
 
     /// Records an exit: the process it belongs to is marked exited (once), its streams closed,
@@ -236,17 +230,6 @@ impl Shared {
     }
 }
 
-fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
-        ..Default::default()
-    }
-}
-
 /// The Task service of one shim, for every container it serves.
 pub struct Tasks {
     shared: Arc<Shared>,
@@ -254,12 +237,7 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    pub fn new(
-        namespace: &str,
-        exit: Arc<ExitSignal>,
-        publisher: RemotePublisher,
-        exits: Subscription,
-    ) -> Tasks {
+    pub fn new(namespace: &str, exit: Arc<ExitSignal>, exits: Subscription) -> Tasks {
         let (tx, rx) = mpsc::channel::<Outgoing>();
         let shared = Arc::new(Shared {
             namespace: namespace.to_string(),
@@ -268,10 +246,11 @@ impl Tasks {
             events: Mutex::new(tx),
         });
         let ns = namespace.to_string();
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         std::thread::Builder::new()
             .name("events".into())
             .stack_size(256 * 1024)
-            .spawn(move || forward(publisher, &ns, rx))
+            .spawn(move || crate::events::forward(&address, &ns, rx))
             .expect("start the events thread");
         let reaped = shared.clone();
         std::thread::Builder::new()
@@ -296,34 +275,6 @@ impl Tasks {
 
     fn log_path(bundle: &Path) -> PathBuf {
         bundle.join("log.json")
-    }
-}
-
-/// Sends the events to containerd in order; a send that fails (containerd restarted) is tried
-/// once more on a new connection.
-fn forward(publisher: RemotePublisher, namespace: &str, rx: mpsc::Receiver<Outgoing>) {
-    let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
-    let mut publisher = Some(publisher);
-    for (topic, event) in rx {
-        let ctx = || ttrpc::context::with_timeout(5_000_000_000);
-        let event: Box<dyn MessageDyn> = event;
-        let bytes = event.write_to_bytes_dyn().unwrap_or_default();
-        let descriptor = event.descriptor_dyn();
-        let sent = publisher
-            .as_ref()
-            .map(|p| p.publish(ctx(), &topic, namespace, event));
-        if let Some(Ok(())) = sent {
-            continue;
-        }
-        publisher = RemotePublisher::new(&address).ok();
-        if let Some(p) = &publisher {
-            let again = descriptor.parse_from_bytes(&bytes);
-            if let Ok(again) = again {
-                if let Err(e) = p.publish(ctx(), &topic, namespace, again) {
-                    log::warn!("cannot publish {topic}: {e}");
-                }
-            }
-        }
     }
 }
 
@@ -545,6 +496,8 @@ impl Task for Tasks {
             ..Default::default()
         });
         self.shared.claim(&mut table, reply.pid);
+        drop(table);
+        trim();
         Ok(CreateTaskResponse {
             pid: reply.pid as u32,
             ..Default::default()
@@ -643,6 +596,8 @@ impl Task for Tasks {
             });
         }
         self.shared.claim(&mut table, pid);
+        drop(table);
+        trim();
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
@@ -742,6 +697,8 @@ impl Task for Tasks {
             ..Default::default()
         });
         self.shared.exited.notify_all();
+        drop(table);
+        trim();
         Ok(delete_response(pid, status, at))
     }
 
@@ -757,11 +714,11 @@ impl Task for Tasks {
                     .iter()
                     .find(|(_, p)| p.pid == pid && p.exited().is_none());
                 let info = exec.map(|(exec_id, _)| {
-                    containerd_shim::util::convert_to_any(Box::new(ProcessDetails {
+                    let details = ProcessDetails {
                         exec_id: exec_id.clone(),
                         ..Default::default()
-                    }))
-                    .expect("process details serialise")
+                    };
+                    crate::events::any("containerd.runc.v1.ProcessDetails", &details)
                 });
                 ProcessInfo {
                     pid: pid as u32,
@@ -1022,6 +979,15 @@ impl Tasks {
         if let Err(e) = added {
             log::warn!("container {id:?}: cannot watch for the OOM killer: {e}");
         }
+    }
+}
+
+/// Gives the heap's free memory back to the system after a call that allocated much (a create,
+/// start or delete): an idle shim holds as little as it can.
+fn trim() {
+    // SAFETY: malloc_trim takes the padding to keep and only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
