@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# containerd.sh: containerd 1.6 driven with ctr. The runtime is chosen per container with
+# containerd.sh: containerd (1.6 in the bookworm lane, 2.1 in the sid lane) driven with ctr. The runtime is chosen per container with
 # `ctr run --runc-binary PATH`, which sets the runc shim's BinaryName option, the same option the
 # CRI configuration in the README's Kubernetes section sets for a runtime handler; or, on the
 # `shim` lane, with `ctr run --runtime io.containerd.berth.v2`: berth's own shim. Sourced by
@@ -35,14 +35,21 @@ EOF
     start_daemon containerd "$dir/containerd.sock" "$dir/containerd.log" \
         containerd --config "$dir/config.toml"
     export CTR="ctr --address $dir/containerd.sock --namespace berth-engines"
-    # The CRI plugin prints its whole configuration once it has loaded it.
-    local i
+    # The CRI plugin prints its whole configuration once it has loaded it: containerd 1.6 as Go
+    # values, 2.x as JSON (quoted in the log line).
+    local i loaded=''
     for ((i = 0; i < 100; i++)); do
-        grep -q 'Start cri plugin with config' "$dir/containerd.log" && break
+        grep -qE 'Start cri plugin with config|starting cri plugin' "$dir/containerd.log" && break
         sleep 0.05
     done
-    if ! grep 'Start cri plugin with config' "$dir/containerd.log" |
-        grep -q "berth:{Type:io.containerd.runc.v2 .*Options:map\[BinaryName:$work/rt/containerd/berth\]"; then
+    local config
+    config=$(grep -E 'Start cri plugin with config|starting cri plugin' "$dir/containerd.log" | tr -d '\\')
+    if grep -q "berth:{Type:io.containerd.runc.v2 .*Options:map\[BinaryName:$work/rt/containerd/berth\]" <<<"$config" ||
+        grep -o '"berth":{"runtimeType":"io.containerd.runc.v2"[^}]*}' <<<"$config" |
+        grep -qF "\"BinaryName\":\"$work/rt/containerd/berth\""; then
+        loaded=1
+    fi
+    if [[ -z $loaded ]]; then
         failures+=("containerd: the CRI plugin did not load the runtime handler berth with its BinaryName:
 $(grep -E 'cri|level=error' "$dir/containerd.log" | tail -n 5 | sed 's/^/    /')")
     else
@@ -96,7 +103,30 @@ containerd_steps() {
         "wait_for RUNNING task_status c-all >/dev/null && \$CTR task kill --all --signal SIGKILL c-all && wait_for STOPPED task_status c-all"
     step "task delete, exit status" 0 '' \
         "\$CTR task delete c-all; echo status \$?; \$CTR container rm c-all"
+    # Checkpoint and restore (criu 4 in the sid root): the task of a counting container is
+    # checkpointed with its rw layer into an image, removed, and restored from that image. Not on
+    # crun: containerd's shim restores with `-no-subreaper` (one dash), which crun 1.28 refuses.
+    [[ $lane == sid && $RT != crun ]] || return 0
+    step "run a counter" 0 '' "$run --detach \$IMAGE c-count sh -c \"\$COUNTER\" >/dev/null"
+    step "task checkpoint (container checkpoint --task)" 0 '^c-count RUNNING$' \
+        "before=\$(count_reaches 3 ctr_count c-count) && echo \$before >\$TMPDIR/c-count.before &&
+         \$CTR container checkpoint --task --rw c-count berth.test/c-count-checkpoint:\$RT && task_status c-count"
+    step "remove the checkpointed container" 0 '' \
+        "\$CTR task kill --signal SIGKILL c-count && wait_for STOPPED task_status c-count >/dev/null &&
+         \$CTR task delete c-count >/dev/null && \$CTR container rm c-count"
+    step "container restore --live: it counts on" 0 '^counts on from where it was$' \
+        "\$CTR container restore --live --rw c-count berth.test/c-count-checkpoint:\$RT &&
+         wait_for RUNNING task_status c-count && counts_on_from \$(cat \$TMPDIR/c-count.before) ctr_count c-count"
+    step "delete the restored task" 0 '' \
+        "\$CTR task kill --signal SIGKILL c-count && wait_for STOPPED task_status c-count >/dev/null &&
+         \$CTR task delete c-count >/dev/null && \$CTR container rm c-count"
 }
+
+# The counter of a counting task, read with `ctr task exec`.
+ctr_count() {
+    $CTR task exec --exec-id "count-$RANDOM" "$1" cat /count
+}
+export -f ctr_count
 
 # The processes of a task (its cgroup's) and where berth's shim keeps it, to check that nothing
 # of it is left: no live process (a zombie waits for this machine's pid 1, which reaps late), no

@@ -13,6 +13,14 @@ source "$engines_dir/containerd.sh"
 source "$engines_dir/docker.sh"
 # shellcheck source=scripts/engines/podman.sh
 source "$engines_dir/podman.sh"
+# shellcheck source=scripts/engines/checkpoint.sh
+source "$engines_dir/checkpoint.sh"
+
+# The references each step runs on before berth: runc, and in the sid lane crun too (whose own
+# failures are reported, not counted: it is a second opinion, not the one berth must match).
+lane=${ENGINE_TESTS_LANE:-bookworm}
+references=(runc)
+[[ $lane == sid ]] && references+=(crun)
 
 image=berth.test/busybox:latest
 # pid of each engine daemon we started, by name
@@ -89,6 +97,7 @@ make_host() {
     mount -t tmpfs -o mode=755 tmpfs /run
     local dir
     for dir in "${private_dirs[@]}"; do
+        mkdir -p "$dir"
         mount -t tmpfs -o mode=700 tmpfs "$dir"
     done
     ip link set lo up
@@ -108,8 +117,8 @@ make_host() {
 make_runtime_wrappers() {
     local engine=$1 rt real
     mkdir -p "$work/rt/$engine"
-    for rt in runc berth; do
-        real=$([[ $rt == runc ]] && command -v runc || echo "$BERTH_BIN")
+    for rt in "${references[@]}" berth; do
+        real=$([[ $rt == berth ]] && echo "$BERTH_BIN" || command -v "$rt")
         cat >"$work/rt/$engine/$rt" <<EOF
 #!/bin/sh
 CAPTURE_DIR='$work/calls/$engine/$rt' CAPTURE_RUNTIME='$real' exec '$engines_dir/capture-runtime' "\$@"
@@ -123,17 +132,23 @@ inside_main() {
     make_host
     local engine rt
     for engine in "$@"; do
+        if [[ $engine == checkpoint ]]; then
+            checkpoint_run
+            continue
+        fi
         make_runtime_wrappers "$engine"
         echo "engine-tests: == $engine"
         "${engine}_start"
-        # runc and berth as the runtime binary; containerd also through berth's own shim.
-        local runtimes=(runc berth)
-        [[ $engine == containerd ]] && runtimes+=(shim)
+        # The reference runtimes and berth as the runtime binary; containerd also through
+        # berth's own shim (in the bookworm lane: the sid lane does not have it yet).
+        local runtimes=("${references[@]}" berth) shim_lanes=0
+        [[ $engine == containerd && $lane == bookworm ]] && shim_lanes=1
+        ((shim_lanes)) && runtimes+=(shim)
         for rt in "${runtimes[@]}"; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done
         # Steps of what only a shim does, on berth's shim alone.
-        if declare -F "${engine}_shim_steps" >/dev/null; then
+        if ((shim_lanes)); then
             run_steps "$engine" shim-only "${engine}_shim_steps"
         fi
         compare_runtimes "$engine"

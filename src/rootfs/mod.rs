@@ -7,6 +7,7 @@
 //! masked and read-only paths). `resolve` opens paths inside the root filesystem.
 
 mod device;
+mod host;
 mod mask;
 mod mount;
 mod plan;
@@ -18,10 +19,13 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+pub use host::{bind_root, detach_root, HostMount};
 pub use plan::{
     check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
     MountPlan, RootfsPlan, MOUNT_OPTIONS,
 };
+/// For a restore, which makes the mount points of a checkpointed container (see `checkpoint`).
+pub(crate) use resolve::make_in_root;
 use resolve::open_dir;
 
 use crate::syscall::{Attr, Kernel, MountAttr};
@@ -93,25 +97,29 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
             source,
         }
     };
-    // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
-    // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
-    let root_propagation = match plan.propagation {
-        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    kernel
-        .mount(None, Path::new("/"), None, root_propagation, None)
-        .map_err(mount_err("propagation", Path::new("/")))?;
-    mount::make_parent_private(kernel, &plan.rootfs)?;
-    kernel
-        .mount(
-            Some(&plan.rootfs),
-            &plan.rootfs,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(mount_err("the root filesystem", &plan.rootfs))?;
+    // In the host's mount namespace berth has made the root filesystem's mount already, and
+    // changes nothing else of the host's (see `host`).
+    if !plan.host_mount_ns {
+        // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
+        // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+        let root_propagation = match plan.propagation {
+            Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        kernel
+            .mount(None, Path::new("/"), None, root_propagation, None)
+            .map_err(mount_err("propagation", Path::new("/")))?;
+        mount::make_parent_private(kernel, &plan.rootfs)?;
+        kernel
+            .mount(
+                Some(&plan.rootfs),
+                &plan.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(mount_err("the root filesystem", &plan.rootfs))?;
+    }
     let root = open_dir(&plan.rootfs).map_err(|source| RootfsError::Pivot {
         rootfs: plan.rootfs.clone(),
         step: "open",
@@ -134,7 +142,8 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
 }
 
 /// Switches the root: pivot_root into the root filesystem and detach the old root, or under
-/// `--no-pivot` move the root filesystem over `/` and chroot into it.
+/// `--no-pivot` move the root filesystem over `/` and chroot into it; in the host's mount
+/// namespace, only chroot into it.
 pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let err = |step: &'static str| {
         let rootfs = plan.rootfs.clone();
@@ -145,7 +154,11 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
         }
     };
     let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
-    if plan.no_pivot {
+    if plan.host_mount_ns {
+        // The host's mount namespace: pivot_root or MS_MOVE would move the host's own root.
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
+    } else if plan.no_pivot {
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
         kernel
             .mount(
@@ -315,6 +328,38 @@ mod tests {
                 "{calls:?}"
             );
         }
+    }
+
+    /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the
+    /// init changes nothing of the host's `/`, and chroots where it would pivot_root.
+    #[test]
+    fn in_the_hosts_mount_namespace_the_init_only_mounts_below_the_root_and_chroots() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "linux":{"namespaces":[{"type":"pid"}],"rootfsPropagation":"shared"},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#;
+        let mut plan = plan_for(spec, &rootfs);
+        assert!(plan.host_mount_ns);
+        plan.setup_dev = false;
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        switch_root(&kernel, &plan).unwrap();
+        let r = rootfs.display();
+        assert_eq!(
+            kernel.take(),
+            [
+                "fsopen proc".to_string(),
+                "fsconfig proc source=proc".into(),
+                "fsconfig proc create".into(),
+                "fsmount proc 0 atime=Relatime".into(),
+                format!("move_mount proc {r}/proc"),
+                format!("fchdir {r}"),
+                "chroot .".into(),
+                "fchdir /".into(),
+            ]
+        );
     }
 
     #[test]
