@@ -71,6 +71,11 @@ outside_main() {
     if [[ ! -x $BERTH_BIN ]]; then
         (cd "$repo" && cargo build --locked --bin berth)
     fi
+    # berth's own containerd shim (runtime type io.containerd.berth.v2), found on containerd's PATH.
+    export SHIM_BIN=${SHIM_BIN:-$repo/target/debug/containerd-shim-berth-v2}
+    if [[ ! -x $SHIM_BIN ]]; then
+        (cd "$repo" && cargo build --locked -p containerd-shim-berth-v2)
+    fi
     if [[ " ${engines[*]} " == *" checkpoint "* ]]; then
         CHECKPOINT_TESTS=$(cd "$repo" && cargo test --locked -p runtime-tests --test checkpoint --no-run --message-format=json 2>/dev/null |
             jq -r 'select(.reason == "compiler-artifact" and .target.name == "checkpoint" and .profile.test) | .executable')
