@@ -1334,3 +1334,158 @@ fn two_roots_on_one_bridge_never_hand_out_one_address() {
     other.berth(&["delete", "--force", "settle"]).ok();
     assert_no_network_left(&env);
 }
+
+/// What reached the test's own sockets in the throwaway host: datagrams and connections to a
+/// service bound to 127.0.0.1 only, and datagrams to a port open on every address.
+#[derive(Debug, Default, PartialEq)]
+struct Arrivals {
+    loopback_datagrams: Vec<String>,
+    loopback_connections: usize,
+    open_datagrams: Vec<String>,
+}
+
+/// Sockets of the test in the throwaway host, bound by a thread that enters it: UDP and TCP on
+/// 127.0.0.1:`loopback`, UDP on 0.0.0.0:`open`. They count what arrives until `stop` is set.
+fn watch_host_sockets(
+    env: &Env,
+    loopback: u16,
+    open: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Arrivals> {
+    use std::sync::atomic::Ordering;
+    let path = host_ns(env).path.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a descriptor we own; it moves only this thread, which ends here.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let udp_loopback = std::net::UdpSocket::bind(("127.0.0.1", loopback)).unwrap();
+        let tcp_loopback = std::net::TcpListener::bind(("127.0.0.1", loopback)).unwrap();
+        let udp_open = std::net::UdpSocket::bind(("0.0.0.0", open)).unwrap();
+        for socket in [&udp_loopback, &udp_open] {
+            socket.set_nonblocking(true).unwrap();
+        }
+        tcp_loopback.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut arrivals = Arrivals::default();
+        let mut buffer = [0u8; 512];
+        let text = |length: usize, from: std::net::SocketAddr, buffer: &[u8]| {
+            format!(
+                "{from} {}",
+                String::from_utf8_lossy(&buffer[..length]).trim()
+            )
+        };
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok((length, from)) = udp_loopback.recv_from(&mut buffer) {
+                arrivals
+                    .loopback_datagrams
+                    .push(text(length, from, &buffer));
+            }
+            while let Ok((length, from)) = udp_open.recv_from(&mut buffer) {
+                arrivals.open_datagrams.push(text(length, from, &buffer));
+            }
+            while tcp_loopback.accept().is_ok() {
+                arrivals.loopback_connections += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        arrivals
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    watcher
+}
+
+/// The MAC address of a link of the throwaway host.
+fn host_mac(env: &Env, link: &str) -> String {
+    host_ip(env, &["link", "show", link])[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The shell lines that send raw frames from the container's eth0 to the gateway's MAC
+/// `gateway_mac`, from the container's own MAC and address unless `source` gives others: a
+/// datagram to each `udp` ADDRESS:PORT, a SYN to each `tcp` one.
+fn raw_frames_script(gateway_mac: &str, source: Option<(&str, &str)>, frames: &[&str]) -> String {
+    let (mac, ip) = source.unwrap_or(("$own_mac", "$own_ip"));
+    let mut script = String::from(
+        "own_mac=$(cat /sys/class/net/eth0/address); \
+         own_ip=$(ip -o -4 addr show dev eth0 | sed -n 's/.* inet \\([0-9.]*\\)\\/.*/\\1/p'); \
+         echo \"from $own_ip $own_mac\"; ",
+    );
+    for frame in frames {
+        let (protocol, target) = frame.split_once(' ').unwrap();
+        let (address, port) = target.split_once(':').unwrap();
+        script += &format!(
+            "echo '# {protocol} {target}'; \
+             /bin/helper raw-frame eth0 {gateway_mac} {mac} {ip} {address} {protocol} {port}; "
+        );
+    }
+    script
+}
+
+#[test]
+fn raw_frames_to_loopback_from_a_bridge_container_reach_nothing() {
+    need_root!();
+    let env = Env::with_netns("raw-loopback");
+    // Another container publishes a port: route_localnet is on for docker0 from here on.
+    let web = env.id("web");
+    let bundle = env.bundle(&web, &["httpd", "-f", "-p", "80", "-h", "/var/www"], |_| {});
+    Detached::start(
+        &env,
+        &web,
+        &bundle,
+        &["--network", "bridge", "-p", "8080:80"],
+    );
+    assert_eq!(
+        on_host(
+            &env,
+            "cat",
+            &["/proc/sys/net/ipv4/conf/docker0/route_localnet"]
+        )
+        .trim(),
+        "1"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_host_sockets(&env, 9999, 9998, stop.clone());
+
+    // A container holding CAP_NET_RAW writes frames to the gateway's MAC: to the host's
+    // 127.0.0.1:9999 (a datagram and a SYN), and, as a control that its frames do arrive, a
+    // datagram to the gateway's own address.
+    let attacker = env.id("raw");
+    let script = raw_frames_script(
+        &host_mac(&env, "docker0"),
+        None,
+        &[
+            "udp 172.17.0.1:9998",
+            "udp 127.0.0.1:9999",
+            "tcp 127.0.0.1:9999",
+        ],
+    );
+    let bundle = env.bundle(&attacker, &["sh", "-c", &script], with_net_raw);
+    let b = bundle.to_str().unwrap();
+    let out = env
+        .berth(&["run", "--network", "bridge", "--bundle", b, &attacker])
+        .ok()
+        .to_string();
+    assert_eq!(
+        section(&out, "tcp 127.0.0.1:9999"),
+        "sent\nno answer\n",
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let arrivals = watcher.join().unwrap();
+    assert_eq!(arrivals.open_datagrams.len(), 1, "{arrivals:?}\n{out}");
+    assert_eq!(arrivals.loopback_datagrams, Vec::<String>::new(), "{out}");
+    assert_eq!(arrivals.loopback_connections, 0);
+
+    // The published port still answers on 127.0.0.1.
+    let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
+    assert_eq!(fetch_when_served(&env, "127.0.0.1", 8080), index);
+    env.berth(&["delete", "--force", &web]).ok();
+    assert_no_network_left(&env);
+}

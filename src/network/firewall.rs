@@ -225,7 +225,16 @@ fn out_of(bridge: &str, equal: bool) -> Vec<Expr> {
 ///     ip saddr SUBNET oifname != BRIDGE masquerade
 ///     ip saddr 127.0.0.0/8 oifname BRIDGE masquerade
 ///     ip saddr SUBNET oifname BRIDGE ct status dnat masquerade }
+/// chain input { type filter hook input priority filter
+///     iifname BRIDGE ip daddr 127.0.0.0/8 ct status & dnat != dnat drop }
 /// ```
+///
+/// The input chain closes what `route_localnet` opens (the class of kube-proxy's
+/// CVE-2020-8558): with it on, the host takes packets to 127.0.0.0/8 that arrive on the bridge,
+/// so a container able to write raw frames (CAP_NET_RAW, in Docker's default set) could reach
+/// the host's loopback-only services through the gateway's MAC. Only the answers of the host's
+/// own connections to published ports may arrive there, and those belong to a DNAT'd
+/// connection; kube-proxy drops the same way, in its KUBE-FIREWALL chain.
 fn nat_table(bridge: &str, subnet: Ipv4Net) -> Vec<Change> {
     let t = table(bridge);
     let ip = Family::IPv4;
@@ -288,6 +297,23 @@ fn nat_table(bridge: &str, subnet: Ipv4Net) -> Vec<Change> {
         masquerade(vec![source_in(subnet), out_of(bridge, false)]),
         masquerade(vec![source_in(loopback), out_of(bridge, true)]),
         masquerade(vec![source_in(subnet), out_of(bridge, true), status_dnat]),
+        base_chain(ip, &t, "input", "filter", InetHookNumber::LocalIn, 0),
+        rule(ip, &t, "input", loopback_from_the_bridge(bridge)),
+    ]
+}
+
+/// `iifname BRIDGE ip daddr 127.0.0.0/8 ct status & dnat != dnat drop`.
+fn loopback_from_the_bridge(bridge: &str) -> Vec<Expr> {
+    vec![
+        nft::meta(MetaKey::Iifname, Register::Reg1),
+        nft::cmp(Operator::Equal, Register::Reg1, &nft::ifname(bridge)),
+        nft::payload(Base::Network, 16, 1, Register::Reg1),
+        nft::cmp(Operator::Equal, Register::Reg1, &[127]),
+        nft::ct_status(Register::Reg1),
+        // IPS_DST_NAT
+        nft::and(Register::Reg1, &0x20u32.to_ne_bytes()),
+        nft::cmp(Operator::NotEqual, Register::Reg1, &0x20u32.to_ne_bytes()),
+        nft::verdict(nft::DROP),
     ]
 }
 
@@ -349,11 +375,11 @@ mod tests {
     }
 
     #[test]
-    fn the_nat_table_has_one_map_three_chains_and_five_rules() {
+    fn the_table_has_one_map_four_chains_and_six_rules() {
         let changes = nat_table("docker0", "172.17.0.0/16".parse().unwrap());
         let count = |f: fn(&NfTablesMessage) -> bool| changes.iter().filter(|c| f(&c.1)).count();
         assert_eq!(count(|m| matches!(m, NfTablesMessage::NewSet(_))), 1);
-        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewChain(_))), 3);
-        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewRule(_))), 5);
+        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewChain(_))), 4);
+        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewRule(_))), 6);
     }
 }

@@ -208,10 +208,14 @@ impl Netlink {
         use std::os::fd::AsRawFd;
         // the peer cannot be set up here: the kernel opens it before the pair is linked and
         // answers ENOTCONN, so it is set up from inside its namespace afterwards
+        // one queue each way, said outright: left to the kernel, it makes one per CPU and
+        // then cuts them to one, waiting for an expedited RCU grace period for each end
         let mut peer = LinkMessage::default();
         peer.attributes = vec![
             LinkAttribute::IfName(peer_name.to_string()),
             LinkAttribute::Mtu(mtu),
+            LinkAttribute::NumTxQueues(1),
+            LinkAttribute::NumRxQueues(1),
             LinkAttribute::Address(peer_mac.to_vec()),
             LinkAttribute::NetNsFd(peer_netns.as_raw_fd()),
         ];
@@ -221,6 +225,8 @@ impl Netlink {
         host.attributes = vec![
             LinkAttribute::IfName(host_name.to_string()),
             LinkAttribute::Mtu(mtu),
+            LinkAttribute::NumTxQueues(1),
+            LinkAttribute::NumRxQueues(1),
             LinkAttribute::Controller(bridge_index),
             LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Veth),

@@ -9,8 +9,9 @@ use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, ListAttribute, Lookup, Meta,
-    MetaKey, NfTablesMessage, Operator, Payload, Register, TableAttribute, TableMessage,
+    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
+    Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, TableAttribute,
+    TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
@@ -233,7 +234,8 @@ enum Answer {
     Error(io::Error),
 }
 
-/// `NF_ACCEPT`, a verdict of `include/uapi/linux/netfilter.h`.
+/// `NF_DROP` and `NF_ACCEPT`, the verdicts of `include/uapi/linux/netfilter.h`.
+pub const DROP: u32 = 0;
 pub const ACCEPT: u32 = 1;
 
 /// Where a payload expression reads from (`enum nft_payload_bases`).
@@ -298,6 +300,17 @@ pub fn lookup(set: &str, register: Register, into: Option<Register>, inverted: b
         attributes.push(Lookup::Flags(1));
     }
     Expressions::Lookup(attributes).into()
+}
+
+/// `immediate reg 0 VERDICT`: accept or drop.
+pub fn verdict(code: u32) -> Expr {
+    Expressions::Immediate(vec![
+        Immediate::DestinationRegister(Register::Verdict),
+        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(
+            Verdict::Other(code),
+        )])),
+    ])
+    .into()
 }
 
 /// An expression the crate has no type for, from its name and attributes (kind, big-endian u32).

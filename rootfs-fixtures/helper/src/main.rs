@@ -11,6 +11,7 @@ mod names;
 mod net;
 mod probes;
 mod process;
+mod raw;
 
 use std::fmt;
 use std::io;
@@ -91,6 +92,11 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("ls", "DIR", files::ls),
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
+    (
+        "raw-frame",
+        "IFACE DST_MAC SRC_MAC SRC_IP DST_IP udp|tcp PORT",
+        raw::raw_frame,
+    ),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
