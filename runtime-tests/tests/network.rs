@@ -366,8 +366,13 @@ fn assert_no_network_left(env: &Env) {
         );
         assert_eq!(localnet.trim(), "0", "route_localnet left on");
     }
-    let rules = nft_ruleset(env);
-    assert!(!rules.contains("elements"), "map elements left: {rules}");
+    let map = env
+        .command("nft")
+        .args(["list", "map", "ip", "berth-docker0", "ports"])
+        .output()
+        .unwrap();
+    let map = String::from_utf8_lossy(&map.stdout);
+    assert!(!map.contains("elements"), "published ports left: {map}");
     for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
     }
@@ -1487,5 +1492,69 @@ fn raw_frames_to_loopback_from_a_bridge_container_reach_nothing() {
     let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
     assert_eq!(fetch_when_served(&env, "127.0.0.1", 8080), index);
     env.berth(&["delete", "--force", &web]).ok();
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_bridge_container_sends_only_from_its_own_address_and_mac() {
+    need_root!();
+    let env = Env::with_netns("spoof");
+    let neighbour = env.id("neighbour");
+    let bundle = env.bundle(&neighbour, &["/bin/helper", "pause"], |_| {});
+    Detached::start(&env, &neighbour, &bundle, &["--network", "bridge"]).output_with("pausing");
+    let net = settings(&env, &neighbour);
+    let (their_ip, their_mac) = (
+        net["IPAddress"].as_str().unwrap().to_string(),
+        net["MacAddress"].as_str().unwrap().to_string(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_host_sockets(&env, 9997, 9998, stop.clone());
+
+    // Raw frames to the gateway's UDP port 9998: from the container's own MAC and address,
+    // then with the neighbour's address, the neighbour's MAC, and both.
+    let gateway = host_mac(&env, "docker0");
+    let mut script = raw_frames_script(&gateway, None, &["udp 172.17.0.1:9998"]);
+    for (tag, mac, ip) in [
+        ("their address", "$own_mac", their_ip.as_str()),
+        ("their mac", their_mac.as_str(), "$own_ip"),
+        ("both", their_mac.as_str(), their_ip.as_str()),
+    ] {
+        script += &format!(
+            "echo '# {tag}'; \
+             /bin/helper raw-frame eth0 {gateway} {mac} {ip} 172.17.0.1 udp 9998; "
+        );
+    }
+    let attacker = env.id("spoofer");
+    let bundle = env.bundle(&attacker, &["sh", "-c", &script], with_net_raw);
+    let b = bundle.to_str().unwrap();
+    let out = env
+        .berth(&["run", "--network", "bridge", "--bundle", b, &attacker])
+        .ok()
+        .to_string();
+    for tag in ["their address", "their mac", "both"] {
+        assert_eq!(section(&out, tag), "sent\n", "{out}");
+    }
+    let own_ip = out
+        .lines()
+        .find_map(|line| line.strip_prefix("from "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let arrivals = watcher.join().unwrap();
+    assert_eq!(
+        arrivals.open_datagrams,
+        [format!("{own_ip}:40123 berth raw frame")],
+        "{out}"
+    );
+    // The bridge did not learn the neighbour's MAC on the spoofer's port: the neighbour
+    // still answers the host.
+    on_host(
+        &env,
+        rootfs().join("bin/busybox").to_str().unwrap(),
+        &["ping", "-c", "1", "-W", "2", &their_ip],
+    );
+    env.berth(&["delete", "--force", &neighbour]).ok();
     assert_no_network_left(&env);
 }

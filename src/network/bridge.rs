@@ -160,6 +160,9 @@ fn claim_lease(
     taken.extend(host.addresses(bridge)?.into_iter().map(|(ip, _)| ip));
     taken.extend(host.neighbours(bridge)?);
     let host_veth = free_veth_name(store, &mut host, root, id)?;
+    // the anti-spoofing elements of veths that are gone, swept once enough have gathered
+    let live = host.links()?.into_iter().map(|link| link.index).collect();
+    firewall::sweep(&req.bridge, &live)?;
     let made_by_berth = store
         .bridge(&req.bridge)?
         .is_some_and(|record| record.made_by_berth);
@@ -271,6 +274,14 @@ pub fn attach(
         mac,
         &netns,
     )?;
+    // the container's eth0 is still down: its first frame meets the anti-spoofing rules
+    let veth = host
+        .link(&lease.host_veth)?
+        .ok_or_else(|| NetworkError::Bridge {
+            bridge: lease.bridge.clone(),
+            reason: format!("veth {} vanished right after it was made", lease.host_veth),
+        })?;
+    firewall::admit(&lease.bridge, veth.index, mac, lease.address)?;
 
     let mut inside = Netlink::open_in(&netns, &netns_path)?;
     let missing = |name: &str| NetworkError::Namespace {

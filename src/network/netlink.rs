@@ -169,6 +169,16 @@ impl Netlink {
         }
     }
 
+    /// Every link of the namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+        let messages = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            &|| "list links".to_string(),
+        )?;
+        Ok(messages.into_iter().filter_map(link_of).collect())
+    }
+
     /// Makes a bridge, up, with a fixed MAC so that it never takes the lowest MAC of its ports.
     pub fn create_bridge(
         &mut self,

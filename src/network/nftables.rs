@@ -241,6 +241,7 @@ pub const ACCEPT: u32 = 1;
 /// Where a payload expression reads from (`enum nft_payload_bases`).
 #[derive(Clone, Copy)]
 pub enum Base {
+    Link = 0,
     Network = 1,
     Transport = 2,
 }

@@ -16,6 +16,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use serde_json::Value;
 
 use super::bridge::{ensure_bridge, MTU, VETH_LINGER};
+use super::ipam;
 use super::netlink::Netlink;
 use super::store::Store;
 use super::*;
@@ -161,6 +162,15 @@ fn nft_ruleset() -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The map of published ports, as `nft` lists it; empty when there is no table.
+fn published_map() -> String {
+    let output = Command::new("nft")
+        .args(["list", "map", "ip", "berth-docker0", "ports"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn ping(from: Option<&Container>, address: Ipv4Addr) -> bool {
     let address = address.to_string();
     let args = ["busybox", "ping", "-c", "1", "-W", "2", &address];
@@ -211,11 +221,7 @@ fn assert_nothing_left(root: &TempRoot) {
         let localnet = fs::read_to_string("/proc/sys/net/ipv4/conf/docker0/route_localnet");
         assert_eq!(localnet.unwrap().trim(), "0", "route_localnet left on");
     }
-    let ruleset = nft_ruleset();
-    assert!(
-        !ruleset.contains("elements"),
-        "map elements left: {ruleset}"
-    );
+    assert!(!published_map().contains("elements"), "{}", published_map());
     assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
     assert_eq!(root.records("ports"), Vec::<String>::new());
 }
@@ -772,7 +778,7 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
         let neighbours = host_ip_json(&["neigh", "show", "dev", "docker0", "nud", "permanent"]);
         assert_eq!(neighbours.as_array().unwrap().len(), 1, "{neighbours}");
         assert_eq!(neighbours[0]["dst"], "172.17.255.253");
-        assert!(!nft_ruleset().contains("elements"));
+        assert!(!published_map().contains("elements"));
         assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
         assert_eq!(root.records("bridges"), Vec::<String>::new());
     });
@@ -898,6 +904,14 @@ fn the_bridge_table_reads_in_nfts_words_and_is_made_once() {
             "ip saddr 172.17.0.0/16 oifname \"docker0\" ct status dnat masquerade",
             "type filter hook input priority filter; policy accept;",
             "iifname \"docker0\" ip daddr 127.0.0.0/8 ct status & dnat != dnat drop",
+            "table bridge berth-docker0",
+            "type iface_index . ether_addr",
+            "type iface_index . ipv4_addr",
+            "type filter hook prerouting priority dstnat; policy accept;",
+            "iif != @veths accept",
+            "iif . ether saddr != @macs drop",
+            "iif . ip saddr @ips accept",
+            "iif . arp saddr ether @macs iif . arp saddr ip @ips accept",
         ] {
             assert_eq!(ruleset.matches(line).count(), 1, "{line:?} in {ruleset}");
         }
@@ -906,5 +920,34 @@ fn the_bridge_table_reads_in_nfts_words_and_is_made_once() {
         assert_eq!(ruleset.matches(dnat).count(), 2, "{ruleset}");
         assert!(super::firewall::exists("docker0").unwrap());
         assert!(!super::firewall::exists("docker1").unwrap());
+    });
+}
+
+#[test]
+fn anti_spoofing_elements_of_gone_veths_are_swept_once_enough_gathered() {
+    require_root!();
+    in_throwaway_host(|| {
+        super::firewall::setup_bridge("docker0", "172.17.0.0/16".parse().unwrap()).unwrap();
+        let count = || nft_ruleset().matches(" . 02:42:").count();
+        let mut live = HashSet::new();
+        // interface indexes no link has here: veths that are gone
+        for n in 0..super::firewall::SWEEP_AT as u32 - 1 {
+            let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 17, 1, 0)) + n);
+            super::firewall::admit("docker0", 5000 + n, ipam::mac_for(address), address).unwrap();
+        }
+        live.insert(1);
+        assert_eq!(super::firewall::sweep("docker0", &live).unwrap(), 63);
+        assert_eq!(count(), 63, "nothing is swept below the mark");
+        let address = Ipv4Addr::new(172, 17, 2, 1);
+        super::firewall::admit("docker0", 9000, ipam::mac_for(address), address).unwrap();
+        // a live veth's elements stay
+        live.insert(9000);
+        let address = Ipv4Addr::new(172, 17, 2, 2);
+        super::firewall::admit("docker0", 9001, ipam::mac_for(address), address).unwrap();
+        assert_eq!(super::firewall::sweep("docker0", &live).unwrap(), 64);
+        let ruleset = nft_ruleset();
+        assert_eq!(count(), 1, "{ruleset}");
+        assert!(ruleset.contains("9000 . 02:42:ac:11:02:01"), "{ruleset}");
+        assert!(ruleset.contains("9000 . 172.17.2.1"), "{ruleset}");
     });
 }
