@@ -243,7 +243,12 @@ fn connect_from_host(env: &Env, address: &str, port: u16) -> Result<String, Stri
 /// thread of ours that enters the namespace, since busybox wget crashes outside its root
 /// filesystem (its static glibc loads the host's NSS modules) and curl may be missing.
 fn fetch_from_host(env: &Env, address: &str, port: u16) -> Result<String, String> {
-    let path = host_ns(env).path.clone();
+    fetch_in(&host_ns(env).path, address, port)
+}
+
+/// `GET /` from the network namespace at `path`, as [`fetch_from_host`].
+fn fetch_in(path: &Path, address: &str, port: u16) -> Result<String, String> {
+    let path = path.to_path_buf();
     let target = format!("{address}:{port}");
     std::thread::spawn(move || {
         let ns = std::fs::File::open(&path).map_err(|e| e.to_string())?;
@@ -1557,4 +1562,87 @@ fn a_bridge_container_sends_only_from_its_own_address_and_mac() {
     );
     env.berth(&["delete", "--force", &neighbour]).ok();
     assert_no_network_left(&env);
+}
+
+/// A bridge container that publishes a port, on a throwaway host whose `FORWARD` policy is
+/// `policy` (set with `iptables`: iptables-nft or iptables-legacy), with a second namespace as its LAN neighbour (192.0.2.2, the host being
+/// 192.0.2.1): the container pings the neighbour, the neighbour fetches the published port.
+/// With DROP, berth's accept rules are in the FORWARD chain while the container runs, and gone
+/// after it.
+fn forwarding_with_policy(iptables: &str, policy: &str) {
+    let env = Env::with_netns(&format!("{iptables}-{}", policy.to_lowercase()));
+    let lan = NetNs::new(&format!("{}-lan", env.name));
+    on_host(
+        &env,
+        "ip",
+        &[
+            "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+        ],
+    );
+    on_host(&env, "ip", &["link", "set", "lan1", "netns", &lan.name]);
+    on_host(&env, "ip", &["addr", "add", "192.0.2.1/24", "dev", "lan0"]);
+    on_host(&env, "ip", &["link", "set", "lan0", "up"]);
+    for args in [
+        &["addr", "add", "192.0.2.2/24", "dev", "lan1"][..],
+        &["link", "set", "lan1", "up"],
+    ] {
+        assert!(lan.command("ip").args(args).status().unwrap().success());
+    }
+    on_host(&env, iptables, &["-P", "FORWARD", policy]);
+
+    let id = env.id("web");
+    let bundle = env.bundle(&id, &["httpd", "-f", "-p", "80", "-h", "/var/www"], |_| {});
+    let web = Detached::start(
+        &env,
+        &id,
+        &bundle,
+        &["--network", "bridge", "-p", "8080:80"],
+    );
+    let rules = on_host(&env, iptables, &["-S", "FORWARD"]);
+    assert!(rules.contains(&format!("-P FORWARD {policy}")), "{rules}");
+    assert_eq!(rules.contains("berth docker0"), policy == "DROP", "{rules}");
+
+    // Out: the container pings its host's LAN neighbour.
+    let ping = Command::new("nsenter")
+        .args(["-t", &web.pid.to_string(), "-n"])
+        .arg(rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "1", "-W", "2", "192.0.2.2"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "policy {policy}: {ping:?}");
+    // In: the neighbour fetches the published port at the host's address.
+    let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let page = loop {
+        match fetch_in(&lan.path, "192.0.2.1", 8080) {
+            Ok(page) => break page,
+            Err(err) if Instant::now() > deadline => panic!("policy {policy}: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert_eq!(page, index);
+
+    env.berth(&["delete", "--force", &id]).ok();
+    assert_no_network_left(&env);
+    let rules = on_host(&env, iptables, &["-S", "FORWARD"]);
+    assert!(!rules.contains("berth"), "{rules}");
+    assert!(rules.contains(&format!("-P FORWARD {policy}")), "{rules}");
+}
+
+#[test]
+fn forwarding_passes_a_host_firewall_that_drops_it() {
+    need_root!();
+    forwarding_with_policy("iptables-nft", "DROP");
+}
+
+#[test]
+fn forwarding_passes_an_iptables_legacy_firewall_that_drops_it() {
+    need_root!();
+    forwarding_with_policy("iptables-legacy", "DROP");
+}
+
+#[test]
+fn forwarding_works_with_a_host_firewall_that_accepts_it() {
+    need_root!();
+    forwarding_with_policy("iptables-nft", "ACCEPT");
 }

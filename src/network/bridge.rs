@@ -56,7 +56,8 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
         }
     }
     let store = Store::lock(root)?;
-    reclaim(&store)?;
+    let bridge = (req.mode == Mode::Bridge).then_some(req.bridge.as_str());
+    reclaim(&store, bridge)?;
     check_ports_free(&store, &req.ports)?;
     let owner = Owner::current();
     let lease = match req.mode {
@@ -364,6 +365,7 @@ pub(super) fn ensure_bridge(
                         subnet,
                         nat: false,
                         localnet: false,
+                        forward: None,
                     };
                     store.put_bridge(name, &made)?;
                     record = Some(made);
@@ -384,6 +386,7 @@ pub(super) fn ensure_bridge(
         subnet,
         nat: false,
         localnet: false,
+        forward: None,
     });
     if !link.up {
         host.set_up(link.index, name)?;
@@ -404,6 +407,14 @@ pub(super) fn ensure_bridge(
         firewall::setup_bridge(name, subnet)?;
     }
     record.nat = true;
+    if record.forward.is_none() {
+        if let Some(flavour) = firewall::forward_drops()? {
+            // recorded first, so that the rules go again whatever happens next
+            record.forward = Some(flavour);
+            store.put_bridge(name, &record)?;
+            firewall::open_forwarding(flavour, name)?;
+        }
+    }
     if before.as_ref() != Some(&record) {
         store.put_bridge(name, &record)?;
     }
@@ -441,12 +452,13 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
         .into_iter()
         .filter(|record| record.id == id)
         .collect();
-    release_records(&store, &leases, &ports)
+    release_records(&store, &leases, &ports)?;
+    settle_bridges(&store, None)
 }
 
 /// Drops the records of containers that no longer exist, with whatever they still hold, and
-/// settles released leases.
-fn reclaim(store: &Store) -> Result<(), NetworkError> {
+/// settles released leases and the bridges but `except`.
+fn reclaim(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
     let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
         .leases()?
         .into_iter()
@@ -461,10 +473,8 @@ fn reclaim(store: &Store) -> Result<(), NetworkError> {
         .into_iter()
         .filter(|record| !store.is_alive(&record.id, &record.owner))
         .collect();
-    if leases.is_empty() && ports.is_empty() {
-        return Ok(());
-    }
-    release_records(store, &leases, &ports)
+    release_records(store, &leases, &ports)?;
+    settle_bridges(store, except)
 }
 
 /// Forgets released leases whose veth the kernel has removed, and deletes the veths that
@@ -554,24 +564,28 @@ fn release_records(
         }
     }
 
-    let bridges: HashSet<&String> = leases
-        .iter()
-        .map(|record| &record.lease.bridge)
-        .chain(published.keys().map(|(bridge, _)| bridge))
-        .collect();
-    for bridge in bridges {
-        let host = match &mut host {
-            Some(host) => host,
-            None => host.insert(Netlink::open()?),
-        };
-        settle_bridge(store, host, bridge)?;
+    Ok(())
+}
+
+/// Settles every bridge berth keeps a record of but `except` (the one a `create` is about to
+/// use): so whatever a killed berth left on a bridge goes with the next command that finds no
+/// container on it, not only with the release of a container of that bridge.
+fn settle_bridges(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
+    let names = store.bridge_names()?;
+    if names.iter().all(|name| Some(name.as_str()) == except) {
+        return Ok(());
+    }
+    let mut host = Netlink::open()?;
+    for name in names.iter().filter(|name| Some(name.as_str()) != except) {
+        settle_bridge(store, &mut host, name)?;
     }
     Ok(())
 }
 
 /// Takes back what a bridge holds only for its containers: `route_localnet` once no port is
-/// published through it, and, once no container of this `--root` uses it, the gateway address
-/// berth put on a bridge it did not make. The bridge and its table stay (see the module's
+/// published through it, and, once no container of this `--root` uses it, the accept rules in
+/// a host firewall that drops forwarding and the gateway address berth put on a bridge it did
+/// not make. The bridge and its table stay (see the module's
 /// opening comment).
 fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), NetworkError> {
     let Some(mut record) = store.bridge(name)? else {
@@ -600,6 +614,10 @@ fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), Ne
         .leases()?
         .iter()
         .any(|lease| lease.lease.bridge == name && lease.released_at.is_none());
+    if let (Some(flavour), false) = (record.forward, in_use) {
+        firewall::close_forwarding(flavour, name)?;
+        record.forward = None;
+    }
     if record.gateway_added && !in_use {
         if let Some(link) = host.link(name)? {
             let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());

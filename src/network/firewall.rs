@@ -33,12 +33,154 @@ use netlink_packet_netfilter::nftables::{
 };
 
 use super::nftables::{self as nft, Base, Change, Expr, Family, Nft, NftError};
+use serde::{Deserialize, Serialize};
+
 use super::{Ipv4Net, PortMapping, Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     #[error(transparent)]
     Nft(#[from] NftError),
+    #[error("the host's FORWARD policy drops, and no {program} is in PATH, /usr/sbin or /sbin to open it for the bridge")]
+    NoIptables { program: &'static str },
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// The iptables whose FORWARD chain drops by policy, where berth lets its bridge through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Iptables {
+    /// iptables-nft: its `ip filter` table is an nftables table.
+    Nft,
+    /// iptables-legacy (x_tables), which nftables cannot see.
+    Legacy,
+}
+
+impl Iptables {
+    fn programs(self) -> [&'static str; 2] {
+        match self {
+            Iptables::Nft => ["iptables-nft", "iptables"],
+            Iptables::Legacy => ["iptables-legacy", "iptables"],
+        }
+    }
+}
+
+/// Which iptables, if any, drops forwarded packets by policy: `iptables -P FORWARD DROP`, as
+/// Docker sets and many hardened hosts have. iptables-nft's chain is looked at over netlink;
+/// iptables-legacy's only when its filter table is loaded, by running it.
+///
+/// berth cannot let its bridge through with a rule of its own table: the kernel runs every
+/// base chain at a hook, and a packet accepted by one is still dropped by another's policy
+/// (tried: an accept in a forward chain of `ip berth-docker0`, at priority 0 and at -300,
+/// leaves both directions blocked). So, as Docker does, berth adds its accept rules to the
+/// FORWARD chain that drops.
+pub fn forward_drops() -> Result<Option<Iptables>, FirewallError> {
+    let policy = Nft::open()?.chain_policy(Family::IPv4, "filter", "FORWARD")?;
+    if policy == Some(nft::DROP) {
+        return Ok(Some(Iptables::Nft));
+    }
+    // this thread's namespace, not the process's first thread's
+    let tables = std::fs::read_to_string("/proc/thread-self/net/ip_tables_names");
+    if tables.is_ok_and(|names| names.lines().any(|name| name == "filter")) {
+        let rules = iptables(Iptables::Legacy, &["-w", "-S", "FORWARD"])?;
+        if rules.lines().any(|line| line == "-P FORWARD DROP") {
+            return Ok(Some(Iptables::Legacy));
+        }
+    }
+    Ok(None)
+}
+
+/// The accept rules for a bridge in the FORWARD chain, as iptables takes them: whatever its
+/// containers send (out, to each other, the answers to connections in), and what comes to
+/// them as the answer to their connections or to a published port (a DNAT'd connection).
+fn forward_rules(bridge: &str) -> [Vec<String>; 2] {
+    let comment = format!("berth {bridge}");
+    let rule = |parts: &[&str]| -> Vec<String> {
+        let mut rule: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        rule.extend(["-m", "comment", "--comment", &comment, "-j", "ACCEPT"].map(String::from));
+        rule
+    };
+    [
+        rule(&["FORWARD", "-i", bridge]),
+        rule(&[
+            "FORWARD",
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+        ]),
+    ]
+}
+
+/// Puts the bridge's accept rules at the head of the FORWARD chain of `flavour`.
+pub fn open_forwarding(flavour: Iptables, bridge: &str) -> Result<(), FirewallError> {
+    for rule in forward_rules(bridge) {
+        let mut args = vec!["-w", "-I"];
+        args.extend(rule.iter().map(String::as_str));
+        iptables(flavour, &args)?;
+    }
+    Ok(())
+}
+
+/// Takes the bridge's accept rules out of the FORWARD chain again; rules already gone are fine.
+pub fn close_forwarding(flavour: Iptables, bridge: &str) -> Result<(), FirewallError> {
+    for rule in forward_rules(bridge) {
+        let mut args = vec!["-w", "-D"];
+        args.extend(rule.iter().map(String::as_str));
+        match iptables(flavour, &args) {
+            Ok(_) => {}
+            // "Bad rule (does a matching rule exist in that chain?)"
+            Err(FirewallError::Failed { status, .. }) if status.code() == Some(1) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs iptables of `flavour` with `args`; returns what it printed.
+fn iptables(flavour: Iptables, args: &[&str]) -> Result<String, FirewallError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let program = flavour
+        .programs()
+        .iter()
+        .flat_map(|name| {
+            std::env::split_paths(&path)
+                .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+                .map(move |dir| dir.join(name))
+        })
+        .find(|candidate| candidate.is_file())
+        .ok_or(FirewallError::NoIptables {
+            program: flavour.programs()[0],
+        })?;
+    let command = format!("{} {}", program.display(), args.join(" "));
+    let output = std::process::Command::new(&program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| FirewallError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(FirewallError::Failed {
+            command,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn table(bridge: &str) -> String {

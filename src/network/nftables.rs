@@ -9,9 +9,9 @@ use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
-    Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, TableAttribute,
-    TableMessage, Verdict, VerdictAttribute,
+    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
+    Immediate, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register,
+    TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
@@ -225,6 +225,39 @@ impl Nft {
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The policy of base chain `chain` in table `table` ([`DROP`] or [`ACCEPT`]), if there is
+    /// such a chain.
+    pub fn chain_policy(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+    ) -> Result<Option<u32>, NftError> {
+        let message = NfTablesMessage::GetChain(ChainMessage {
+            attributes: vec![
+                ChainAttribute::Table(table.to_string()),
+                ChainAttribute::Name(chain.to_string()),
+            ],
+        });
+        let answer = self.request(family, message, 0, &|| {
+            format!("look up nftables chain {table} {chain}")
+        });
+        let messages = match answer {
+            Ok(messages) => messages,
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(messages.into_iter().find_map(|message| match message {
+            NfTablesMessage::NewChain(chain) => {
+                chain.attributes.into_iter().find_map(|a| match a {
+                    ChainAttribute::Policy(policy) => Some(policy),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }))
     }
 }
 

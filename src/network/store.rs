@@ -90,6 +90,10 @@ pub struct BridgeRecord {
     /// berth turned on `route_localnet` on the bridge (for ports published on 127.0.0.1).
     #[serde(default)]
     pub localnet: bool,
+    /// berth added accept rules for the bridge to this iptables' FORWARD chain, whose policy
+    /// drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<super::firewall::Iptables>,
 }
 
 /// The locked store; the lock is held until it is dropped.
@@ -228,6 +232,14 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(NetworkError::Store { path, source }),
         }
+    }
+
+    /// The names of the bridges berth keeps a record of.
+    pub fn bridge_names(&self) -> Result<Vec<String>, NetworkError> {
+        Ok(list(&self.dir.join("bridges"))?
+            .iter()
+            .filter_map(|path| path.file_name()?.to_str().map(String::from))
+            .collect())
     }
 
     pub fn put_bridge(&self, name: &str, record: &BridgeRecord) -> Result<(), NetworkError> {
