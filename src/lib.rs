@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod container;
+pub mod fault;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

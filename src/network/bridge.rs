@@ -14,10 +14,9 @@
 //!   act on traffic with no container left goes with the last container: `route_localnet`
 //!   (ports on 127.0.0.1) and the accept rules in a host firewall that drops forwarding.
 //!
-//! Crash safety: a record is written before the kernel state it stands for (a lease before
-//! the veth, a port record before its map element), except the neighbour entry that claims an
-//! address, which comes first so that two berths never write a lease for one address; the
-//! lease follows within microseconds. The kernel's own changes are atomic (one netlink request
+//! Crash safety: a record is written before the kernel state it stands for (a lease before its
+//! address claim and its veth, a port record before its map element, a bridge record before
+//! the forwarding rules). The kernel's own changes are atomic (one netlink request
 //! or one nf_tables transaction each). So whatever berth was doing when it was killed, the
 //! records say what may exist, and `release` (at `delete --force`, or through `reclaim` at the
 //! next `create`) undoes it, each step finding "already gone" fine.
@@ -139,10 +138,10 @@ fn check_ports_free(store: &Store, ports: &[PortMapping]) -> Result<(), NetworkE
 /// running Docker's `docker0`), from the top of the subnet down, clear of Docker's addresses,
 /// which it hands out from the bottom up.
 ///
-/// The address is claimed in the kernel first, with a permanent neighbour entry made only if
+/// The address is claimed in the kernel too, with a permanent neighbour entry made only if
 /// none exists: another `--root` on the same bridge keeps its leases in a store of its own,
 /// but sees that entry among the bridge's neighbours, and of two berths racing for one address
-/// only one makes it. The lease record follows.
+/// only one makes it; the other drops its lease record and picks again.
 fn claim_lease(
     store: &Store,
     root: &Path,
@@ -152,6 +151,7 @@ fn claim_lease(
 ) -> Result<Lease, NetworkError> {
     let mut host = Netlink::open()?;
     let bridge = ensure_bridge(store, &mut host, &req.bridge, req.subnet)?;
+    crate::fault::point("reserve:bridge");
     let mut taken: HashSet<Ipv4Addr> = store
         .leases()?
         .into_iter()
@@ -179,34 +179,34 @@ fn claim_lease(
             }
         })?;
         let mac = ipam::mac_for(address);
-        match host.claim_neighbour(bridge, &req.bridge, address, mac) {
-            Ok(()) => {}
-            // another berth claimed it since the neighbours were read
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                taken.insert(address);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
         let lease = Lease {
             bridge: req.bridge.clone(),
             subnet: req.subnet,
             address,
             gateway: req.subnet.gateway(),
             mac: ipam::format_mac(&mac),
-            host_veth,
+            host_veth: host_veth.clone(),
         };
-        let record = LeaseRecord {
+        // the record first, so that a berth killed from here on leaves nothing it does not name
+        store.put_lease(&LeaseRecord {
             id: id.to_string(),
             owner,
             lease: lease.clone(),
             released_at: None,
-        };
-        if let Err(e) = store.put_lease(&record) {
-            let _ = host.delete_neighbour(bridge, &req.bridge, address);
-            return Err(e);
+        })?;
+        crate::fault::point("reserve:lease");
+        match host.claim_neighbour(bridge, &req.bridge, address, mac) {
+            Ok(()) => return Ok(lease),
+            // another berth claimed it since the neighbours were read
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                store.remove_lease(&lease)?;
+                taken.insert(address);
+            }
+            Err(e) => {
+                store.remove_lease(&lease)?;
+                return Err(e.into());
+            }
         }
-        return Ok(lease);
     }
 }
 
@@ -282,6 +282,7 @@ pub fn attach(
             bridge: lease.bridge.clone(),
             reason: format!("veth {} vanished right after it was made", lease.host_veth),
         })?;
+    crate::fault::point("attach:veth");
     firewall::admit(&lease.bridge, veth.index, mac, lease.address)?;
 
     let mut inside = Netlink::open_in(&netns, &netns_path)?;
@@ -544,6 +545,7 @@ fn release_records(
             firewall::unpublish(bridge, *address, mappings)?;
         }
     }
+    crate::fault::point("release:ports");
     for port in ports {
         store.remove_port(&port.mapping)?;
     }

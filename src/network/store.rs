@@ -318,6 +318,7 @@ fn write_atomically<T: Serialize>(path: &Path, record: &T) -> Result<(), Network
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     fs::write(&temporary, bytes).map_err(store_error)?;
+    crate::fault::point("store:tmp");
     fs::rename(&temporary, path).map_err(store_error)
 }
 
