@@ -172,6 +172,19 @@ fn leftovers(env: &Env, id: &str) -> Vec<String> {
     for line in mountinfo.lines().filter(|l| l.contains(id)) {
         left.push(format!("mount {line}"));
     }
+    // a killed process may still be exiting (dropping a mount namespace waits for an RCU grace
+    // period); only one that stays is left
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !processes_of(id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    left.extend(processes_of(id));
+    left
+}
+
+/// The processes, zombies aside, whose cgroup names container `id`.
+fn processes_of(id: &str) -> Vec<String> {
+    let mut left = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
