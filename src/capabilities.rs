@@ -78,7 +78,8 @@ pub fn last_cap() -> u8 {
         .unwrap_or(40)
 }
 
-fn cap_name(index: u8) -> String {
+/// A capability's name (`CAP_KILL`) by its number.
+pub fn cap_name(index: u8) -> String {
     caps::all()
         .into_iter()
         .find(|c| c.index() == index)

@@ -1,6 +1,7 @@
 //! berth: a low-level OCI container runtime. The library does the work; `main.rs` only parses
 //! the command line.
 
+pub mod bounded;
 pub mod capabilities;
 pub mod cgroups;
 pub mod console;
@@ -8,6 +9,7 @@ pub mod container;
 pub mod fault;
 pub mod hooks;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod network;
 pub mod process;

@@ -1,5 +1,7 @@
 //! Logging: `--log FILE`, `--log-format text|json` and `--debug`. With json, each line is one
-//! object `{"level":"error","msg":"…","time":"RFC3339"}`, which containerd reads back.
+//! object `{"level":"error","msg":"…","time":"RFC3339"}`, which containerd reads back. A line a
+//! person reads on stderr names its level too (`berth: error: …`), as runc's `level=error` does:
+//! tools that watch a runtime's stderr key on that word.
 
 use std::fs::File;
 use std::io::Write;
@@ -70,7 +72,7 @@ pub fn format_line(format: Format, level: Level, msg: &str, time: &str) -> Strin
 pub fn log(level: Level, msg: &str) {
     let Some(logger) = LOGGER.get() else {
         if level >= Level::Warn {
-            eprintln!("berth: {msg}");
+            eprintln!("{}", stderr_line(level, msg));
         }
         return;
     };
@@ -129,8 +131,13 @@ pub fn report_error(msg: &str) {
                 format_line(Format::Json, Level::Error, msg, &rfc3339_now())
             );
         }
-        _ => eprintln!("berth: {msg}"),
+        _ => eprintln!("{}", stderr_line(Level::Error, msg)),
     }
+}
+
+/// The plain line for a person at the terminal: `berth: error: container "x" does not exist`.
+pub fn stderr_line(level: Level, msg: &str) -> String {
+    format!("berth: {}: {msg}", level.name())
 }
 
 /// The current time in UTC as RFC 3339, with nanoseconds, as Go's time format gives it.
@@ -179,6 +186,20 @@ mod tests {
             rfc3339(1_795_910_400 + 3_723, 0),
             "2026-11-29T01:02:03.000000000Z"
         );
+    }
+
+    #[test]
+    fn lines_for_people_say_their_level() {
+        assert_eq!(
+            stderr_line(Level::Error, "container \"x\" does not exist"),
+            "berth: error: container \"x\" does not exist"
+        );
+        assert_eq!(
+            stderr_line(Level::Warn, "poststop hook failed"),
+            "berth: warning: poststop hook failed"
+        );
+        let text = format_line(Format::Text, Level::Error, "gone", "T");
+        assert_eq!(text, "time=\"T\" level=error msg=\"gone\"");
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn main() -> ExitCode {
             println!("{}", commands::VERSION);
             return ExitCode::SUCCESS;
         }
-        eprintln!("berth: no command given (berth --help lists them)");
+        eprintln!("berth: error: no command given (berth --help lists them)");
         return ExitCode::from(1);
     };
     let format = match cli.log_format {
@@ -160,7 +160,7 @@ fn main() -> ExitCode {
     };
     if let Err(err) = berth::logging::init(cli.log.as_deref(), format, cli.debug) {
         eprintln!(
-            "berth: cannot open log file {:?}: {err}",
+            "berth: error: cannot open log file {:?}: {err}",
             cli.log.unwrap_or_default()
         );
         return ExitCode::from(1);

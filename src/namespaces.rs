@@ -1,13 +1,13 @@
 //! Namespaces: which ones a container makes of its own and which it joins by path, and the
 //! order in which they are entered.
 
-use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::bounded::ReadError;
 use crate::syscall::Kernel;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,11 +18,21 @@ pub enum NamespaceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{source}, so it cannot be the {kind} namespace")]
+    NotFile {
+        kind: &'static str,
+        source: ReadError,
+    },
     #[error("cannot join the {kind} namespace {path}: {source}")]
     Join {
         kind: &'static str,
         path: PathBuf,
         source: nix::errno::Errno,
+    },
+    #[error("cannot {what}: {source}")]
+    Time {
+        what: &'static str,
+        source: std::io::Error,
     },
     #[error("cannot make new namespaces ({flags}): {source}")]
     Unshare {
@@ -96,10 +106,17 @@ impl Namespaces {
             match path {
                 None => new |= flag,
                 Some(path) => {
-                    let file = File::open(&path).map_err(|source| NamespaceError::Open {
-                        kind: name(flag),
-                        path: path.clone(),
-                        source,
+                    // Never a FIFO's open that waits forever, nor a device's that does something.
+                    let file = crate::bounded::open_regular(&path).map_err(|err| match err {
+                        ReadError::Io { source, .. } => NamespaceError::Open {
+                            kind: name(flag),
+                            path: path.clone(),
+                            source,
+                        },
+                        other => NamespaceError::NotFile {
+                            kind: name(flag),
+                            source: other,
+                        },
                     })?;
                     join.push(Join {
                         flag,
@@ -153,6 +170,65 @@ impl PidNamespaceVisit {
         nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID)
     }
 }
+
+/// A new time namespace, made by berth for its next children with `linux.timeOffsets` in. The
+/// kernel takes offsets only until a process enters the namespace, and a process cannot move
+/// itself into one: so berth unshares it (which makes it only its children's), writes the
+/// offsets into its own `timens_offsets`, clones the container's process into it, and goes back.
+pub struct TimeNamespaceVisit {
+    own: OwnedFd,
+}
+
+impl TimeNamespaceVisit {
+    /// `offsets` are (clock, seconds, nanoseconds), the clock `monotonic` or `boottime`.
+    pub fn enter(offsets: &[(String, i64, u32)]) -> Result<Self, NamespaceError> {
+        let sys = |what: &'static str| {
+            move |source| NamespaceError::Time {
+                what,
+                source: std::io::Error::from(source),
+            }
+        };
+        let own = nix::fcntl::open(
+            "/proc/self/ns/time",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("open berth's time namespace"))?;
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(sys("make a time namespace"))?;
+        let visit = TimeNamespaceVisit { own };
+        let text: String = offsets
+            .iter()
+            .map(|(clock, secs, nanos)| format!("{} {secs} {nanos}\n", clock_id(clock)))
+            .collect();
+        if !text.is_empty() {
+            if let Err(source) = std::fs::write("/proc/self/timens_offsets", &text) {
+                let _ = visit.leave();
+                return Err(NamespaceError::Time {
+                    what: "write linux.timeOffsets",
+                    source,
+                });
+            }
+        }
+        Ok(visit)
+    }
+
+    /// Back to berth's own time namespace for its later children.
+    pub fn leave(self) -> Result<(), nix::errno::Errno> {
+        nix::sched::setns(self.own, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+    }
+}
+
+/// The kernel's number for a clock `linux.timeOffsets` may name.
+fn clock_id(clock: &str) -> libc::clockid_t {
+    match clock {
+        "monotonic" => libc::CLOCK_MONOTONIC,
+        _ => libc::CLOCK_BOOTTIME,
+    }
+}
+
+/// The clocks a time namespace offsets.
+pub const TIME_CLOCKS: &[&str] = &["monotonic", "boottime"];
 
 /// Joins each namespace in `join` (in order) except those in `skip`.
 pub fn enter(kernel: &dyn Kernel, join: &[Join], skip: CloneFlags) -> Result<(), NamespaceError> {

@@ -1,14 +1,18 @@
 //! Loading and checking a bundle's `config.json`: every error names the file or the field, and
 //! nothing is created before the whole configuration has been checked.
 
+pub mod features;
+pub mod fields;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// The runtime-spec versions berth accepts (it implements 1.0 to 1.2).
+/// The runtime-spec versions berth knows: it implements 1.0.0 to 1.3.0, and accepts every later
+/// 1.x too (a later minor only adds optional fields, which berth ignores as the spec says).
 pub const OCI_VERSION_MIN: &str = "1.0.0";
-pub const OCI_VERSION_MAX: &str = "1.2.1";
+pub const OCI_VERSION_MAX: &str = "1.3.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -17,13 +21,19 @@ pub enum SpecError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::bounded::ReadError),
     #[error("{path} is not a valid runtime spec: {source}")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("unsupported ociVersion {0:?}: berth supports {OCI_VERSION_MIN} to {OCI_VERSION_MAX}")]
+    #[error("unsupported ociVersion {0:?}: berth supports {OCI_VERSION_MIN} and every later 1.x version")]
     Version(String),
+    #[error("{field} is set but {reason}")]
+    Refused { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("config.json has no {0:?} section")]
     Missing(&'static str),
     #[error("root.path {path:?} does not exist (resolved to {resolved})")]
@@ -69,12 +79,18 @@ pub enum SpecError {
     #[error("process.rlimits: the soft limit of {0} is above its hard limit")]
     RlimitOrder(String),
     #[error(
-        "linux.namespaces must include a mount namespace: berth builds the root filesystem in it"
+        "linux.namespaces has a user namespace but no mount namespace: berth could mount nothing for the container in the host's"
     )]
-    NoMountNamespace,
+    UserWithoutMount,
     #[error("hooks.{0}[{1}].path {2:?} must be absolute")]
     HookPath(&'static str, usize, String),
+    #[error("hooks.{0}[{1}].timeout is {2}: it must be greater than zero")]
+    HookTimeout(&'static str, usize, i64),
 }
+
+/// The most of `config.json` berth reads: far above any engine's config (tens of KiB; a seccomp
+/// profile of 100,000 rules is about 6 MiB), and a bound on what a hostile bundle costs the host.
+pub const CONFIG_LIMIT: u64 = 16 << 20;
 
 /// A loaded bundle: the parsed spec, the raw bytes (kept in the state folder for `exec`), and the
 /// root filesystem resolved against the bundle.
@@ -92,15 +108,32 @@ pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
         source,
     })?;
     let path = dir.join("config.json");
-    let raw = std::fs::read(&path).map_err(|source| SpecError::Read {
+    let raw = crate::bounded::read_regular(&path, CONFIG_LIMIT)?;
+    let parse_error = |source| SpecError::Parse {
         path: path.clone(),
         source,
-    })?;
-    let spec: Spec = serde_json::from_slice(&raw).map_err(|source| SpecError::Parse {
-        path: path.clone(),
-        source,
-    })?;
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&raw).map_err(parse_error)?;
+    let renamed = value
+        .get_mut("process")
+        .is_some_and(spec_names_for_oci_spec);
+    // From the text where it can be, so an error says where in the file it is.
+    let mut spec: Spec = match renamed {
+        true => serde_json::from_value(value.clone()),
+        false => serde_json::from_slice(&raw),
+    }
+    .map_err(parse_error)?;
+    let version = spec.version().clone();
+    let raw_pids = value.pointer("/linux/resources/pids");
+    if let Some(resources) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.resources_mut().as_mut())
+    {
+        crate::cgroups::normalize_pids(resources, raw_pids, &version);
+    }
     let rootfs = check(&spec, &dir)?;
+    check_fields(&spec, &value)?;
     Ok(Bundle {
         dir,
         spec,
@@ -109,15 +142,101 @@ pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
     })
 }
 
-/// Whether `version` is a runtime-spec version berth implements: 1.0.x to 1.2.x, including the
-/// `-dev`/`-rc` forms runc's template writes.
+/// oci-spec 0.10 spells two scheduler flags otherwise than the runtime-spec does
+/// (`SCHED_RESET_ON_FORK`, `SCHED_FLAG_D_L_OVERRUN`): a `process` object's spec names are
+/// rewritten to oci-spec's before it is read, so a config that follows the spec is accepted.
+/// Returns whether it renamed any.
+pub fn spec_names_for_oci_spec(process: &mut serde_json::Value) -> bool {
+    let flags = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(|f| f.as_array_mut());
+    let mut renamed = false;
+    for flag in flags.into_iter().flatten() {
+        let name = match flag.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *flag = serde_json::Value::from(name);
+        renamed = true;
+    }
+    renamed
+}
+
+/// Whether `version` is a runtime-spec version berth accepts: 1.0.0 and every later 1.x,
+/// including the `-dev`/`-rc` forms runc's template writes. 0.x predates the stable spec and 2.x
+/// may change what fields mean.
 pub fn version_supported(version: &str) -> bool {
     let core = version.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
-    match (parts.len(), number(0), number(1), number(2)) {
-        (3, Some(1), Some(minor), Some(_)) => minor <= 2,
-        _ => false,
+    matches!(
+        (parts.len(), number(0), number(1), number(2)),
+        (3, Some(1), Some(_), Some(_))
+    )
+}
+
+/// Whether `version` is at least `major.minor` (a version `version_supported` accepts).
+pub fn version_at_least(version: &str, minor: u32) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    core.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()) >= Some(minor)
+}
+
+/// Walks config.json against [`fields::FIELDS`]: a refused field fails the create, naming it;
+/// fields berth does not know (a later minor's) are ignored, as the spec's extensibility rules
+/// say, and named under `--debug`. Then the fields that hold only where the host can apply them.
+fn check_fields(spec: &Spec, config: &serde_json::Value) -> Result<(), SpecError> {
+    let walk = fields::walk(config);
+    if !walk.unknown.is_empty() {
+        crate::logging::debug(&format!(
+            "config.json (ociVersion {}): ignoring fields berth does not know: {}",
+            spec.version(),
+            walk.unknown.join(", ")
+        ));
+    }
+    if let Some((field, reason)) = walk.refused {
+        return Err(SpecError::Refused { field, reason });
+    }
+    let process = spec.process().as_ref();
+    let set = |value: Option<&String>| value.is_some_and(|v| !v.is_empty());
+    let refused = |field: &str, reason: &str| SpecError::Refused {
+        field: field.into(),
+        reason: reason.into(),
+    };
+    if set(process.and_then(|p| p.apparmor_profile().as_ref())) && !crate::lsm::apparmor_enabled() {
+        return Err(refused(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
+    }
+    if set(process.and_then(|p| p.selinux_label().as_ref())) && !crate::lsm::selinux_enabled() {
+        return Err(refused(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
+    if set(spec.linux().as_ref().and_then(|l| l.mount_label().as_ref())) {
+        let reason = match crate::lsm::selinux_enabled() {
+            false => "SELinux is not enabled on this host",
+            true => "berth does not label mounts with SELinux contexts yet",
+        };
+        return Err(refused("linux.mountLabel", reason));
+    }
+    Ok(())
+}
+
+/// Why berth refuses `linux.intelRdt` here: the spec asks for an error where there is no
+/// resctrl filesystem, and berth does not manage resctrl groups where there is one.
+pub fn intel_rdt_refusal() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let has_resctrl = mounts.lines().any(|l| {
+        l.split(" - ")
+            .nth(1)
+            .is_some_and(|fs| fs.starts_with("resctrl "))
+    });
+    match has_resctrl {
+        false => "this host has no resctrl filesystem".into(),
+        true => "berth does not manage resctrl groups yet".into(),
     }
 }
 
@@ -163,15 +282,14 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
             ));
         }
     }
-    let mount_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|list| list.iter().any(|ns| ns.typ() == LinuxNamespaceType::Mount));
-    if !mount_ns {
-        return Err(SpecError::NoMountNamespace);
+    // Without a mount namespace the container runs in berth's (see rootfs::host), where a
+    // process in a user namespace may mount nothing.
+    let types = namespace_types(spec);
+    if types.contains(&LinuxNamespaceType::User) && !types.contains(&LinuxNamespaceType::Mount) {
+        return Err(SpecError::UserWithoutMount);
     }
     check_namespaces(spec)?;
+    check_time_offsets(spec)?;
     check_devices(spec)?;
     check_mounts(spec)?;
     check_sysctl(spec)?;
@@ -250,6 +368,48 @@ fn check_namespaces(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// `linux.timeOffsets` go into a time namespace the container makes, for the clocks it offsets.
+fn check_time_offsets(spec: &Spec) -> Result<(), SpecError> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let new_time = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Time && ns.path().is_none());
+    if !offsets.is_empty() && !new_time {
+        return Err(SpecError::Invalid {
+            field: "linux.timeOffsets",
+            reason: "offsets need a time namespace of the container's own in linux.namespaces"
+                .into(),
+        });
+    }
+    for (clock, offset) in offsets {
+        if !crate::namespaces::TIME_CLOCKS.contains(&clock.as_str()) {
+            return Err(SpecError::Invalid {
+                field: "linux.timeOffsets",
+                reason: format!(
+                    "{clock:?} is not a clock a time namespace offsets (monotonic, boottime)"
+                ),
+            });
+        }
+        if offset.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+            return Err(SpecError::Invalid {
+                field: "linux.timeOffsets",
+                reason: format!("the nanoseconds of {clock} must be below 1000000000"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// 4294967295 is `(uid_t)-1`, which setresuid and setgroups read as "leave unchanged": a
 /// container asking for it would keep running as root.
 fn check_user(user: &oci_spec::runtime::User) -> Result<(), SpecError> {
@@ -297,6 +457,14 @@ fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
             reason: reason.to_string(),
         };
         let options = mount.options().as_deref().unwrap_or_default();
+        if let Some(option) = options
+            .iter()
+            .find(|o| o.starts_with("idmap") || o.starts_with("ridmap"))
+        {
+            return Err(bad(&format!(
+                "option {option:?}: berth does not make id-mapped mounts"
+            )));
+        }
         let is_bind = mount.typ().as_deref() == Some("bind")
             || options.iter().any(|o| o == "bind" || o == "rbind");
         if is_bind {
@@ -393,23 +561,6 @@ fn check_sysctl(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Refuses `net.*` sysctls for a container that shares the host's network namespace because an
-/// annotation or `--network host` said so, whatever `linux.namespaces` lists.
-pub fn check_sysctl_host_network(spec: &Spec) -> Result<(), SpecError> {
-    let keys = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
-    match keys
-        .into_iter()
-        .flatten()
-        .find(|(key, _)| key.starts_with("net."))
-    {
-        Some((key, _)) => Err(SpecError::Sysctl(
-            key.clone(),
-            "would change the host's network namespace",
-        )),
-        None => Ok(()),
-    }
-}
-
 fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
     let Some(hooks) = spec.hooks().as_ref() else {
         return Ok(());
@@ -431,6 +582,9 @@ fn check_hooks(spec: &Spec) -> Result<(), SpecError> {
                     i,
                     hook.path().display().to_string(),
                 ));
+            }
+            if let Some(seconds) = hook.timeout().filter(|&t| t <= 0) {
+                return Err(SpecError::HookTimeout(name, i, seconds));
             }
         }
     }
@@ -457,7 +611,8 @@ pub fn template(network: &str, rootless: bool) -> serde_json::Value {
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+            // As runc's template: no ambient set, which would need the same in inheritable.
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
         },
@@ -540,7 +695,18 @@ mod tests {
         for good in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.2.0-rc.1"] {
             assert!(version_supported(good), "{good}");
         }
-        for bad in ["", "1", "1.0", "2.0.0", "0.9.0", "1.3.0", "one.two.three"] {
+        for good in ["1.3.0", "1.4.0", "1.10.2-dev"] {
+            assert!(version_supported(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1",
+            "1.0",
+            "2.0.0",
+            "0.9.0",
+            "0.1.0-rc.1",
+            "one.two.three",
+        ] {
             assert!(!version_supported(bad), "{bad}");
         }
     }
@@ -580,6 +746,11 @@ mod tests {
                 r#"{"type":"mount"}"#,
                 r#"{"type":"mount"},{"type":"pid"}"#,
                 "linux.namespaces lists \"pid\" twice",
+            ),
+            (
+                r#""linux":{"#,
+                r#""mounts":[{"destination":"/m","type":"tmpfs","options":["idmap"]}],"linux":{"#,
+                "mounts[0] (/m): option \"idmap\": berth does not make id-mapped mounts",
             ),
         ];
         for (from, to, expected) in cases {
@@ -664,15 +835,6 @@ mod tests {
         );
         let new_ipc = json.replace(r#"{"type":"mount"}"#, r#"{"type":"mount"},{"type":"ipc"}"#);
         check(&spec_from(&new_ipc), dir.path()).unwrap();
-        let err = check_sysctl_host_network(&spec_from(&MINIMAL.replace(
-            r#""linux":{"#,
-            r#""linux":{"sysctl":{"net.ipv4.ip_forward":"1"},"#,
-        )))
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("host's network namespace"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const DEFAULT_ROOT: &str = "/run/berth";
 const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Where a created container's init writes why it could not run its program after `start`.
+pub const START_ERROR: &str = "start.err";
 /// Longest container id: the id is a file name, and engines use 64 hex characters.
 pub const MAX_ID_LEN: usize = 200;
 /// Longest `--root`: its files' paths (and the network store's) must stay well within PATH_MAX.
@@ -123,6 +125,10 @@ pub struct State {
     /// Whether the init has a pid namespace of its own (then its death ends every process in it).
     #[serde(default)]
     pub own_pid_namespace: bool,
+    /// Without a mount namespace of its own: the mount berth made for the root filesystem in
+    /// the host's, which `delete` detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// Checks a container id: it becomes a folder name, so no separators, no `..`, no leading dot.
@@ -329,6 +335,10 @@ impl ContainerDir {
 
     pub fn fifo_path(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
+    }
+
+    pub fn start_error_path(&self) -> PathBuf {
+        self.path.join(START_ERROR)
     }
 
     /// Removes the folder and everything in it.

@@ -192,6 +192,8 @@ pub fn namespaces_of(pid: &str) -> BTreeMap<String, String> {
 /// One line of /proc/PID/mountinfo.
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// The filesystem's device, `major:minor`.
+    pub device: String,
     /// The folder of the filesystem mounted (`/` unless a bind mount or a cgroup's own folder).
     pub root: String,
     pub point: String,
@@ -226,6 +228,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
                 return None;
             }
             Some(Mount {
+                device: left[2].to_string(),
                 root: left[3].to_string(),
                 point: left[4].to_string(),
                 options: list(left[5]),

@@ -6,7 +6,7 @@ use runtime_tests::{join_namespace, need_root, process_gone, read, Env};
 use serde_json::Value;
 
 /// Asserts that `create` of the bundle made by `edit` (then `mangle`d on disk) fails with
-/// `berth: MESSAGE`, where `{bundle}` in the message stands for the bundle's path, and that it
+/// `berth: error: MESSAGE`, where `{bundle}` in the message stands for the bundle's path, and that it
 /// leaves nothing behind.
 #[track_caller]
 fn create_fails(
@@ -21,7 +21,7 @@ fn create_fails(
     mangle(&bundle);
     let run = env.berth(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
     let expected = format!(
-        "berth: {}",
+        "berth: error: {}",
         message.replace("{bundle}", bundle.to_str().unwrap())
     );
     assert_eq!(run.fails().trim(), expected, "{tag}");
@@ -74,7 +74,7 @@ fn a_bad_config_json_is_refused_before_anything_is_made() {
         "version",
         |c| c["ociVersion"] = "2.0.0".into(),
         keep,
-        "unsupported ociVersion \"2.0.0\": berth supports 1.0.0 to 1.2.1",
+        "unsupported ociVersion \"2.0.0\": berth supports 1.0.0 and every later 1.x version",
     );
     create_fails(
         &env,
@@ -131,6 +131,14 @@ fn a_bad_config_json_is_refused_before_anything_is_made() {
         keep,
         "process.cwd \"tmp\" must be an absolute path",
     );
+    // runtime-spec: "If set, timeout MUST be greater than zero".
+    create_fails(
+        &env,
+        "hook-timeout",
+        |c| c["hooks"] = serde_json::json!({"poststart": [{"path": "/bin/true", "timeout": 0}]}),
+        keep,
+        "hooks.poststart[0].timeout is 0: it must be greater than zero",
+    );
 }
 
 #[test]
@@ -174,7 +182,7 @@ fn ids_that_exist_or_are_not_names_are_refused() {
         .to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: container {id:?} already exists")
+        format!("berth: error: container {id:?} already exists")
     );
     // The first container is untouched.
     assert_eq!(env.state(&id)["status"], "created");
@@ -190,7 +198,7 @@ fn ids_that_exist_or_are_not_names_are_refused() {
         assert_eq!(
             err.trim(),
             format!(
-                "berth: container id {bad:?} may hold only letters, digits and _ + - . and must not start with '.'"
+                "berth: error: container id {bad:?} may hold only letters, digits and _ + - . and must not start with '.'"
             )
         );
     }
@@ -208,7 +216,7 @@ fn commands_on_missing_containers_and_bad_signals_are_refused() {
         let err = env.berth(&[command, &ghost]).fails().to_string();
         assert_eq!(
             err.trim(),
-            format!("berth: container {ghost:?} does not exist"),
+            format!("berth: error: container {ghost:?} does not exist"),
             "{command}"
         );
     }
@@ -218,7 +226,10 @@ fn commands_on_missing_containers_and_bad_signals_are_refused() {
     env.berth(&["start", &id]).ok();
     for signal in ["FLY", "99", "SIGNOPE", "0x9"] {
         let err = env.berth(&["kill", &id, signal]).fails().to_string();
-        assert_eq!(err.trim(), format!("berth: {signal:?} is not a signal"));
+        assert_eq!(
+            err.trim(),
+            format!("berth: error: {signal:?} is not a signal")
+        );
     }
     // None of them reached the container.
     assert_eq!(env.state(&id)["status"], "running");
@@ -254,7 +265,8 @@ fn json_logs_carry_the_error_as_containerd_reads_it() {
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let messages = [
-        "unsupported ociVersion \"0.9.0\": berth supports 1.0.0 to 1.2.1".to_string(),
+        "unsupported ociVersion \"0.9.0\": berth supports 1.0.0 and every later 1.x version"
+            .to_string(),
         format!("container {ghost:?} does not exist"),
     ];
     for (line, msg) in lines.iter().zip(messages) {
@@ -269,5 +281,34 @@ fn json_logs_carry_the_error_as_containerd_reads_it() {
             "{time}"
         );
     }
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_failure_says_error_on_stderr_and_in_every_log_format() {
+    need_root!();
+    let env = Env::new("errors-level");
+    let ghost = env.id("ghost");
+    let msg = format!("container {ghost:?} does not exist");
+    // The person at a terminal: one sentence, with the level a tool can find.
+    let plain = env.berth(&["state", &ghost]);
+    assert_eq!(plain.fails().trim(), format!("berth: error: {msg}"));
+    // JSON on stderr when there is no log file.
+    let json = env.berth(&["--log-format", "json", "state", &ghost]);
+    let line: Value = serde_json::from_str(json.fails().trim()).expect("one JSON line");
+    assert_eq!(
+        (line["level"].as_str(), line["msg"].as_str()),
+        (Some("error"), Some(msg.as_str()))
+    );
+    // A text log file gets logrus's `level=error`, and stderr still the sentence.
+    let log = env.scratch.join("text.log");
+    let l = log.to_str().unwrap();
+    let text = env.berth(&["--log", l, "--log-format", "text", "state", &ghost]);
+    assert_eq!(text.fails().trim(), format!("berth: error: {msg}"));
+    let logged = read(&log);
+    assert!(
+        logged.contains(&format!("level=error msg={msg:?}")),
+        "{logged}"
+    );
     env.assert_root_empty();
 }

@@ -168,7 +168,7 @@ fn exec_runs_as_another_user_with_its_env_and_cwd() {
     let bad = env.berth(&["exec", "--user", "bob", &id, "true"]);
     assert_eq!(
         bad.fails().trim(),
-        "berth: --user \"bob\" must be UID or UID:GID, in numbers"
+        "berth: error: --user \"bob\" must be UID or UID:GID, in numbers"
     );
 }
 
@@ -245,7 +245,7 @@ fn exec_of_a_missing_binary_fails_and_the_container_runs_on() {
     assert_eq!(
         run.stderr.trim(),
         format!(
-            "berth: cannot exec in container {id:?}: cannot run \"/nonexistent\": /nonexistent: No such file or directory (os error 2)"
+            "berth: error: cannot exec in container {id:?}: cannot run \"/nonexistent\": /nonexistent: No such file or directory (os error 2)"
         )
     );
     let run = env.berth(&["exec", "-d", &id, "nothere"]);
@@ -286,7 +286,7 @@ fn exec_into_stopped_or_unknown_containers_is_refused() {
     assert_eq!(err.code, 255);
     assert_eq!(
         err.stderr.trim(),
-        "berth: container \"no-such-container\" does not exist"
+        "berth: error: container \"no-such-container\" does not exist"
     );
     let id = env.id("done");
     let bundle = env.bundle(&id, &["true"], |_| {});
@@ -299,7 +299,7 @@ fn exec_into_stopped_or_unknown_containers_is_refused() {
     assert_eq!(err.code, 255);
     assert_eq!(
         err.stderr.trim(),
-        format!("berth: cannot exec in container {id:?}: container not running")
+        format!("berth: error: cannot exec in container {id:?}: container not running")
     );
 }
 
@@ -372,13 +372,13 @@ fn exec_with_a_process_file_as_containerd_passes_it() {
     ]);
     assert_eq!(
         bad.fails().trim(),
-        "berth: --process gives the whole process: --user cannot be added to it"
+        "berth: error: --process gives the whole process: --user cannot be added to it"
     );
     std::fs::write(&file, "{\"args\": 5}").unwrap();
     let bad = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert!(
         bad.fails().starts_with(&format!(
-            "berth: {} is not a valid runtime-spec process:",
+            "berth: error: {} is not a valid runtime-spec process:",
             file.display()
         )),
         "{}",
@@ -426,7 +426,10 @@ fn exec_gets_the_containers_limits_seccomp_and_capabilities() {
     ]);
     assert_eq!(added.ok(), "true\n");
     let bad = exec(&["--cap", "CAP_FLY", &id, "true"]);
-    assert_eq!(bad.fails().trim(), "berth: unknown capability \"CAP_FLY\"");
+    assert_eq!(
+        bad.fails().trim(),
+        "berth: error: unknown capability \"CAP_FLY\""
+    );
 }
 
 #[test]
@@ -638,7 +641,7 @@ fn preserved_descriptors_reach_the_container_and_exec() {
     ]);
     assert_eq!(
         run.fails().trim(),
-        "berth: descriptor 3 is not open, but the container is to get descriptors 3 to 3 (--preserve-fds 1)"
+        "berth: error: descriptor 3 is not open, but the container is to get descriptors 3 to 3 (--preserve-fds 1)"
     );
     env.assert_gone(&id);
 }
@@ -715,7 +718,7 @@ fn the_working_directory_never_leaves_the_root() {
     assert_eq!(escape.code, 255, "{}", escape.stdout);
     assert_eq!(
         escape.stderr.trim(),
-        format!("berth: cannot exec in container {id:?}: the working directory /proc/self/fd/3 is outside the container's root filesystem")
+        format!("berth: error: cannot exec in container {id:?}: the working directory /proc/self/fd/3 is outside the container's root filesystem")
     );
     // No descriptor of berth's is there to escape through.
     for fd in 3..24 {
@@ -804,4 +807,38 @@ fn exec_cgroup_flag_picks_a_cgroup_below_the_containers_on_v2() {
     );
     let run = env.berth(&["exec", "--cgroup", "missing", &id, "true"]);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+}
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_completes_on_resume() {
+    need_root!();
+    let env = Env::new("exec-paused");
+    let id = env.id("paused");
+    paused(&env, &id, |_| {});
+    env.berth(&["pause", &id]).ok();
+    assert_eq!(env.state(&id)["status"], "paused");
+    let refused = env.berth(&["exec", &id, "/bin/helper", "echo", "hi"]);
+    assert_eq!(refused.code, 255);
+    assert_eq!(
+        refused.stderr.trim(),
+        format!(
+            "berth: error: cannot exec in container {id:?}: it is paused (use --ignore-paused to override)"
+        )
+    );
+    // As runc: the process joins the frozen cgroup, and exec completes once it is resumed.
+    let exec = env.spawn(&["exec", "--ignore-paused", &id, "/bin/helper", "echo", "ok"]);
+    wait_until("the exec'd process in the frozen cgroup", || {
+        env.cgroup_pids(&id).len() == 2
+    });
+    assert_eq!(env.state(&id)["status"], "paused");
+    env.berth(&["resume", &id]).ok();
+    let done = exec.wait();
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (0, "ok\n"),
+        "{}",
+        done.stderr
+    );
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_root_empty();
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{cgroup_dirs, need_root, read, workspace, Env};
+use runtime_tests::{cgroup_dirs, drop_namespace, need_root, read, workspace, Env};
 use serde_json::Value;
 
 /// Every step named in berth's source, in the order the files list them.
@@ -50,7 +50,8 @@ fn steps() -> Vec<String> {
 /// The `create` flags of each mode: a port published (bridge) or reserved (host).
 fn mode_flags(mode: &str) -> Vec<&'static str> {
     match mode {
-        "host" => vec!["--network", "host", "-p", "23000"],
+        // host mode from config.json itself, whose namespaces then have no network entry
+        "host" => vec!["-p", "23000"],
         "bridge" => vec!["--network", "bridge", "-p", "23080:80"],
         _ => vec!["--network", "none"],
     }
@@ -221,7 +222,11 @@ fn berth_killed_at_any_step_of_create_or_delete_leaves_nothing_after_recovery() 
     for mode in ["host", "bridge", "none"] {
         for (n, step) in steps.iter().enumerate() {
             let id = env.id(&format!("{mode}{n}"));
-            let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+            let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+                if mode == "host" {
+                    drop_namespace(config, "network");
+                }
+            });
             let b = bundle.to_str().unwrap().to_string();
             let mut create = vec!["create"];
             create.extend(mode_flags(mode));

@@ -1,6 +1,9 @@
 //! Hooks: the six kinds run in order at their points of the lifecycle with the state on stdin
 //! (the real pid, the right status), with path, args, env and timeout honoured; a failing
-//! createRuntime hook fails `create` and leaves nothing, a failing poststop one only warns.
+//! createRuntime hook fails `create` and leaves nothing, a failing startContainer or poststart
+//! one fails `start` and removes the container (runtime-spec 1.3 for poststart), a failing
+//! poststop one only warns; a hook that
+//! floods its output neither stalls berth nor escapes its timeout.
 
 use std::path::{Path, PathBuf};
 
@@ -64,7 +67,7 @@ fn hooks_run_in_order_with_the_state() {
         );
         assert_eq!(state["status"], "creating", "{hook}: {state}");
         assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{hook}: {state}");
-        assert_eq!(state["ociVersion"], "1.2.1", "{hook}: {state}");
+        assert_eq!(state["ociVersion"], "1.3.0", "{hook}: {state}");
     }
 
     env.berth(&["start", &id]).ok();
@@ -74,11 +77,15 @@ fn hooks_run_in_order_with_the_state() {
         "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\n"
     );
     wait_until("the program to run", || read(&out) == "pausing\n");
-    for hook in ["startContainer", "poststart"] {
-        let state = state_read_by(&dir, hook);
-        assert_eq!(state["pid"], pid, "{hook}: {state}");
-        assert_eq!(state["status"], "running", "{hook}: {state}");
-    }
+    // As runc gives it: startContainer runs before the program, in the container, so its state
+    // says `created` and has the init's pid as the container's pid namespace sees it.
+    let state = state_read_by(&dir, "startContainer");
+    assert_eq!(state["pid"], 1, "{state}");
+    assert_eq!(state["status"], "created", "{state}");
+    assert_eq!(state["id"], id.as_str(), "{state}");
+    let state = state_read_by(&dir, "poststart");
+    assert_eq!(state["pid"], pid, "{state}");
+    assert_eq!(state["status"], "running", "{state}");
 
     env.berth(&["delete", "--force", &id]).ok();
     assert_eq!(
@@ -130,7 +137,7 @@ fn hook_args_env_and_timeout_are_honoured() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(
         err.trim(),
-        "berth: prestart hook /bin/sleep timed out after 1 s"
+        "berth: error: prestart hook /bin/sleep timed out after 1 s"
     );
     env.assert_gone(&id);
     env.assert_root_empty();
@@ -152,7 +159,7 @@ fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
         .to_string();
     assert_eq!(
         err.trim(),
-        "berth: createRuntime hook /bin/sh exited with status 3: no network for you"
+        "berth: error: createRuntime hook /bin/sh exited with status 3: no network for you"
     );
     env.assert_gone(&id);
     env.assert_root_empty();
@@ -175,4 +182,114 @@ fn a_failing_poststop_hook_only_warns() {
         run.stderr
     );
     env.assert_gone(&id);
+}
+
+#[test]
+fn a_start_container_hook_without_env_gets_the_programs_environment() {
+    need_root!();
+    let env = Env::new("hooks-startenv");
+    let id = env.id("startenv");
+    let mut dir = PathBuf::new();
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        dir = hooks_folder(&env, c);
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push("GREETING=hello".into());
+        let dump = |file: &str| format!("env | sort > /run/{file}");
+        c["hooks"] = json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", dump("inherited")]},
+            {"path": "/bin/sh", "args": ["sh", "-c", dump("own")], "env": ["ONLY=this"]},
+        ]});
+    });
+    env.create(&bundle, &id, &[]);
+    env.berth(&["start", &id]).ok();
+    let inherited = read(&dir.join("inherited"));
+    for var in ["GREETING=hello", "TERM=xterm", "HOME=/root"] {
+        assert!(inherited.lines().any(|l| l == var), "{var} in {inherited}");
+    }
+    let own = read(&dir.join("own"));
+    assert!(own.lines().any(|l| l == "ONLY=this"), "{own}");
+    assert!(!own.contains("GREETING"), "{own}");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_failing_start_container_or_poststart_hook_fails_start_and_removes_the_container() {
+    need_root!();
+    let env = Env::new("hooks-poststart");
+    let seen = env.scratch.join("poststop-ran");
+    let failing = json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo not today >&2; exit 2"]}]);
+    for kind in ["startContainer", "poststart"] {
+        for how in ["start", "run"] {
+            let id = env.id(how);
+            let record = format!("echo {kind}-{how} >> {}", seen.display());
+            let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+                c["hooks"] = json!({
+                    kind: failing,
+                    "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", record]}],
+                });
+            });
+            let err = if how == "start" {
+                env.create(&bundle, &id, &[]);
+                let pid = env.pid(&id);
+                let err = env.berth(&["start", &id]).fails().to_string();
+                wait_until("the init to be gone", || runtime_tests::process_gone(pid));
+                err
+            } else {
+                env.run(&bundle, &id).fails().to_string()
+            };
+            let hook = format!("{kind} hook /bin/sh exited with status 2: not today");
+            let expected = match kind {
+                // The init reports it from inside the container.
+                "startContainer" => format!("container {id:?} could not start: {hook}"),
+                _ => hook,
+            };
+            assert_eq!(
+                err.trim(),
+                format!("berth: error: {expected}"),
+                "{kind} {how}"
+            );
+            // Stopped, destroyed, and the poststop hooks ran (lifecycle steps 12 and 13).
+            env.assert_gone(&id);
+            let ran = format!("{kind}-{how}");
+            assert!(
+                read(&seen).lines().any(|l| l == ran),
+                "{ran}: {}",
+                read(&seen)
+            );
+        }
+    }
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_hook_flooding_its_output_neither_stalls_create_nor_escapes_its_timeout() {
+    need_root!();
+    let env = Env::new("hooks-flood");
+    // Two pipes' worth on stderr before reading the state: berth must read while it writes.
+    let id = env.id("flood");
+    let flood = "head -c 200000 /dev/zero >&2; cat >/dev/null; exit 0";
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", flood], "timeout": 20}]});
+    });
+    env.run(&bundle, &id).ok();
+    // Printing without end, the hook is still ended by its timeout.
+    let id = env.id("endless");
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "yes >&2"], "timeout": 1}]});
+    });
+    let started = std::time::Instant::now();
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        err.trim(),
+        "berth: error: prestart hook /bin/sh timed out after 1 s"
+    );
+    env.assert_gone(&id);
+    env.assert_root_empty();
 }

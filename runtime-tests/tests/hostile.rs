@@ -176,7 +176,10 @@ fn ids_with_path_traversal_are_refused_by_every_command() {
             vec!["exec", bad, "true"],
         ] {
             let err = env.berth(&args).fails().to_string();
-            assert!(err.starts_with("berth: container id"), "{args:?}: {err}");
+            assert!(
+                err.starts_with("berth: error: container id"),
+                "{args:?}: {err}"
+            );
         }
     }
     let err = env

@@ -10,7 +10,7 @@ use serde_json::Value;
 /// Asserts `state` is OCI state JSON for container `id` of `bundle` in `status`.
 #[track_caller]
 fn assert_oci_state(state: &Value, id: &str, bundle: &Path, status: &str) {
-    assert_eq!(state["ociVersion"], "1.2.1", "{state}");
+    assert_eq!(state["ociVersion"], "1.3.0", "{state}");
     assert_eq!(state["id"], id, "{state}");
     assert_eq!(state["status"], status, "{state}");
     assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{state}");
@@ -126,12 +126,12 @@ fn create_start_kill_delete_move_through_the_states() {
     let err = env.berth(&["start", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot start container {id:?}: it is running")
+        format!("berth: error: cannot start container {id:?}: it is running")
     );
     let err = env.berth(&["delete", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot delete container {id:?} that is not stopped: running")
+        format!("berth: error: cannot delete container {id:?} that is not stopped: running")
     );
 
     env.berth(&["kill", &id, "KILL"]).ok();
@@ -141,14 +141,14 @@ fn create_start_kill_delete_move_through_the_states() {
     let err = env.berth(&["kill", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: cannot signal container {id:?}: container not running")
+        format!("berth: error: cannot signal container {id:?}: container not running")
     );
     env.berth(&["delete", &id]).ok();
     env.assert_gone(&id);
     let err = env.berth(&["state", &id]).fails().to_string();
     assert_eq!(
         err.trim(),
-        format!("berth: container {id:?} does not exist")
+        format!("berth: error: container {id:?} does not exist")
     );
 }
 
@@ -216,7 +216,7 @@ fn kill_ends_a_created_container() {
         let err = env.berth(&["start", &id]).fails().to_string();
         assert_eq!(
             err.trim(),
-            format!("berth: cannot start container {id:?}: it is stopped")
+            format!("berth: error: cannot start container {id:?}: it is stopped")
         );
         assert_eq!(read(&out), "", "the program must never run");
         env.berth(&["delete", &id]).ok();
@@ -412,7 +412,7 @@ fn two_starts_at_once_start_the_container_once() {
         let failed = if first.code == 1 { &first } else { &second };
         assert_eq!(
             failed.stderr.trim(),
-            format!("berth: cannot start container {id:?}: it is running")
+            format!("berth: error: cannot start container {id:?}: it is running")
         );
         wait_until("the program to run", || read(&out) == "pausing\n");
         env.berth(&["delete", "--force", &id]).ok();
@@ -426,5 +426,5 @@ fn features_name_the_versions() {
     let env = Env::new("features");
     let features: Value = serde_json::from_str(env.berth(&["features"]).ok()).unwrap();
     assert_eq!(features["ociVersionMin"], "1.0.0");
-    assert_eq!(features["ociVersionMax"], "1.2.1");
+    assert_eq!(features["ociVersionMax"], "1.3.0");
 }

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_tests::{
-    berth_bin, need_root, process_gone, read, rootfs, run_to_files, wait_until, workspace, Env,
-    NetNs, Run,
+    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, run_to_files, wait_until,
+    workspace, Env, NetNs, Run,
 };
 use serde_json::{json, Value};
 
@@ -135,6 +135,12 @@ const SHOW_NETWORK_THEN_PAUSE: &str =
     "echo '# addresses'; ip -o a; echo '# links'; ip -o link; echo '# routes'; ip r; \
      echo '# end'; exec /bin/helper pause";
 
+/// Leaves the network to berth's choice of any mode: `berth spec`'s template asks for a network
+/// namespace of the container's own, which `--network host` may not replace.
+fn no_network_entry(config: &mut Value) {
+    drop_namespace(config, "network");
+}
+
 /// Adds CAP_NET_RAW, which busybox ping needs for its raw socket.
 fn with_net_raw(config: &mut Value) {
     for set in ["bounding", "effective", "permitted"] {
@@ -193,6 +199,26 @@ impl Detached {
 fn settings(env: &Env, id: &str) -> Value {
     let out: Value = serde_json::from_str(env.berth(&["inspect", id]).ok()).unwrap();
     out[0]["NetworkSettings"].clone()
+}
+
+/// The fields of `NetworkSettings` berth had before it took Docker's whole shape.
+fn berths_fields(settings: &Value) -> Value {
+    let fields = [
+        "NetworkMode",
+        "SandboxKey",
+        "IPAddress",
+        "IPPrefixLen",
+        "Gateway",
+        "MacAddress",
+        "Bridge",
+        "HostVeth",
+        "Ports",
+    ];
+    fields
+        .iter()
+        .map(|field| (field.to_string(), settings[field].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A process of ours on the throwaway host (a listener), killed by pid when dropped.
@@ -535,7 +561,7 @@ fn host_mode_sees_the_hosts_links_namespace_and_listeners() {
     let id = env.id("h");
     let script = "echo '# links'; ip -o link; echo '# addresses'; ip -o a; echo '# ns'; \
                   /bin/helper ns; echo '# connect'; /bin/helper connect 127.0.0.1 3000";
-    let bundle = env.bundle(&id, &["sh", "-c", script], |_| {});
+    let bundle = env.bundle(&id, &["sh", "-c", script], no_network_entry);
     let run = env.berth(&[
         "run",
         "--network",
@@ -575,7 +601,7 @@ fn a_second_host_mode_container_on_the_same_port_is_refused() {
     let bundle = env.bundle(
         &first,
         &["/bin/helper", "listen", "tcp", "3000", "first"],
-        |_| {},
+        no_network_entry,
     );
     Detached::start(&env, &first, &bundle, &["--network", "host", "-p", "3000"])
         .output_with("listening");
@@ -588,7 +614,7 @@ fn a_second_host_mode_container_on_the_same_port_is_refused() {
     let bundle = env.bundle(
         &second,
         &["/bin/helper", "listen", "tcp", "3000", "second"],
-        |_| {},
+        no_network_entry,
     );
     let b = bundle.to_str().unwrap();
     let create = [
@@ -631,7 +657,7 @@ fn a_host_listener_on_the_port_refuses_a_host_mode_container() {
     let _udp = HostProcess::listen(&env, "udp", 5353, "taken");
     for port in ["3001", "3001/tcp", "5353/udp"] {
         let id = env.id("refused");
-        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], no_network_entry);
         let b = bundle.to_str().unwrap();
         let err = env
             .berth(&[
@@ -680,7 +706,7 @@ fn host_mode_refuses_a_host_port_that_differs_from_the_container_port() {
     need_root!();
     let env = Env::with_netns("host-remap");
     let id = env.id("remap");
-    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], no_network_entry);
     let b = bundle.to_str().unwrap();
     let err = env
         .berth(&[
@@ -809,7 +835,7 @@ fn delete_leaves_no_veth_lease_port_or_rule() {
     let web_flags = ["--network", "bridge", "-p", "8080:80", "-p", "5353:53/udp"];
     Detached::start(&env, &web, &bundle, &web_flags).output_with("pausing");
     let host = env.id("host");
-    let bundle = env.bundle(&host, &["/bin/helper", "pause"], |_| {});
+    let bundle = env.bundle(&host, &["/bin/helper", "pause"], no_network_entry);
     Detached::start(&env, &host, &bundle, &["--network", "host", "-p", "3000"])
         .output_with("pausing");
 
@@ -1021,7 +1047,7 @@ fn inspect_reports_network_settings_for_each_mode() {
         "docker0"
     );
     assert_eq!(
-        net,
+        berths_fields(&net),
         json!({
             "NetworkMode": "bridge",
             "SandboxKey": format!("/proc/{}/ns/net", container.pid),
@@ -1034,6 +1060,11 @@ fn inspect_reports_network_settings_for_each_mode() {
             "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
         })
     );
+    let network = &net["Networks"]["bridge"];
+    for field in ["IPAddress", "IPPrefixLen", "Gateway", "MacAddress"] {
+        assert_eq!(network[field], net[field], "Networks.bridge.{field}");
+    }
+    assert_eq!(network["EndpointID"], veth);
 
     // Host mode from config.json alone: no network namespace in it.
     let host = env.id("host");
@@ -1057,7 +1088,7 @@ fn inspect_reports_network_settings_for_each_mode() {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&host_ns(&env).path).unwrap()),
     );
     assert_eq!(
-        net,
+        berths_fields(&net),
         json!({
             "NetworkMode": "host",
             "SandboxKey": sandbox,
@@ -1080,6 +1111,7 @@ fn inspect_reports_network_settings_for_each_mode() {
     assert_eq!(net["SandboxKey"], format!("/proc/{}/ns/net", container.pid));
     assert_eq!(net["IPAddress"], "");
     assert_eq!(net["Ports"], json!({}));
+    assert_eq!(net["Networks"]["none"]["IPAddress"], "");
 
     for id in [&bridged, &host, &none] {
         env.berth(&["delete", "--force", id]).ok();
@@ -1167,6 +1199,561 @@ fn a_namespace_given_by_path_is_joined_and_left_in_place() {
     assert!(status.success(), "joined0 is gone with the container");
 }
 
+/// A `NetworkSettings` recorded from an engine (runtime-tests/tests/data/inspect/).
+fn recorded(name: &str) -> Value {
+    let path = workspace()
+        .join("runtime-tests/tests/data/inspect")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Each key of an object and the JSON type of its value ("string", "number", "null", …).
+fn shape(object: &Value) -> Vec<(String, &'static str)> {
+    let kind = |value: &Value| match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let mut keys: Vec<(String, &'static str)> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .iter()
+        .map(|(key, value)| (key.clone(), kind(value)))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts that berth's `NetworkSettings` has the keys of the recorded one, each with a value
+/// of the same type, and only berth's own `NetworkMode` and `HostVeth` besides; and the same of
+/// its `Networks` entries, which must be the recorded ones by name.
+#[track_caller]
+fn assert_shape(berth: &Value, engine: &Value, what: &str) {
+    let own = ["HostVeth", "NetworkMode"];
+    let mut top = shape(berth);
+    top.retain(|(key, _)| !own.contains(&key.as_str()));
+    let wanted = shape(engine);
+    if engine.get("Networks").is_none() {
+        // podman leaves out what Docker has and berth copies: only its keys are compared
+        let podman: Vec<&String> = wanted.iter().map(|(key, _)| key).collect();
+        top.retain(|(key, _)| podman.contains(&key) || key == "Networks");
+    }
+    assert_eq!(top, wanted, "{what}: the keys of NetworkSettings");
+    let networks = |settings: &Value| -> Vec<(String, Vec<(String, &'static str)>)> {
+        let Some(networks) = settings.get("Networks") else {
+            return Vec::new();
+        };
+        networks
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, network)| (name.clone(), shape(network)))
+            .collect()
+    };
+    assert_eq!(networks(berth), networks(engine), "{what}: Networks");
+}
+
+#[test]
+fn inspect_has_the_shape_docker_and_podman_give() {
+    need_root!();
+    let env = Env::with_netns("inspect-shape");
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let path = joined.path.to_str().unwrap().to_string();
+    let modes: [(&str, &[&str], &str); 4] = [
+        ("host", &["--network", "host"], "docker-20.10-host.json"),
+        (
+            "bridge",
+            &["--network", "bridge", "-p", "8080:80"],
+            "docker-20.10-bridge.json",
+        ),
+        ("none", &["--network", "none"], "docker-20.10-none.json"),
+        ("joined", &[], "podman-4.3-joined.json"),
+    ];
+    for (mode, flags, recording) in modes {
+        let id = env.id(mode);
+        let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| match mode {
+            "host" => no_network_entry(config),
+            "joined" => runtime_tests::join_namespace(config, "network", &path),
+            _ => {}
+        });
+        let container = Detached::start(&env, &id, &bundle, flags);
+        let net = settings(&env, &id);
+        assert_shape(&net, &recorded(recording), mode);
+        if mode != "joined" {
+            // the lab's jq paths: .NetworkSettings.Networks.MODE.{IPAddress,Gateway,MacAddress}
+            let network = &net["Networks"][mode];
+            for field in ["IPAddress", "IPPrefixLen", "Gateway", "MacAddress"] {
+                assert_eq!(
+                    network[field], net[field],
+                    "{mode}: Networks.{mode}.{field}"
+                );
+            }
+        }
+        if mode == "bridge" {
+            let eth0 = &nsenter_ip(container.pid, &["-4", "addr", "show", "eth0"])[0];
+            let address = &eth0["addr_info"][0];
+            assert_eq!(net["Networks"]["bridge"]["IPAddress"], address["local"]);
+            assert_eq!(
+                net["Networks"]["bridge"]["IPPrefixLen"],
+                address["prefixlen"]
+            );
+            let link = &nsenter_ip(container.pid, &["link", "show", "eth0"])[0];
+            assert_eq!(net["Networks"]["bridge"]["MacAddress"], link["address"]);
+            assert_eq!(net["Networks"]["bridge"]["Gateway"], "172.17.0.1");
+        } else {
+            assert_eq!(net["IPAddress"], "", "{mode}");
+        }
+        env.berth(&["delete", "--force", &id]).ok();
+        env.assert_gone(&id);
+    }
+    assert_no_network_left(&env);
+}
+
+/// `berth create` of `bundle` with `flags`, which must fail naming each of `words`, and leave
+/// nothing behind.
+#[track_caller]
+fn create_refused(env: &Env, id: &str, bundle: &Path, flags: &[&str], words: &[&str]) {
+    let mut args = vec!["create"];
+    args.extend(flags);
+    args.extend(["--bundle", bundle.to_str().unwrap(), id]);
+    let err = env.berth(&args).fails().to_string();
+    for word in words {
+        assert!(
+            err.contains(word),
+            "{flags:?}: {err:?} does not name {word:?}"
+        );
+    }
+    env.assert_gone(id);
+    env.assert_root_empty();
+    assert_no_network_left(env);
+}
+
+#[test]
+fn an_annotation_or_flag_never_gives_the_hosts_namespace_where_the_config_asks_its_own() {
+    need_root!();
+    let env = Env::with_netns("mode-own");
+    let id = env.id("own");
+    let annotation = "annotation io.berth.network.mode \"host\" is refused";
+    let entry = "linux.namespaces has a network entry without a path";
+    let with_annotation = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        config["annotations"] = json!({"io.berth.network.mode": "host"});
+    });
+    create_refused(&env, &id, &with_annotation, &[], &[annotation, entry]);
+    let ports = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        config["annotations"] = json!({
+            "io.berth.network.mode": "host",
+            "io.berth.network.ports": "3000/tcp",
+        });
+    });
+    create_refused(&env, &id, &ports, &[], &[annotation, entry]);
+    assert!(store_records(&env, "ports").is_empty());
+    let plain = env.bundle(&id, &["/bin/helper", "ns"], |_| {});
+    let flag = "flag --network \"host\" is refused";
+    create_refused(&env, &id, &plain, &["--network", "host"], &[flag, entry]);
+    create_refused(
+        &env,
+        &id,
+        &plain,
+        &["--network", "host", "-p", "3000"],
+        &[flag],
+    );
+
+    // What the config allows still runs, in a namespace of its own: none, and bridge.
+    let host_ns = std::fs::metadata(&host_ns(&env).path).unwrap();
+    let host_ns = format!(
+        "net -> net:[{}]",
+        std::os::unix::fs::MetadataExt::ino(&host_ns)
+    );
+    for mode in ["none", "bridge"] {
+        let out = env.berth(&[
+            "run",
+            "--network",
+            mode,
+            "--bundle",
+            plain.to_str().unwrap(),
+            &id,
+        ]);
+        let namespaces = out.ok();
+        assert!(namespaces.contains("net -> net:["), "{namespaces}");
+        assert!(
+            !namespaces.contains(&host_ns),
+            "{mode}: the host's namespace: {namespaces}"
+        );
+        env.assert_gone(&id);
+    }
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_namespace_given_by_path_is_never_replaced_by_an_annotation_or_flag() {
+    need_root!();
+    let env = Env::with_netns("mode-joined");
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let path = joined.path.to_str().unwrap().to_string();
+    let id = env.id("joined");
+    let entry = format!("linux.namespaces has a network entry with path {path}");
+    let join = |config: &mut Value| {
+        runtime_tests::join_namespace(config, "network", &path);
+    };
+    for mode in ["host", "bridge", "none"] {
+        let bundle = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+            join(config);
+            config["annotations"] = json!({"io.berth.network.mode": mode});
+        });
+        let refusal = format!("annotation io.berth.network.mode {mode:?} is refused");
+        create_refused(&env, &id, &bundle, &[], &[&refusal, &entry]);
+        let bundle = env.bundle(&id, &["/bin/helper", "ns"], join);
+        let refusal = format!("flag --network {mode:?} is refused");
+        create_refused(
+            &env,
+            &id,
+            &bundle,
+            &["--network", mode],
+            &[&refusal, &entry],
+        );
+    }
+    // Nor do ports reach the host through it: no DNAT rule, no reservation.
+    let bundle = env.bundle(&id, &["/bin/helper", "ns"], |config| {
+        join(config);
+        config["annotations"] = json!({"io.berth.network.ports": "8080:80/tcp"});
+    });
+    let ports = "annotation io.berth.network.ports";
+    create_refused(&env, &id, &bundle, &[], &[ports, &format!("ns:{path}")]);
+    assert!(store_records(&env, "ports").is_empty());
+
+    // Without an annotation or flag, the container joins it.
+    let bundle = env.bundle(&id, &["/bin/helper", "ns"], join);
+    let out = env.run(&bundle, &id);
+    let joined_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    assert!(
+        out.ok().contains(&format!("net -> net:[{joined_ino}]")),
+        "{}",
+        out.stdout
+    );
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn the_ports_annotation_on_the_hosts_namespace_reserves_and_publishes_nothing() {
+    need_root!();
+    let env = Env::with_netns("mode-host-ports");
+    let id = env.id("host-ports");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        no_network_entry(config);
+        config["annotations"] = json!({"io.berth.network.ports": "3000/tcp"});
+    });
+    Detached::start(&env, &id, &bundle, &[]).output_with("pausing");
+    assert_eq!(store_records(&env, "ports").len(), 1);
+    let rules = nft_ruleset(&env);
+    assert!(!rules.contains("berth"), "a rule on the host: {rules}");
+    assert_eq!(settings(&env, &id)["NetworkMode"], "host");
+    // A remapping would need DNAT: refused.
+    let remap = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        no_network_entry(config);
+        config["annotations"] = json!({"io.berth.network.ports": "8080:80/tcp"});
+    });
+    let other = env.id("remap");
+    let err = env
+        .berth(&["create", "--bundle", remap.to_str().unwrap(), &other])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("host port must equal the container port"),
+        "{err}"
+    );
+    env.assert_gone(&other);
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_no_network_left(&env);
+}
+
+/// Makes the throwaway host's interface `name`, of a kind that has no peer: a dummy where the
+/// kernel has the driver, else an ifb (this machine's kernel is built without CONFIG_DUMMY).
+fn add_lone_interface(env: &Env, name: &str) {
+    let dummy = env
+        .command("ip")
+        .args(["link", "add", name, "type", "dummy"])
+        .output()
+        .unwrap();
+    if !dummy.status.success() {
+        eprintln!("no dummy driver: {name} is an ifb");
+        on_host(env, "ip", &["link", "add", name, "type", "ifb"]);
+    }
+}
+
+/// The throwaway host's two interfaces for `linux.netDevices`: `nd0` (dummy or ifb) up, with
+/// 10.77.0.1/24, 2001:db8:77::1/64 and 10.79.0.1/24 of link scope; `ndv0`, one end of a veth
+/// pair, down, with 10.78.0.1/24.
+fn add_net_devices(env: &Env) {
+    add_lone_interface(env, "nd0");
+    for args in [
+        &["addr", "add", "10.77.0.1/24", "dev", "nd0"][..],
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            "nd0",
+            "nodad",
+        ],
+        &["addr", "add", "10.79.0.1/24", "scope", "link", "dev", "nd0"],
+        &["link", "set", "nd0", "up"],
+        &[
+            "link",
+            "add",
+            "ndv0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ndv0-peer",
+        ],
+        &["addr", "add", "10.78.0.1/24", "dev", "ndv0"],
+    ] {
+        on_host(env, "ip", args);
+    }
+}
+
+/// Asserts that `nd0` and `ndv0` are on the throwaway host as [`add_net_devices`] made them, and
+/// that berth holds nothing of them: no record, no namespace pinned.
+#[track_caller]
+fn assert_net_devices_home(env: &Env) {
+    let global = |name: &str| -> Vec<String> {
+        let listing = host_ip(env, &["addr", "show", name]);
+        let mut found: Vec<String> = listing[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(global("nd0"), ["10.77.0.1/24", "2001:db8:77::1/64"]);
+    assert_eq!(global("ndv0"), ["10.78.0.1/24"]);
+    let nd0 = &host_ip(env, &["link", "show", "nd0"])[0];
+    assert!(
+        nd0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{nd0}"
+    );
+    let ndv0 = &host_ip(env, &["link", "show", "ndv0"])[0];
+    assert!(
+        !ndv0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{ndv0}"
+    );
+    assert_eq!(ndv0["link"], "ndv0-peer", "the veth lost its peer");
+    assert!(
+        store_records(env, "devices").is_empty(),
+        "a devices record is left"
+    );
+    let pins = env.root.join(".network/netns");
+    let mountinfo = read(Path::new("/proc/self/mountinfo"));
+    assert!(
+        !mountinfo.contains(pins.to_str().unwrap()),
+        "a namespace pin is left"
+    );
+}
+
+/// Sets `linux.netDevices` to `devices`.
+fn with_net_devices(devices: Value) -> impl FnOnce(&mut Value) {
+    move |config: &mut Value| config["linux"]["netDevices"] = devices
+}
+
+#[test]
+fn net_devices_move_in_renamed_with_their_addresses_and_come_back_at_delete() {
+    need_root!();
+    let env = Env::with_netns("netdev-move");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let devices = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", SHOW_NETWORK_THEN_PAUSE],
+        with_net_devices(devices),
+    );
+    let container = Detached::start(&env, &id, &bundle, &[]);
+    let output = container.output_with("pausing");
+
+    // Inside: renamed, up, with the host's addresses of global scope and no other.
+    let links = links_from_text(section(&output, "links"));
+    let names: Vec<&str> = links.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["ctr0", "lo", "ndv0"], "{output}");
+    assert!(
+        links.iter().all(|(_, flags)| flags.contains("UP")),
+        "{links:?}"
+    );
+    assert_eq!(
+        ipv4_addresses_from_text(section(&output, "addresses")),
+        [
+            ("ctr0".to_string(), "10.77.0.1/24".to_string()),
+            ("lo".to_string(), "127.0.0.1/8".to_string()),
+            ("ndv0".to_string(), "10.78.0.1/24".to_string()),
+        ]
+    );
+    let v6 = nsenter_ip(container.pid, &["-6", "addr", "show", "ctr0"]);
+    let v6: Vec<&Value> = v6[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .collect();
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["local"], "2001:db8:77::1");
+    // Gone from the host meanwhile; the veth's peer stays.
+    let host_links = link_names(&host_ip(&env, &["link"]));
+    assert_eq!(host_links, ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+
+    // A container whose program has ended still holds them until delete (berth pins its
+    // namespace): `run` in the foreground, and a template name the kernel numbers.
+    let script = "ip -o link | grep -c ': ctr0:'";
+    let devices = json!({"nd0": {"name": "ctr%d"}, "ndv0": {}});
+    let bundle = env.bundle(&id, &["sh", "-c", script], with_net_devices(devices));
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "1\n");
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_refusals_name_the_problem_and_a_failed_create_returns_the_interfaces() {
+    need_root!();
+    let env = Env::with_netns("netdev-refused");
+    add_net_devices(&env);
+    let id = env.id("netdev");
+    let pause = ["/bin/helper", "pause"];
+
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nosuch0": {}})));
+    let missing = "linux.netDevices: the host has no interface \"nosuch0\"";
+    create_refused(&env, &id, &bundle, &[], &[missing]);
+
+    let bundle = env.bundle(&id, &pause, |config| {
+        no_network_entry(config);
+        config["linux"]["netDevices"] = json!({"nd0": {}});
+    });
+    let host = "but config.json linux.namespaces gives host mode";
+    create_refused(&env, &id, &bundle, &[], &["linux.netDevices", host]);
+    let bundle = env.bundle(&id, &pause, with_net_devices(json!({"nd0": {}})));
+    let flag = "flag --network \"host\" is refused";
+    create_refused(&env, &id, &bundle, &["--network", "host"], &[flag]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "eth0"}})),
+    );
+    let veth = "\"nd0\" cannot become \"eth0\" in the container: bridge mode gives that name";
+    create_refused(&env, &id, &bundle, &["--network", "bridge"], &[veth]);
+
+    let bundle = env.bundle(
+        &id,
+        &pause,
+        with_net_devices(json!({"nd0": {"name": "a:b"}})),
+    );
+    create_refused(
+        &env,
+        &id,
+        &bundle,
+        &[],
+        &["\"a:b\" is not a valid interface name"],
+    );
+    assert_net_devices_home(&env);
+
+    // A name taken in a namespace joined by path: nd0 has moved by then (in order of host
+    // names), and comes back with the failed create.
+    let joined = NetNs::new(&format!("{}-j", env.name));
+    let status = joined
+        .command("ip")
+        .args([
+            "link", "add", "taken0", "type", "veth", "peer", "name", "taken1",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = joined.path.to_str().unwrap().to_string();
+    let bundle = env.bundle(&id, &pause, |config| {
+        runtime_tests::join_namespace(config, "network", &path);
+        config["linux"]["netDevices"] = json!({"nd0": {}, "ndv0": {"name": "taken0"}});
+    });
+    let taken = "\"ndv0\" cannot become \"taken0\" in the container: the container's network \
+                 namespace has an interface of that name";
+    create_refused(&env, &id, &bundle, &[], &[taken]);
+    assert_net_devices_home(&env);
+    let left = joined.command("ip").args(["-o", "link"]).output().unwrap();
+    let left = links_from_text(&String::from_utf8_lossy(&left.stdout));
+    let left: Vec<&str> = left.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(left, ["lo", "taken0", "taken1"]);
+
+    // A createRuntime hook that fails, after the interfaces moved in.
+    let seen = env.scratch.join("links-seen-by-hook");
+    let hook = format!("ip -o link > {}; exit 3", seen.display());
+    let bundle = env.bundle(&id, &pause, |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    create_refused(&env, &id, &bundle, &[], &["createRuntime"]);
+    let seen = read(&seen);
+    assert!(
+        !seen.contains("nd0"),
+        "nd0 was on the host when the hook ran: {seen}"
+    );
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn net_devices_come_back_with_delete_force_after_berth_is_killed_during_create() {
+    need_root!();
+    let env = Env::with_netns("netdev-killed");
+    add_net_devices(&env);
+    let id = env.id("killed");
+    let marker = env.scratch.join("hook-pid");
+    let hook = format!(
+        "echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 60",
+        marker.display()
+    );
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |config| {
+        config["linux"]["netDevices"] = json!({"nd0": {"name": "ctr0"}, "ndv0": {}});
+        config["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook]}
+        ]});
+    });
+    let mut create = env
+        .berth_command(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the createRuntime hook", || marker.exists());
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook_pid: i32 = read(&marker).trim().parse().unwrap();
+    // SAFETY: kill(2) on the pid of the hook's sleep, a process this test started.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+
+    // The init is gone with its channel to berth; the pinned namespace still holds both.
+    assert_eq!(link_names(&host_ip(&env, &["link"])), ["lo", "ndv0-peer"]);
+    assert_eq!(store_records(&env, "devices").len(), 1);
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
 #[test]
 fn the_demo_runs_start_to_end() {
     need_root!();
@@ -1184,8 +1771,13 @@ fn the_demo_runs_start_to_end() {
     for expected in [
         "$ berth run -d -p 3000 --network host --bundle web-host lab-host",
         "ok: the container's page, fetched from the host at 127.0.0.1:3000",
+        "$ ss -tlnp 'sport = :3000'",
+        "ok: the container's httpd, pid ",
         "RESOURCE:PORTS",
         "$ berth run -d -p 8080:80 --network bridge --bundle web-bridge lab-bridge",
+        "$ ss -tuanp 'sport = :8080'",
+        "ok: no process holds the host's port 8080, so no proxy either",
+        "\"Networks\": {",
         "inet 172.17.0.",
         "default via 172.17.0.1 dev eth0",
         "\"NetworkMode\": \"host\"",

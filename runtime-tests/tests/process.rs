@@ -145,8 +145,8 @@ fn the_five_capability_sets_are_applied() {
             ("CapAmb".to_string(), ambient),
         ]
     );
-    // Root gets its bounding set as permitted and effective; berth spec's template lists
-    // ambient capabilities that are not inheritable, which the kernel does not allow: none.
+    // Root gets its bounding set as permitted and effective; berth spec's template, like runc's,
+    // asks for no ambient or inheritable ones.
     let out = output(&env, "root", &["/bin/helper", "caps"], |_| {});
     let template = AUDIT_WRITE | KILL | NET_BIND_SERVICE;
     assert_eq!(
@@ -217,7 +217,7 @@ fn rlimits_are_set_and_one_above_the_hard_limit_fails_clearly() {
     assert_eq!(
         err.trim(),
         format!(
-            "berth: container {id:?} could not be created: cannot set process.rlimits \
+            "berth: error: container {id:?} could not be created: cannot set process.rlimits \
              RLIMIT_NOFILE to soft 1000000, hard 1000000: EPERM: Operation not permitted \
              (raising a hard limit needs CAP_SYS_RESOURCE)"
         )
@@ -245,7 +245,7 @@ fn oom_score_adj_is_set_and_lowering_it_needs_sys_resource() {
         assert_eq!(
             run.fails().trim(),
             format!(
-                "berth: container {id:?} could not be created: cannot set process.oomScoreAdj \
+                "berth: error: container {id:?} could not be created: cannot set process.oomScoreAdj \
                  to -500: Permission denied (os error 13) (lowering it needs CAP_SYS_RESOURCE)"
             )
         );

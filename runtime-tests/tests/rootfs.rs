@@ -3,8 +3,12 @@
 //! read-only paths, hostname and domainname, and linux.sysctl with its refusal for the host's
 //! namespaces.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use runtime_tests::{
-    drop_namespace, join_namespace, mount_at, need_root, parse_mountinfo, read, Env, HostTmpfs,
+    drop_namespace, join_namespace, mount_at, need_root, parse_mountinfo, parse_namespaces, read,
+    Env, HostTmpfs,
 };
 use serde_json::{json, Value};
 
@@ -87,6 +91,457 @@ fn bind_mounts_take_their_options() {
         "the rw bind mount writes through"
     );
     env.assert_gone(&id);
+}
+
+/// A host folder holding a mount of its own: fields drop in order, the submount first.
+struct TmpfsTree {
+    sub: HostTmpfs,
+    top: HostTmpfs,
+}
+
+/// A tmpfs at `path` with the mount options `options`, with another one at `path/sub` with the
+/// same options. Unmounted when dropped.
+fn tmpfs_tree(path: &Path, options: &str) -> TmpfsTree {
+    let top = HostTmpfs::new(path);
+    std::fs::write(path.join("top"), "top\n").unwrap();
+    std::fs::create_dir(path.join("sub")).unwrap();
+    let sub = HostTmpfs::new(&path.join("sub"));
+    for mount in [&sub.path, &top.path] {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(mount)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {} {options}", mount.display());
+    }
+    TmpfsTree { sub, top }
+}
+
+/// Docker's and Kubernetes' recursive read-only mounts (`rbind`, `rro`) and every other
+/// recursive option: each holds on the bind and on the mount below it, as the container's own
+/// mountinfo shows, and a write under the submount of a `rro` bind fails.
+#[test]
+fn recursive_options_reach_the_mounts_below_a_bind() {
+    need_root!();
+    let env = Env::new("rootfs-recursive");
+    // Three host folders, each with a submount: with default flags, with every flag a
+    // recursive option can clear, and with strictatime.
+    let plain = tmpfs_tree(&env.scratch.join("plain"), "rw");
+    let flagged = tmpfs_tree(
+        &env.scratch.join("flagged"),
+        "ro,nosuid,nodev,noexec,nodiratime,noatime,nosymfollow",
+    );
+    let strict = tmpfs_tree(&env.scratch.join("strict"), "strictatime");
+    let all = [
+        "ro",
+        "nosuid",
+        "nodev",
+        "noexec",
+        "nodiratime",
+        "noatime",
+        "nosymfollow",
+    ];
+    // (destination, source, options, shown on both mounts, not shown on either)
+    type Case<'a> = (
+        &'a str,
+        &'a Path,
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
+        (
+            "set",
+            &plain.top.path,
+            &[
+                "rro",
+                "rnosuid",
+                "rnodev",
+                "rnoexec",
+                "rnodiratime",
+                "rnoatime",
+                "rnosymfollow",
+            ],
+            &all,
+            &["rw", "relatime"],
+        ),
+        (
+            "strict",
+            &plain.top.path,
+            &["rstrictatime"],
+            &["rw"],
+            &["relatime", "noatime"],
+        ),
+        (
+            "cleared",
+            &flagged.top.path,
+            &[
+                "rrw",
+                "rsuid",
+                "rdev",
+                "rexec",
+                "rdiratime",
+                "rrelatime",
+                "rsymfollow",
+            ],
+            &["rw", "relatime"],
+            &all,
+        ),
+        (
+            "atime",
+            &flagged.top.path,
+            &["ratime"],
+            &["ro", "relatime"],
+            &["noatime"],
+        ),
+        (
+            "norelatime",
+            &strict.top.path,
+            &["rnorelatime"],
+            &["relatime"],
+            &[],
+        ),
+        (
+            "nostrictatime",
+            &strict.top.path,
+            &["rnostrictatime"],
+            &["relatime"],
+            &[],
+        ),
+    ];
+    let id = env.id("recursive");
+    let script = "/bin/helper mounts; echo ---; /bin/helper write /run/set/top x; \
+                  /bin/helper write /run/set/sub/new x; /bin/helper write /run/strict/sub/new x";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        tmpfs_at_run(c);
+        for (name, source, options, _, _) in cases {
+            let mut options: Vec<&str> = options.to_vec();
+            options.insert(0, "rbind");
+            add_mount(
+                c,
+                json!({"destination": format!("/run/{name}"), "type": "bind",
+                       "source": source, "options": options}),
+            );
+        }
+    });
+    let out = env.run(&bundle, &id).ok().to_string();
+    let (mountinfo, writes) = out.split_once("---\n").unwrap();
+    for (name, _, options, shown, absent) in cases {
+        for point in [format!("/run/{name}"), format!("/run/{name}/sub")] {
+            let mount = mount_at(mountinfo, &point);
+            for option in *shown {
+                assert!(
+                    mount.has_option(option),
+                    "{options:?}: {option} missing: {mount:?}"
+                );
+            }
+            for option in *absent {
+                assert!(
+                    !mount.has_option(option),
+                    "{options:?}: {option} shown: {mount:?}"
+                );
+            }
+        }
+    }
+    // Read-only down to the submount; the plain source's submount stays writable elsewhere.
+    assert_eq!(writes, "EROFS\nEROFS\nok\n");
+    assert_eq!(read(&plain.sub.path.join("new")), "x");
+    env.assert_gone(&id);
+}
+
+/// `tmpcopyup` (podman asks for it on its tmpfs mounts): the tmpfs starts with a copy of what
+/// the image held there, files, folders and symlinks with their modes and owners, and writes go
+/// to the tmpfs only.
+#[test]
+fn tmpcopyup_fills_a_tmpfs_with_what_the_image_held() {
+    need_root!();
+    let env = Env::new("rootfs-copyup");
+    let id = env.id("copyup");
+    let script = "/bin/helper mounts; echo ---; readlink /bin/cat; /bin/helper stat /bin/busybox; \
+                  /bin/helper stat /home/berth; /bin/helper ls /home; /bin/helper write /bin/new x; \
+                  /bin/helper write /home/new x";
+    let bundle = env.bundle(&id, &["/bin/sh", "-c", script], |c| {
+        for dir in ["/bin", "/home"] {
+            add_mount(
+                c,
+                json!({"destination": dir, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "tmpcopyup"]}),
+            );
+        }
+    });
+    let out = env.run(&bundle, &id).ok().to_string();
+    let (mountinfo, rest) = out.split_once("---\n").unwrap();
+    for point in ["/bin", "/home"] {
+        assert_eq!(mount_at(mountinfo, point).fstype, "tmpfs");
+    }
+    // The program ran from the copy: busybox, its symlinks, and the helper came along.
+    assert_eq!(
+        rest,
+        "/bin/busybox\n\
+         type=file mode=0755 uid=0 gid=0\n\
+         type=directory mode=0755 uid=1000 gid=1000\n\
+         berth\n\
+         ok\n\
+         ok\n"
+    );
+    let image = runtime_tests::rootfs();
+    assert!(!image.join("bin/new").exists() && !image.join("home/new").exists());
+    env.assert_gone(&id);
+}
+
+/// Unmounts (lazily) what is mounted at its path when dropped, also when the test fails.
+struct Unmounted(std::path::PathBuf);
+
+impl Drop for Unmounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The mounts of the test's own process (berth's mount namespace) at or below `dir`, and its
+/// `/`, as mountinfo lines without their ids.
+fn host_mounts_at(dir: &Path) -> Vec<String> {
+    let text = read(Path::new("/proc/self/mountinfo"));
+    parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| m.point == "/" || Path::new(&m.point).starts_with(dir))
+        .map(|m| {
+            format!(
+                "{} {} {:?} {:?} {}",
+                m.point, m.root, m.options, m.tags, m.fstype
+            )
+        })
+        .collect()
+}
+
+/// A config without a mount namespace runs in berth's: the runtime-spec says a namespace not
+/// listed is the runtime's. berth gives its root filesystem a mount of its own there, makes the
+/// container's mounts below it (the host sees them), chroots into it (pivot_root would move the
+/// host's root), `exec` lands there too; and `delete` leaves no mount behind and the host's
+/// `/` as it was (runc makes `/` a slave and leaves every mount).
+#[test]
+fn without_a_mount_namespace_the_container_runs_in_berths_and_leaves_no_mount() {
+    need_root!();
+    let env = Env::new("rootfs-host-mntns");
+    // A root filesystem path of this test's own, a read-only bind of the shared image (undone on
+    // drop), so what berth mounts in the host's namespace is below the test's folder.
+    let rootfs = env.scratch.join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let bind = std::process::Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(runtime_tests::rootfs())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(bind.success());
+    let image = Unmounted(rootfs.clone());
+    let before = host_mounts_at(&env.scratch);
+    // A create that fails half-way (the init cannot mount a tmpfs) leaves nothing either.
+    let id = env.id("host-mntns-bad");
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["root"]["path"] = rootfs.to_str().unwrap().into();
+        drop_namespace(c, "mount");
+        tmpfs_at_run(c);
+        add_mount(
+            c,
+            json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["size=much"]}),
+        );
+    });
+    let err = env
+        .berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("cannot mount tmpfs on /tmp: fsconfig: EINVAL"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+    assert_eq!(host_mounts_at(&env.scratch), before, "left on the host");
+    let id = env.id("host-mntns");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        c["root"]["path"] = rootfs.to_str().unwrap().into();
+        drop_namespace(c, "mount");
+    });
+    env.create(&bundle, &id, &[]);
+    // The container's mounts are the host's, below its root filesystem.
+    let created = host_mounts_at(&env.scratch);
+    for point in ["/proc", "/dev", "/dev/pts", "/sys"] {
+        let point = format!("{}{point}", rootfs.display());
+        assert!(
+            created.iter().any(|m| m.starts_with(&format!("{point} "))),
+            "{point} is not mounted on the host: {created:#?}"
+        );
+    }
+    env.berth(&["start", &id]).ok();
+    let look = "/bin/helper ns; echo ---; cat /etc/hostname; /bin/helper mounts";
+    let out = env.berth(&["exec", &id, "sh", "-c", look]).ok().to_string();
+    let (ns, rest) = out.split_once("---\n").unwrap();
+    assert_eq!(
+        parse_namespaces(ns)["mnt"],
+        runtime_tests::namespaces_of("self")["mnt"],
+        "not berth's mount namespace"
+    );
+    // The image's hostname file, and mountinfo as seen from the container's root.
+    let (hostname, mountinfo) = rest.split_once('\n').unwrap();
+    assert_eq!(
+        hostname,
+        read(&runtime_tests::rootfs().join("etc/hostname")).trim()
+    );
+    assert!(mount_at(mountinfo, "/").has_option("ro"), "{mountinfo}");
+    assert_eq!(mount_at(mountinfo, "/proc").fstype, "proc");
+    env.berth(&["kill", &id, "KILL"]).ok();
+    env.wait_for_status(&id, "stopped");
+    env.berth(&["delete", &id]).ok();
+    env.assert_gone(&id);
+    assert_eq!(host_mounts_at(&env.scratch), before, "left on the host");
+    // In a user namespace nothing could be mounted in the host's mount namespace.
+    let userns = |c: &mut Value| {
+        drop_namespace(c, "mount");
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    };
+    refused(
+        &env,
+        "userns",
+        &[],
+        userns,
+        "linux.namespaces has a user namespace but no mount namespace: berth could mount \
+         nothing for the container in the host's",
+    );
+    drop(image);
+}
+
+/// `major:minor` of the filesystem `path` lives on, as mountinfo shows it.
+fn device_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).unwrap().dev();
+    format!("{}:{}", libc::major(dev), libc::minor(dev))
+}
+
+/// Swaps the entries `a` and `b` of `dir` (renameat2 RENAME_EXCHANGE) until `stop` is set, as
+/// an attacker who can write into the root filesystem would; returns how many swaps it made.
+fn swap_until(dir: &Path, a: &str, b: &str, stop: &AtomicBool) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |name: &str| std::ffi::CString::new(dir.join(name).as_os_str().as_bytes()).unwrap();
+    let (a, b) = (c(a), c(b));
+    let mut swaps = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: two NUL-terminated paths that outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+        swaps += 1;
+    }
+    swaps
+}
+
+/// CVE-2021-30465's setting: someone who can write into the root filesystem while berth mounts
+/// (another container with it as a volume) swaps a read-only bind's destination with a symlink
+/// to a mount made before it (`/tmp`), over and over (renameat2 RENAME_EXCHANGE), during a few
+/// hundred creates (BERTH_SWAP_RUNS, default 300). When a bind was made on one descriptor and
+/// given its flags through another opened by path, the swap could send the flags to the other
+/// mount in between and leave the host folder writable: main at 1603dd7 did so 10 times in 300,
+/// each written through from the container. No create may do that. (A symlink to `/` gives the
+/// same writable outcomes, but half the creates then fail on the root itself.)
+#[test]
+fn a_read_only_bind_stays_read_only_while_its_destination_is_swapped() {
+    need_root!();
+    let env = Env::new("rootfs-swap");
+    let secret = HostTmpfs::new(&env.scratch.join("secret"));
+    std::fs::write(secret.path.join("data"), "host\n").unwrap();
+    // The root filesystem the attacker writes into: the program (never started), the
+    // destination, and the symlink swapped in for it.
+    let rootfs = HostTmpfs::new(&env.scratch.join("rootfs"));
+    std::fs::create_dir(rootfs.path.join("bin")).unwrap();
+    std::fs::write(rootfs.path.join("bin/true"), "").unwrap();
+    std::fs::set_permissions(
+        rootfs.path.join("bin/true"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir(rootfs.path.join("ro")).unwrap();
+    std::os::unix::fs::symlink("/tmp", rootfs.path.join("link")).unwrap();
+    let secret_dev = device_of(&secret.path);
+    let id = env.id("swap");
+    let bundle = env.bundle(&id, &["/bin/true"], |c| {
+        c["root"]["path"] = rootfs.path.to_str().unwrap().into();
+        add_mount(
+            c,
+            json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+        );
+        add_mount(
+            c,
+            json!({"destination": "/ro", "type": "bind", "source": secret.path,
+                   "options": ["rbind", "ro"]}),
+        );
+    });
+    let runs: usize = std::env::var("BERTH_SWAP_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let (mut created, mut refused, mut writable, mut written) = (0, Vec::new(), Vec::new(), 0);
+    let stop = AtomicBool::new(false);
+    let swaps = std::thread::scope(|scope| {
+        let racer = scope.spawn(|| swap_until(&rootfs.path, "ro", "link", &stop));
+        for run in 0..runs {
+            let create = env.berth(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+            if create.code != 0 {
+                refused.push(create.stderr.trim().to_string());
+                env.assert_gone(&id);
+                continue;
+            }
+            created += 1;
+            let pid = env.pid(&id);
+            let mountinfo = read(Path::new(&format!("/proc/{pid}/mountinfo")));
+            for mount in parse_mountinfo(&mountinfo) {
+                if mount.device != secret_dev || !mount.has_option("rw") {
+                    continue;
+                }
+                // Writable as mountinfo says? Write through the container's own view.
+                let probe = format!("/proc/{pid}/root{}/written-{run}", mount.point);
+                written += usize::from(std::fs::write(&probe, "x").is_ok());
+                writable.push(format!("run {run}: {} {:?}", mount.point, mount.options));
+            }
+            env.berth(&["delete", "--force", &id]).ok();
+            env.assert_gone(&id);
+        }
+        stop.store(true, Ordering::Relaxed);
+        racer.join().unwrap()
+    });
+    eprintln!(
+        "{runs} creates, {swaps} swaps: {created} created, {} refused, {} writable mounts of the \
+         read-only source, {written} written through",
+        refused.len(),
+        writable.len()
+    );
+    let mut kinds = refused.clone();
+    kinds.sort();
+    kinds.dedup();
+    eprintln!("refusals: {kinds:#?}");
+    assert!(created > 0, "no create succeeded: {refused:?}");
+    assert!(
+        swaps > runs as u64,
+        "the swapping hardly ran: {swaps} swaps"
+    );
+    assert!(writable.is_empty(), "writable: {writable:#?}");
+    assert_eq!(written, 0);
 }
 
 #[test]
@@ -437,8 +892,46 @@ fn refused(env: &Env, tag: &str, flags: &[&str], edit: impl FnOnce(&mut Value), 
     args.extend_from_slice(flags);
     args.push(&id);
     let err = env.berth(&args).fails().to_string();
-    assert_eq!(err.trim(), format!("berth: {message}"), "{tag}");
+    assert_eq!(err.trim(), format!("berth: error: {message}"), "{tag}");
     env.assert_gone(&id);
+}
+
+#[test]
+fn mount_options_berth_would_drop_are_refused() {
+    need_root!();
+    let env = Env::new("rootfs-options-refused");
+    let source = env.scratch.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let cases = [
+        (
+            "idmap",
+            json!(["rbind", "idmap"]),
+            r#"option "idmap": berth does not make id-mapped mounts"#,
+        ),
+        (
+            "data",
+            json!(["rbind", "size=1m"]),
+            r#"option "size=1m" is not one berth knows, and a bind mount shares its source's filesystem: it takes no filesystem options"#,
+        ),
+        (
+            "sync",
+            json!(["rbind", "sync"]),
+            r#"option "sync" changes a filesystem, and a bind mount shares its source's filesystem"#,
+        ),
+    ];
+    for (tag, options, reason) in cases {
+        let mount = json!({"destination": "/data", "type": "bind", "source": source,
+                           "options": options});
+        let only = |c: &mut Value| c["mounts"] = json!([mount]);
+        refused(
+            &env,
+            tag,
+            &[],
+            only,
+            &format!("mounts[0] (/data): {reason}"),
+        );
+    }
+    env.assert_root_empty();
 }
 
 #[test]
@@ -456,13 +949,17 @@ fn sysctls_of_the_hosts_namespaces_are_refused() {
         c["linux"]["sysctl"] = net.clone();
     };
     refused(&env, "no-netns", &[], no_netns, net_refused);
+    // `--network host` cannot take the host's namespace where config.json asks for its own, so
+    // the sysctl would never reach the host's.
     let with_net = |c: &mut Value| c["linux"]["sysctl"] = net.clone();
     refused(
         &env,
         "host-flag",
         &["--network", "host"],
         with_net,
-        net_refused,
+        "flag --network \"host\" is refused: config.json's linux.namespaces has a network entry \
+         without a path, and host mode would put the container in the host's network namespace \
+         where config.json asks for one of its own",
     );
     let host_ipc = |c: &mut Value| {
         join_namespace(c, "ipc", "/proc/self/ns/ipc");

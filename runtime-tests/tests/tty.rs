@@ -360,7 +360,7 @@ fn a_terminal_with_nothing_to_receive_it_is_refused() {
     let id = env.id("refused");
     let bundle = env.bundle(&id, &[], with_terminal(&["sh"]));
     let b = bundle.to_str().unwrap();
-    let expected = "berth: process.terminal is true: give --console-socket to receive the terminal, or use `run` without --detach";
+    let expected = "berth: error: process.terminal is true: give --console-socket to receive the terminal, or use `run` without --detach";
     for args in [
         vec!["create", "--bundle", b, &id],
         vec!["run", "-d", "--bundle", b, &id],
@@ -379,7 +379,7 @@ fn a_terminal_with_nothing_to_receive_it_is_refused() {
     ]);
     assert!(
         run.fails().starts_with(&format!(
-            "berth: cannot connect to the console socket {}:",
+            "berth: error: cannot connect to the console socket {}:",
             missing.display()
         )),
         "{}",
@@ -399,7 +399,7 @@ fn a_terminal_with_nothing_to_receive_it_is_refused() {
     ]);
     assert_eq!(
         run.fails().trim(),
-        "berth: --console-socket was given but process.terminal is false"
+        "berth: error: --console-socket was given but process.terminal is false"
     );
     env.assert_gone(&id);
     // exec: a detached terminal needs the socket too.
@@ -411,6 +411,6 @@ fn a_terminal_with_nothing_to_receive_it_is_refused() {
     assert_eq!(run.code, 255);
     assert_eq!(
         run.stderr.trim(),
-        "berth: a detached exec with a terminal needs --console-socket to receive it"
+        "berth: error: a detached exec with a terminal needs --console-socket to receive it"
     );
 }

@@ -37,6 +37,10 @@ docker_steps() {
         "$run --rm \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
     step "seccomp=unconfined" 0 '^ok$' \
         "$run --rm --security-opt seccomp=unconfined \$IMAGE sh -c 'grep ^Seccomp: /proc/self/status; helper try-syscall unshare-user'"
+    step "inspect's NetworkSettings in host, bridge and none mode" 0 '^bridge Networks\.bridge\.IPAddress$' \
+        "record_network_settings \"$run\" docker host '--network host' &&
+         record_network_settings \"$run\" docker bridge '-p 8080:80' &&
+         record_network_settings \"$run\" docker none '--network none'"
     step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
     step "inspect" 0 '^running 0 16 172\.17\.0\.1 default 172\.17\.' \
         "docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.HostConfig.NetworkMode}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"

@@ -7,47 +7,10 @@
 
 all_engines=(containerd docker podman)
 
-# command or file -> Debian package
-declare -A engine_packages=(
-    [containerd]=containerd
-    [dockerd]=docker.io
-    [podman]=podman
-    [conmon]=conmon
-    [runc]=runc
-    [umoci]=umoci
-    [/usr/lib/cni/bridge]=containernetworking-plugins
-    [iptables]=iptables
-    [jq]=jq
-    [script]=bsdutils
-    [unshare]=util-linux
-    [perl]=perl-base
-    [busybox]=busybox-static
-)
-
 install_engines() {
-    local missing=() thing
-    for thing in "${!engine_packages[@]}"; do
-        if [[ $thing == /* ]]; then
-            [[ -e $thing ]] || missing+=("${engine_packages[$thing]}")
-        else
-            command -v "$thing" >/dev/null 2>&1 || missing+=("${engine_packages[$thing]}")
-        fi
-    done
-    ((${#missing[@]})) || return 0
-    echo "engine-tests: installing ${missing[*]}"
-    # Installing docker.io or containerd would start their services on the real host network
-    # (docker0, iptables rules) where the package scripts can: forbid that for this install.
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        made_policy=1
-    fi
-    local status=0
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || status=$?
-    ((made_policy)) && rm -f "$policy"
-    ((status == 0)) || die "apt-get install ${missing[*]} failed"
+    # The install helper keeps the packages' scripts from starting containerd and dockerd on the
+    # real host network (docker0, iptables rules) while they install.
+    "$repo/scripts/install" --set engines || die "cannot install the engines"
 }
 
 # What the host looks like, to compare after the run: links, iptables chains, cgroup dirs.

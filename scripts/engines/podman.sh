@@ -41,6 +41,12 @@ podman_steps() {
     step "run on the CNI network" 0 'inet 10\.88\.[0-9.]+/16' \
         "$run --rm \$IMAGE sh -c 'echo exit soon; ip addr; ip route; exit 5'; echo status \$?"
     step "run --network host (cni-podman0 exists by now)" 0 '^host0:$' "$run --rm --network host \$IMAGE sh -c 'ip -o link | cut -d\" \" -f2'"
+    step "inspect's NetworkSettings on the CNI network, in host mode and in a joined namespace" 0 \
+        '^joined SandboxKey$' \
+        "record_network_settings \"$run\" podman cni '-p 8080:80' &&
+         record_network_settings \"$run\" podman host '--network host' &&
+         ip netns add engines-joined && trap 'ip netns del engines-joined' EXIT &&
+         record_network_settings \"$run\" podman joined '--network ns:/run/netns/engines-joined'"
     step "run --detach" 0 '' "$run --detach --name box \$IMAGE sh -c 'sleep 1000 & exec helper pause' >/dev/null"
     step "inspect" 0 '^running 0 16 10\.88\.0\.1 10\.88\.' \
         "podman inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.Gateway}} {{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' box"

@@ -56,7 +56,21 @@ wait_for() {
 on_tty() {
     (set -o pipefail; script -qefc "$*" /dev/null </dev/null | tr -d '\r' | sed 's/^^@//')
 }
-export -f wait_for on_tty
+# Runs a detached container with RUN (an engine's `run` command) and FLAGS, keeps what
+# `ENGINE inspect` says of its NetworkSettings in $work/recorded/RT/ENGINE-NAME.json, removes it,
+# and prints the key paths of that object, one a line after NAME. The recordings are where the
+# shape of `berth inspect` comes from (runtime-tests/tests/data/inspect/).
+record_network_settings() {
+    local run=$1 engine=$2 name=$3 flags=$4 file
+    file="$RECORD_DIR/$RT/$engine-$name.json"
+    mkdir -p "${file%/*}"
+    # shellcheck disable=SC2086 # the flags are split on purpose
+    $run --detach --name "net-$name" $flags "$IMAGE" helper pause >/dev/null || return
+    "$engine" inspect "net-$name" | jq '.[0].NetworkSettings' >"$file"
+    "$engine" rm --force "net-$name" >/dev/null
+    jq -r --arg name "$name" '[paths | map(tostring) | join(".")] | .[] | "\($name) \(.)"' "$file"
+}
+export -f wait_for on_tty record_network_settings
 
 count_lines() {
     if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi
@@ -80,7 +94,7 @@ run_steps() {
     declare -gi step_no=0
     step_dir="$work/out/$engine/$rt"
     mkdir -p "$step_dir"
-    export RUNTIME="$work/rt/$engine/$rt" RT=$rt IMAGE=$image ROOTFS
+    export RUNTIME="$work/rt/$engine/$rt" RT=$rt IMAGE=$image ROOTFS RECORD_DIR="$work/recorded"
     "$steps"
 }
 

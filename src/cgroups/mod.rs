@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 pub use devices::DeviceRule;
 pub use paths::{config_for, discover};
 pub use resources::{
-    check as check_resources, cpu_weight_from_shares, io_weight_from_blkio, swap_max_v2,
+    check as check_resources, cpu_weight_from_shares, io_weight_from_blkio, normalize_pids,
+    swap_max_v2,
 };
 pub use stats::Stats;
 

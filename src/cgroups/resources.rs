@@ -27,6 +27,40 @@ pub fn v2_limit(value: i64) -> String {
     }
 }
 
+/// `pids.max` for the spec's `linux.resources.pids.limit`: -1 (or below) is no limit, and 0 is
+/// written as 1, as runc does (systemd refuses a TasksMax of 0): with the init in the cgroup
+/// both let no process fork, and a cgroup2 `pids.max` of 0 would refuse even the init's clone
+/// into it.
+pub fn pids_max(limit: i64) -> String {
+    match limit {
+        0 => "1".to_string(),
+        limit => v2_limit(limit),
+    }
+}
+
+/// The spec's `pids` as runtime-spec 1.3 reads it: `limit` is optional and 0 is a limit; before
+/// 1.3 it was required and runtimes read 0 as "no limit given". oci-spec reads both as 0, so
+/// the raw `pids` object (`None` without one) decides.
+pub fn normalize_pids(
+    resources: &mut LinuxResources,
+    raw: Option<&serde_json::Value>,
+    oci_version: &str,
+) {
+    let Some(pids) = resources.pids() else {
+        return;
+    };
+    let limit_given = raw
+        .and_then(|p| p.get("limit"))
+        .is_some_and(|l| !l.is_null());
+    let unset = match crate::spec::version_at_least(oci_version, 3) {
+        true => !limit_given,
+        false => pids.limit() == 0,
+    };
+    if unset {
+        resources.set_pids(None);
+    }
+}
+
 /// `memory.swap.max` for the spec's `swap` (memory + swap, as on v1) and `limit`: `None` leaves
 /// the file alone.
 pub fn swap_max_v2(swap: Option<i64>, limit: Option<i64>) -> Result<Option<String>, CgroupError> {
@@ -58,6 +92,12 @@ pub fn check(resources: &LinuxResources) -> Result<(), CgroupError> {
     };
     if let Some(memory) = resources.memory() {
         check_memory(memory)?;
+        if memory.use_hierarchy() == Some(false) {
+            return Err(invalid(
+                "memory.useHierarchy",
+                "false is not possible: the kernel always accounts memory hierarchically".into(),
+            ));
+        }
     }
     if let Some(cpu) = resources.cpu() {
         if let Some(quota) = cpu.quota() {

@@ -283,7 +283,11 @@ fn resource_properties(resources: &LinuxResources) -> Vec<(String, Value)> {
     {
         add("MemoryMax", limit as u64);
     }
-    if let Some(limit) = resources.pids().map(|p| p.limit()).filter(|&l| l > 0) {
+    // 0 as 1, as in pids.max (systemd takes no 0).
+    let pids = resources
+        .pids()
+        .map(|p| if p.limit() == 0 { 1 } else { p.limit() });
+    if let Some(limit) = pids.filter(|&l| l > 0) {
         add("TasksMax", limit as u64);
     }
     if let Some(cpu) = resources.cpu() {

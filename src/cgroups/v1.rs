@@ -53,16 +53,14 @@ impl V1Manager {
             self.set_cpu(cpu)?;
         }
         if let Some(pids) = resources.pids() {
-            if pids.limit() != 0 {
-                let field = "linux.resources.pids.limit";
-                let dir = self.dir_for("pids", field)?;
-                set(
-                    dir,
-                    "pids.max",
-                    &super::resources::v2_limit(pids.limit()),
-                    field,
-                )?;
-            }
+            let field = "linux.resources.pids.limit";
+            let dir = self.dir_for("pids", field)?;
+            set(
+                dir,
+                "pids.max",
+                &super::resources::pids_max(pids.limit()),
+                field,
+            )?;
         }
         if let Some(io) = resources.block_io() {
             self.set_blkio(io)?;

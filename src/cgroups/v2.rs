@@ -140,14 +140,12 @@ pub(crate) fn set_resources(dir: &Path, resources: &LinuxResources) -> Result<()
         set_cpu(dir, cpu)?;
     }
     if let Some(pids) = resources.pids() {
-        if pids.limit() != 0 {
-            set(
-                dir,
-                "pids.max",
-                &v2_limit(pids.limit()),
-                "linux.resources.pids.limit",
-            )?;
-        }
+        set(
+            dir,
+            "pids.max",
+            &super::resources::pids_max(pids.limit()),
+            "linux.resources.pids.limit",
+        )?;
     }
     if let Some(io) = resources.block_io() {
         set_io(dir, io)?;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use berth::container::{self, CreateOptions};
+use berth::network::{NetworkError, NetworkOverride};
 
 use super::Global;
 
@@ -26,7 +27,8 @@ pub struct CreateArgs {
     /// Pass descriptors 3 .. 3+N-1 to the container
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
-    /// Network mode: host, bridge or none (overrides the io.berth.network.mode annotation)
+    /// Network mode: host, bridge or none (overrides the io.berth.network.mode annotation;
+    /// never weakens a network entry of linux.namespaces: see README, Networking)
     #[arg(long)]
     pub network: Option<String>,
     /// Publish a port: HOST:CONTAINER[/tcp|/udp] (repeatable)
@@ -37,8 +39,10 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
-    pub fn options(self, global: &Global) -> CreateOptions {
-        CreateOptions {
+    /// The library's options; the network flags are parsed here.
+    pub fn options(self, global: &Global) -> Result<CreateOptions, NetworkError> {
+        let network = NetworkOverride::from_flags(self.network.as_deref(), &self.publish)?;
+        Ok(CreateOptions {
             id: self.id,
             bundle: self.bundle,
             pid_file: self.pid_file,
@@ -46,15 +50,14 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
-            network: self.network,
-            publish: self.publish,
+            network,
             systemd_cgroup: global.systemd_cgroup,
             keep_console: false,
-        }
+        })
     }
 }
 
 pub fn run(global: &Global, args: CreateArgs) -> super::Result {
-    container::create(&global.root, &args.options(global))?;
+    container::create(&global.root, &args.options(global)?)?;
     Ok(0)
 }

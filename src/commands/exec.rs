@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use berth::container::{self, ExecOptions};
+use berth::container::exec::{self, ExecCommand, ExecError, ExecProcess};
+use berth::container::{self, ContainerError, ExecOptions};
 
 use super::Global;
 
@@ -47,6 +48,9 @@ pub struct Args {
     /// Run the process in this existing cgroup below the container's (cgroup v2)
     #[arg(long)]
     pub cgroup: Option<String>,
+    /// Exec into a paused container too: the process starts frozen and runs once it is resumed
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// The container id
     pub id: String,
     /// The command to run and its arguments
@@ -55,24 +59,11 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> super::Result {
-    let opts = ExecOptions {
-        id: args.id,
-        process_file: args.process,
-        args: args.command,
-        tty: args.tty,
-        cwd: args.cwd,
-        env: args.env,
-        user: args.user,
-        additional_gids: args.additional_gids,
-        caps: args.cap,
-        no_new_privs: args.no_new_privs,
-        detach: args.detach,
-        pid_file: args.pid_file,
-        console_socket: args.console_socket,
-        preserve_fds: args.preserve_fds,
-        cgroup: args.cgroup,
-    };
-    match container::exec(&global.root, &opts) {
+    let detach = args.detach;
+    let result = options(args)
+        .map_err(ContainerError::from)
+        .and_then(|opts| container::exec(&global.root, &opts, detach));
+    match result {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         // As runc: 255 tells berth's own failure from the statuses of programs.
         Err(err) => {
@@ -80,4 +71,32 @@ pub fn run(global: &Global, args: Args) -> super::Result {
             Ok(255)
         }
     }
+}
+
+/// The library's options; the flags that change the process are parsed here.
+fn options(args: Args) -> Result<ExecOptions, ExecError> {
+    let command = ExecCommand {
+        args: args.command,
+        cwd: args.cwd,
+        env: args
+            .env
+            .iter()
+            .map(|var| exec::parse_env(var))
+            .collect::<Result<_, _>>()?,
+        user: args.user.as_deref().map(exec::parse_user).transpose()?,
+        additional_gids: args.additional_gids,
+        caps: args.cap,
+        no_new_privs: args.no_new_privs,
+    };
+    Ok(ExecOptions {
+        id: args.id,
+        process: ExecProcess::from_flags(args.process, command)?,
+        tty: args.tty,
+        pid_file: args.pid_file,
+        console_socket: args.console_socket,
+        keep_console: false,
+        preserve_fds: args.preserve_fds,
+        cgroup: args.cgroup,
+        ignore_paused: args.ignore_paused,
+    })
 }

@@ -26,7 +26,7 @@ pub const VERSION: &str = concat!(
     "\ncommit: ",
     env!("BERTH_COMMIT"),
     "\nspec: ",
-    "1.2.1"
+    "1.3.0"
 );
 
 /// The global flags every subcommand sees.

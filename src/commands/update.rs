@@ -91,9 +91,19 @@ fn resources(args: &Args) -> anyhow::Result<LinuxResources> {
             } else {
                 path.display().to_string()
             };
-            serde_json::from_str(&text).with_context(|| {
-                format!("the resources from {source} are not LinuxResources JSON")
-            })?
+            let context = || format!("the resources from {source} are not LinuxResources JSON");
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(context)?;
+            let mut resources: LinuxResources =
+                serde_json::from_value(value.clone()).with_context(context)?;
+            // Without a `limit`, pids asks for nothing (runtime-spec 1.3); a 0 is read by the
+            // container's ociVersion when the update is applied.
+            if value
+                .pointer("/pids")
+                .is_some_and(|p| p.get("limit").is_none_or(|l| l.is_null()))
+            {
+                resources.set_pids(None);
+            }
+            resources
         }
         None => LinuxResources::default(),
     };

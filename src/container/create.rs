@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
 use super::{oci_state, process_start_time, sys, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
-use crate::namespaces::{Namespaces, PidNamespaceVisit};
+use crate::namespaces::{Namespaces, PidNamespaceVisit, TimeNamespaceVisit};
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, clone_into, Cloned};
 use crate::process::init::{self, InitPlan};
@@ -24,9 +24,11 @@ use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+use crate::syscall::Linux;
 use crate::{network, seccomp};
 
-/// The `create` and `run` flags.
+/// What `create` and `run` are asked to do, typed: the command line's flags, or what an embedder
+/// (the containerd shim) passes.
 #[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
     pub id: String,
@@ -36,8 +38,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
-    pub network: Option<String>,
-    pub publish: Vec<String>,
+    /// The network mode and ports asked for over the spec and its annotations.
+    pub network: network::NetworkOverride,
     pub systemd_cgroup: bool,
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
@@ -61,6 +63,8 @@ struct Made {
     children: Vec<Pid>,
     /// Whether ports or an address may be held in the network store.
     network: bool,
+    /// The root filesystem's mount in the host's mount namespace, without one of its own.
+    host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// What `create` works out before it makes anything, so bad input leaves nothing behind.
@@ -78,20 +82,24 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
-    let network = network::request_from(&bundle.spec, opts.network.as_deref(), &opts.publish)?;
-    if network.mode == network::Mode::Host {
-        spec::check_sysctl_host_network(&bundle.spec)?;
-    }
+    let network = network::request_from(&bundle.spec, &opts.network)?;
     let seccomp = match bundle
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
     {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => {
+            let filter = seccomp::compile(profile)?;
+            if let Some(warning) = filter.unknown_names_warning() {
+                crate::logging::warn(&warning);
+            }
+            Some(filter)
+        }
         None => None,
     };
     let resources = cgroups::devices::resources_for(bundle.spec.linux().as_ref())?;
+    crate::rootfs::check_mounts(&bundle.spec, &bundle.dir)?;
     let terminal = bundle
         .spec
         .process()
@@ -150,8 +158,13 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
+    if let Some(mount) = made.host_mount {
+        if let Err(err) = crate::rootfs::detach_root(&Linux, &mount) {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
     if made.network {
-        if let Err(err) = network::release(&root.path, &dir.id) {
+        if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
@@ -214,6 +227,7 @@ fn build(
         network: None,
         hooks: spec.hooks().clone(),
         own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
+        host_mount: None,
     };
     dir.write_state(&state)?;
     dir.write_config(&bundle.raw)?;
@@ -229,6 +243,10 @@ fn build(
     let reservation = network::reserve(&root.path, id, &net_request)?;
     crate::fault::point("create:reserve");
 
+    // A new time namespace is made by berth itself for its children, with the offsets in, before
+    // the clone: a process born in it (or cloned with CLONE_NEWTIME) would freeze them at zero.
+    let new_time = namespaces.new & CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    namespaces.new -= new_time;
     let new = namespaces.new;
     let userns = namespaces.has_user();
     // With a user namespace, namespaces given by path must be joined before the new ones are
@@ -298,7 +316,14 @@ fn build(
         namespaces.has(CloneFlags::CLONE_NEWCGROUP),
         userns,
     )?;
-    let process_plan = ProcessPlan::from_spec(process, &extra_fds)?;
+    let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
+    if rootfs.host_mount_ns {
+        // Made by berth, recorded before the init exists, so delete can always undo it.
+        let mount = crate::rootfs::bind_root(&Linux, &bundle.rootfs)?;
+        made.host_mount = Some(mount.clone());
+        state.host_mount = Some(mount);
+        dir.write_state(&state)?;
+    }
 
     let fifo_path = dir.fifo_path();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -306,6 +331,13 @@ fn build(
     // Read-write, so the init's read blocks until `start` writes rather than seeing end-of-file.
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
+
+    let start_error = nix::fcntl::open(
+        &dir.start_error_path(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(sys(id, "make the start error file"))?;
 
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
@@ -330,12 +362,17 @@ fn build(
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         fifo,
+        start_error,
         seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),
     };
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the init channel"))?;
 
+    let time_visit = match new_time.is_empty() {
+        true => None,
+        false => Some(TimeNamespaceVisit::enter(&time_offsets(linux))?),
+    };
     let pid_visit = join_pid
         .as_ref()
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
@@ -364,11 +401,16 @@ fn build(
         drop(ours);
         init::run(plan, theirs)
     }
-    // Only berth goes back: the init stays in the pid namespace it was born in.
+    // Only berth goes back: the init stays in the pid and time namespaces it was born in.
     if let Some(visit) = pid_visit {
         visit
             .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
+    }
+    if let Some(visit) = time_visit {
+        visit
+            .leave()
+            .map_err(sys(id, "return to berth's time namespace"))?;
     }
     let Cloned::Parent {
         pid: first,
@@ -377,6 +419,7 @@ fn build(
     else {
         unreachable!("the init never returns")
     };
+    let outside = plan.process.outside();
     drop(plan);
     drop(theirs);
     made.children.push(first);
@@ -425,6 +468,7 @@ fn build(
         }
         first
     };
+    outside.apply(pid.as_raw())?;
     if let Some(score) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -517,6 +561,22 @@ fn send_seccomp_listener(
     let metadata = profile.listener_metadata().clone().unwrap_or_default();
     seccomp::send_to_listener(path, &metadata, &process_state, listener.as_fd())?;
     Ok(())
+}
+
+/// `linux.timeOffsets` as (clock, seconds, nanoseconds).
+fn time_offsets(linux: Option<&oci_spec::runtime::Linux>) -> Vec<(String, i64, u32)> {
+    linux
+        .and_then(|l| l.time_offsets().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(clock, offset)| {
+            (
+                clock.clone(),
+                offset.secs().unwrap_or(0),
+                offset.nanosecs().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 /// The name of the user running berth, as `list` shows it.

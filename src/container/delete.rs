@@ -75,6 +75,9 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
     crate::fault::point("delete:kill");
     manager.remove()?;
     crate::fault::point("delete:cgroup");
+    if let Some(mount) = &state.host_mount {
+        crate::rootfs::detach_root(&crate::syscall::Linux, mount)?;
+    }
     if let Some(root) = dir.path.parent() {
         crate::network::release(root, &state.id)?;
     }

@@ -28,64 +28,124 @@ use crate::process::exec::ExecPlan;
 use crate::process::{ExtraFds, ProcessPlan};
 use crate::state::{write_atomic, Root, State, Status, CONFIG_FILE};
 
-/// The `exec` flags.
-#[derive(Clone, Debug, Default)]
+/// What `exec` is asked to run, typed: from the command line's flags, or from an embedder (the
+/// containerd shim).
+#[derive(Clone, Debug)]
 pub struct ExecOptions {
     pub id: String,
-    /// A runtime-spec process file, instead of `args` and the flags that change the process
-    /// (but `tty`).
-    pub process_file: Option<PathBuf>,
-    pub args: Vec<String>,
+    pub process: ExecProcess,
+    /// Give the process a terminal (also over a process file: podman passes both).
     pub tty: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// Keep the pty master of a process with a terminal and no console socket, for the caller
+    /// to relay (`exec` in the foreground, the containerd shim), instead of refusing it.
+    pub keep_console: bool,
+    pub preserve_fds: i32,
+    /// A cgroup below the container's (cgroup v2) to run the process in.
+    pub cgroup: Option<String>,
+    /// Allow a paused container (runc's `--ignore-paused`): the process joins the frozen cgroup
+    /// and `exec` completes once the container is resumed.
+    pub ignore_paused: bool,
+}
+
+/// The process to run.
+#[derive(Clone, Debug)]
+pub enum ExecProcess {
+    /// A runtime-spec process file (`--process`, as containerd's runc shim and conmon pass it).
+    File(PathBuf),
+    /// A runtime-spec process, as an embedder holds it.
+    Spec(Box<Process>),
+    /// The container's own process with other arguments, changed by runc's flags.
+    Command(ExecCommand),
+}
+
+/// The container's process with other arguments and runc's changes to it.
+#[derive(Clone, Debug, Default)]
+pub struct ExecCommand {
+    pub args: Vec<String>,
     pub cwd: Option<PathBuf>,
-    /// `KEY=VALUE`, replacing the container's value of KEY.
-    pub env: Vec<String>,
-    /// `UID` or `UID:GID`.
-    pub user: Option<String>,
+    /// `(KEY, VALUE)`, replacing the container's value of KEY.
+    pub env: Vec<(String, String)>,
+    /// A uid, and a gid when given.
+    pub user: Option<(u32, Option<u32>)>,
     pub additional_gids: Vec<u32>,
     /// Capabilities added to the bounding, effective and permitted sets.
     pub caps: Vec<String>,
     pub no_new_privs: bool,
-    pub detach: bool,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub preserve_fds: i32,
-    /// A cgroup below the container's (cgroup v2) to run the process in.
-    pub cgroup: Option<String>,
 }
 
-impl ExecOptions {
-    /// The flags that change the process, which a process file rules out. `--tty` is not one:
-    /// podman passes it with a process file that asks for a terminal too.
-    fn process_flags(&self) -> Vec<&'static str> {
+impl ExecProcess {
+    /// The process of the command line: a process file, or a command with runc's flags. A file
+    /// gives the whole process, so flags that change it are refused beside one.
+    pub fn from_flags(file: Option<PathBuf>, command: ExecCommand) -> Result<Self, ExecError> {
+        let Some(file) = file else {
+            if command.args.is_empty() {
+                return Err(ExecError::Usage(
+                    "exec needs a command, or --process FILE".into(),
+                ));
+            }
+            return Ok(ExecProcess::Command(command));
+        };
         let given = [
-            (!self.args.is_empty(), "a command"),
-            (self.cwd.is_some(), "--cwd"),
-            (!self.env.is_empty(), "--env"),
-            (self.user.is_some(), "--user"),
-            (!self.additional_gids.is_empty(), "--additional-gids"),
-            (!self.caps.is_empty(), "--cap"),
-            (self.no_new_privs, "--no-new-privs"),
+            (!command.args.is_empty(), "a command"),
+            (command.cwd.is_some(), "--cwd"),
+            (!command.env.is_empty(), "--env"),
+            (command.user.is_some(), "--user"),
+            (!command.additional_gids.is_empty(), "--additional-gids"),
+            (!command.caps.is_empty(), "--cap"),
+            (command.no_new_privs, "--no-new-privs"),
         ];
-        given
-            .into_iter()
-            .filter(|(g, _)| *g)
-            .map(|(_, f)| f)
-            .collect()
+        let flags: Vec<&str> = given.iter().filter(|(g, _)| *g).map(|(_, f)| *f).collect();
+        if !flags.is_empty() {
+            return Err(ExecError::Usage(format!(
+                "--process gives the whole process: {} cannot be added to it",
+                flags.join(", ")
+            )));
+        }
+        Ok(ExecProcess::File(file))
     }
+}
+
+/// `--env KEY=VALUE`.
+pub fn parse_env(var: &str) -> Result<(String, String), ExecError> {
+    match var.split_once('=') {
+        Some((key, value)) => Ok((key.to_string(), value.to_string())),
+        None => Err(ExecError::Usage(format!("--env {var:?} must be KEY=VALUE"))),
+    }
+}
+
+/// `--user UID` or `--user UID:GID`, in numbers.
+pub fn parse_user(text: &str) -> Result<(u32, Option<u32>), ExecError> {
+    let number = |s: &str| s.parse::<u32>().ok();
+    let (uid, gid) = match text.split_once(':') {
+        Some((uid, gid)) => (number(uid), number(gid).map(Some)),
+        None => (number(text), Some(None)),
+    };
+    match (uid, gid) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(ExecError::Usage(format!(
+            "--user {text:?} must be UID or UID:GID, in numbers"
+        ))),
+    }
+}
+
+/// A process started in a container: its pid, and its pty master when the caller keeps it.
+pub struct Spawned {
+    pub pid: Pid,
+    pub console: Option<OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("cannot exec in container {id:?}: container not running")]
     NotRunning { id: String },
+    #[error("cannot exec in container {id:?}: it is paused (use --ignore-paused to override)")]
+    Paused { id: String },
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotReady { id: String, status: Status },
-    #[error("cannot read the process file {path}: {source}")]
-    ReadProcess {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    ReadProcess(#[from] crate::bounded::ReadError),
     #[error("{path} is not a valid runtime-spec process: {source}")]
     ParseProcess {
         path: PathBuf,
@@ -104,13 +164,46 @@ pub enum ExecError {
 }
 
 /// Runs the process. Detached, returns 0 once its program runs; otherwise its exit status.
-pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
+pub fn exec(root: &Root, opts: &ExecOptions, detach: bool) -> Result<i32, ContainerError> {
+    if detach {
+        return spawn(root, opts).map(|_| 0);
+    }
+    super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
+    let opts = ExecOptions {
+        keep_console: true,
+        ..opts.clone()
+    };
+    let Spawned { pid, console } = spawn(root, &opts)?;
+    let sent = |reason: String| -> ContainerError {
+        // The program runs already: it is ours to end, not the container.
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        ExecError::Failed {
+            id: opts.id.clone(),
+            reason,
+        }
+        .into()
+    };
+    let signals =
+        super::wait::watch_signals().map_err(|e| sent(format!("cannot watch signals: {e}")))?;
+    let mut relay = match console.map(Relay::start).transpose() {
+        Ok(relay) => relay,
+        Err(err) => return Err(sent(err.to_string())),
+    };
+    Ok(super::wait::foreground(pid, &signals, relay.as_mut()))
+}
+
+/// Starts the process and returns once its program runs. A terminal goes to the console socket,
+/// or with `keep_console` back to the caller.
+pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError> {
     let id = opts.id.as_str();
     // Before berth opens anything, so none of its descriptors can pass for a preserved one.
     let extra_fds = ExtraFds::new(opts.preserve_fds, false)?;
     let state = root.read_state(id)?;
     match status(&state, &root.container_dir(id)) {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => return Err(ExecError::Paused { id: id.into() }.into()),
         Status::Stopped => return Err(ExecError::NotRunning { id: id.into() }.into()),
         status => {
             return Err(ExecError::NotReady {
@@ -123,19 +216,25 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
     let config = read_config(root, id)?;
     let process = process_for(opts, &config)?;
     let terminal = process.terminal().unwrap_or(false);
-    let usage =
-        |text: &str| -> Result<i32, ContainerError> { Err(ExecError::Usage(text.into()).into()) };
-    if terminal && opts.detach && opts.console_socket.is_none() {
+    let usage = |text: &str| -> Result<Spawned, ContainerError> {
+        Err(ExecError::Usage(text.into()).into())
+    };
+    if terminal && !opts.keep_console && opts.console_socket.is_none() {
         return usage("a detached exec with a terminal needs --console-socket to receive it");
     }
     if !terminal && opts.console_socket.is_some() {
         return usage("--console-socket was given but the process has no terminal (--tty)");
     }
-    let mut plan = ProcessPlan::from_spec(&process, &extra_fds)?;
-    if !opts.caps.is_empty() {
+    let mut plan =
+        ProcessPlan::from_spec(&process, &extra_fds)?.with_container(config.linux().as_ref())?;
+    let added_caps = match &opts.process {
+        ExecProcess::Command(command) => command.caps.as_slice(),
+        _ => &[],
+    };
+    if !added_caps.is_empty() {
         // As runc: added to bounding, effective and permitted, and to ambient when the process
         // has inheritable capabilities (the kernel raises no ambient one without them).
-        let added = CapSets::parse_names(&opts.caps).map_err(crate::process::ProcessError::from)?;
+        let added = CapSets::parse_names(added_caps).map_err(crate::process::ProcessError::from)?;
         plan.caps.bounding |= added;
         plan.caps.effective |= added;
         plan.caps.permitted |= added;
@@ -148,6 +247,15 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
         None => None,
     };
     let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
+    // In berth's own mount namespace the container's root is the init's chroot: taken before
+    // container_namespaces checks that the init is still the container's.
+    let chroot = match &state.host_mount {
+        Some(_) => Some(
+            open_path(Path::new(&format!("/proc/{}/root", state.pid)))
+                .map_err(sys(id, "open the container's root"))?,
+        ),
+        None => None,
+    };
     let (join, pid_ns) = container_namespaces(&state)?;
     let console_socket = match &opts.console_socket {
         Some(path) => Some(console::connect_socket(path)?),
@@ -165,10 +273,8 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
             .flatten()
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
+        root: chroot,
     };
-    if !opts.detach {
-        super::wait::block_signals().map_err(sys(id, "block signals"))?;
-    }
     let starting = Starting {
         opts,
         state: &state,
@@ -176,32 +282,26 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32, ContainerError> {
         cgroup,
         console_socket,
         oom_score_adj: process.oom_score_adj(),
+        outside: exec_plan.process.outside(),
+        affinity: crate::process::settings::ExecAffinity::from_spec(
+            process.exec_cpu_affinity().as_ref(),
+        )
+        .map_err(crate::process::ProcessError::from)?,
     };
-    let (pid, master) = start(&starting, exec_plan, pid_ns)?;
-    let sent = |reason: String| -> ContainerError {
-        // The program runs already: it is ours to end, not the container.
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        ExecError::Failed {
-            id: id.into(),
-            reason,
-        }
-        .into()
-    };
+    let (pid, console) = start(&starting, exec_plan, pid_ns)?;
     if let Some(path) = &opts.pid_file {
-        write_atomic(path, pid.as_raw().to_string().as_bytes())
-            .map_err(|e| sent(format!("cannot write pid file {}: {e}", path.display())))?;
+        if let Err(e) = write_atomic(path, pid.as_raw().to_string().as_bytes()) {
+            // The program runs already: it is ours to end, not the container.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(ExecError::Failed {
+                id: id.into(),
+                reason: format!("cannot write pid file {}: {e}", path.display()),
+            }
+            .into());
+        }
     }
-    if opts.detach {
-        return Ok(0);
-    }
-    let signals =
-        super::wait::watch_signals().map_err(|e| sent(format!("cannot watch signals: {e}")))?;
-    let mut relay = match master.map(Relay::start).transpose() {
-        Ok(relay) => relay,
-        Err(err) => return Err(sent(err.to_string())),
-    };
-    Ok(super::wait::foreground(pid, &signals, relay.as_mut()))
+    Ok(Spawned { pid, console })
 }
 
 /// What berth holds while the process starts.
@@ -213,6 +313,10 @@ struct Starting<'a> {
     cgroup: CgroupConfig,
     console_socket: Option<UnixStream>,
     oom_score_adj: Option<i32>,
+    /// The I/O priority and scheduling berth sets on the process.
+    outside: crate::process::Outside,
+    /// `process.execCPUAffinity`.
+    affinity: crate::process::settings::ExecAffinity,
 }
 
 /// Clones the process into the container, places it in the cgroup, and waits until its program
@@ -245,6 +349,17 @@ fn start(
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
     // The pid namespace is entered by berth itself, so the clone is born in it; then berth
     // returns to its own.
+    // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
+    let own_cpus = match &starting.affinity.initial {
+        Some(cpus) => {
+            let own = nix::sched::sched_getaffinity(Pid::from_raw(0))
+                .map_err(sys(id, "read berth's CPU affinity"))?;
+            crate::process::settings::set_affinity(0, cpus)
+                .map_err(crate::process::ProcessError::from)?;
+            Some(own)
+        }
+        None => None,
+    };
     let pid_visit = pid_ns
         .as_ref()
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
@@ -262,6 +377,9 @@ fn start(
         visit
             .leave()
             .map_err(sys(id, "return to berth's pid namespace"))?;
+    }
+    if let Some(own) = own_cpus {
+        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
     let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
         unreachable!("the child never returns")
@@ -292,6 +410,8 @@ fn watch_start(
         cgroup,
         console_socket,
         oom_score_adj,
+        outside,
+        affinity,
     } = starting;
     let id = opts.id.as_str();
     let failed = |reason: String| -> ContainerError {
@@ -308,6 +428,13 @@ fn watch_start(
     if let Some(score) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| failed(format!("cannot set process.oomScoreAdj to {score}: {e}")))?;
+    }
+    outside
+        .apply(pid.as_raw())
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(cpus) = &affinity.last {
+        crate::process::settings::set_affinity(pid.as_raw(), cpus)
+            .map_err(|e| failed(e.to_string()))?;
     }
     channel.send(&Message::Go).map_err(|_| lost())?;
     let mut master = None;
@@ -370,86 +497,57 @@ fn read_config(root: &Root, id: &str) -> Result<Spec, ExecError> {
     serde_json::from_slice(&bytes).map_err(|e| error(e.to_string()))
 }
 
-/// The process to run: the process file, completed from the container's process, or the
-/// container's process changed by the arguments and flags.
+/// The process to run: the process file or spec, completed from the container's process, or
+/// the container's process changed by the command and runc's flags.
 fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> {
     let container = config.process().clone().unwrap_or_default();
     let usage = |text: String| Err(ExecError::Usage(text));
-    let process = match &opts.process_file {
-        Some(path) => {
-            let flags = opts.process_flags();
-            if !flags.is_empty() {
-                return usage(format!(
-                    "--process gives the whole process: {} cannot be added to it",
-                    flags.join(", ")
-                ));
-            }
-            let text = std::fs::read(path).map_err(|source| ExecError::ReadProcess {
+    let process = match &opts.process {
+        ExecProcess::File(path) => {
+            let text = crate::bounded::read_regular(path, crate::spec::CONFIG_LIMIT)?;
+            let parse_error = |source| ExecError::ParseProcess {
                 path: path.clone(),
                 source,
-            })?;
-            let mut process: Process =
-                serde_json::from_slice(&text).map_err(|source| ExecError::ParseProcess {
-                    path: path.clone(),
-                    source,
-                })?;
-            // What the file leaves out is the container's, as runc does.
-            if process.capabilities().is_none() {
-                process.set_capabilities(container.capabilities().clone());
+            };
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&text).map_err(parse_error)?;
+            let process: Process = match crate::spec::spec_names_for_oci_spec(&mut value) {
+                true => serde_json::from_value(value),
+                false => serde_json::from_slice(&text),
             }
-            if process.rlimits().is_none() {
-                process.set_rlimits(container.rlimits().clone());
-            }
-            if process.no_new_privileges().is_none() {
-                process.set_no_new_privileges(container.no_new_privileges());
-            }
-            if opts.tty {
-                process.set_terminal(Some(true));
-            }
-            process
+            .map_err(parse_error)?;
+            completed(process, &container, opts.tty)
         }
-        None => {
-            if opts.args.is_empty() {
+        ExecProcess::Spec(process) => completed((**process).clone(), &container, opts.tty),
+        ExecProcess::Command(command) => {
+            if command.args.is_empty() {
                 return usage("exec needs a command, or --process FILE".into());
             }
             let mut process = container;
-            process.set_args(Some(opts.args.clone()));
+            process.set_args(Some(command.args.clone()));
             process.set_terminal(Some(opts.tty));
-            if let Some(cwd) = &opts.cwd {
+            if let Some(cwd) = &command.cwd {
                 process.set_cwd(cwd.clone());
             }
             let mut env = process.env().clone().unwrap_or_default();
-            for var in &opts.env {
-                let Some((key, _)) = var.split_once('=') else {
-                    return usage(format!("--env {var:?} must be KEY=VALUE"));
-                };
-                env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
-                env.push(var.clone());
+            for (key, value) in &command.env {
+                env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+                env.push(format!("{key}={value}"));
             }
             process.set_env(Some(env));
-            if opts.no_new_privs {
+            if command.no_new_privs {
                 process.set_no_new_privileges(Some(true));
             }
             let mut user = process.user().clone();
-            if let Some(text) = &opts.user {
-                let number = |s: &str| s.parse::<u32>().ok();
-                let (uid, gid) = match text.split_once(':') {
-                    Some((uid, gid)) => (number(uid), number(gid).map(Some)),
-                    None => (number(text), Some(None)),
-                };
-                let (Some(uid), Some(gid)) = (uid, gid) else {
-                    return usage(format!(
-                        "--user {text:?} must be UID or UID:GID, in numbers"
-                    ));
-                };
+            if let Some((uid, gid)) = command.user {
                 user.set_uid(uid);
                 if let Some(gid) = gid {
                     user.set_gid(gid);
                 }
             }
-            if !opts.additional_gids.is_empty() {
+            if !command.additional_gids.is_empty() {
                 let mut gids = user.additional_gids().clone().unwrap_or_default();
-                gids.extend(&opts.additional_gids);
+                gids.extend(&command.additional_gids);
                 user.set_additional_gids(Some(gids));
             }
             process.set_user(user);
@@ -467,6 +565,36 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
         ));
     }
     Ok(process)
+}
+
+/// A whole process from a file or an embedder: what it leaves out is the container's, as runc
+/// does.
+fn completed(mut process: Process, container: &Process, tty: bool) -> Process {
+    // The container's confinement, unless the process names its own (runc's rule).
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
+        process.set_apparmor_profile(container.apparmor_profile().clone());
+    }
+    if process.selinux_label().as_deref().unwrap_or("").is_empty() {
+        process.set_selinux_label(container.selinux_label().clone());
+    }
+    if process.capabilities().is_none() {
+        process.set_capabilities(container.capabilities().clone());
+    }
+    if process.rlimits().is_none() {
+        process.set_rlimits(container.rlimits().clone());
+    }
+    if process.no_new_privileges().is_none() {
+        process.set_no_new_privileges(container.no_new_privileges());
+    }
+    if tty {
+        process.set_terminal(Some(true));
+    }
+    process
 }
 
 /// The cgroup the process joins: the container's, or with `--cgroup` (cgroup v2 only) an

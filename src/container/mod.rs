@@ -65,6 +65,8 @@ pub enum ContainerError {
         what: &'static str,
         source: nix::errno::Errno,
     },
+    #[error("container {id:?} could not start: {reason}")]
+    StartFailed { id: String, reason: String },
     #[error("cannot start container {id:?}: it is {status}")]
     NotCreated { id: String, status: Status },
     #[error("cannot delete container {id:?} that is not stopped: {status}")]

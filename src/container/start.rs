@@ -1,5 +1,7 @@
 //! `start`: release a created container's init by writing into its exec fifo, then run the
-//! poststart hooks.
+//! poststart hooks. If a startContainer hook fails (the init reports it through a file in the
+//! state folder) or a poststart one does (runtime-spec 1.3; before it, a warning), `start` fails
+//! and the container is destroyed.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -14,7 +16,20 @@ use crate::state::{ContainerDir, Root, State, Status};
 pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
     let dir = root.open_container(id)?;
     let mut state = dir.read_state()?;
-    start_locked(&dir, &mut state)
+    match start_locked(&dir, &mut state) {
+        // A failed startContainer or (runtime-spec 1.3) poststart hook is an error; the
+        // container is stopped and destroyed, and the poststop hooks run (lifecycle steps 12
+        // and 13).
+        Err(err @ (ContainerError::Hook(_) | ContainerError::StartFailed { .. })) => {
+            if let Err(destroyed) = super::delete::destroy(dir, &state) {
+                crate::logging::warn(&format!(
+                    "cannot remove {id:?}, which failed to start: {destroyed}"
+                ));
+            }
+            Err(err)
+        }
+        other => other,
+    }
 }
 
 /// Starts a container whose folder the caller holds locked (`run` does).
@@ -40,6 +55,15 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
     nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
     drop(fd);
+    // The init is gone instead of running its program: it left the reason.
+    let failure =
+        crate::bounded::read_regular(&dir.start_error_path(), 64 << 10).unwrap_or_default();
+    if !failure.is_empty() {
+        return Err(ContainerError::StartFailed {
+            id: state.id.clone(),
+            reason: String::from_utf8_lossy(&failure).trim().to_string(),
+        });
+    }
     let _ = std::fs::remove_file(&fifo);
     state.status = Status::Running;
     dir.write_state(state)?;
@@ -50,9 +74,8 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         .unwrap_or_default();
     if !poststart.is_empty() {
         let json = oci_state(state, Status::Running).to_string();
-        if let Err(err) = crate::hooks::run("poststart", &poststart, &json) {
-            crate::logging::warn(&err.to_string());
-        }
+        // The caller stops and removes the container (`start`, and `run` as for any failure).
+        crate::hooks::run("poststart", &poststart, &json)?;
     }
     Ok(())
 }

@@ -11,6 +11,14 @@ pub fn update(root: &Root, id: &str, resources: &LinuxResources) -> Result<(), C
     crate::cgroups::check_resources(resources)?;
     // Without the container's lock, which a foreground `run` holds all along.
     let state = root.read_state(id)?;
+    // A pids limit of 0 is a limit from runtime-spec 1.3 on; before, it meant none given.
+    let mut resources = resources.clone();
+    if !crate::spec::version_at_least(&state.oci_version, 3)
+        && resources.pids().is_some_and(|p| p.limit() == 0)
+    {
+        resources.set_pids(None);
+    }
+    let resources = &resources;
     let current = status(&state, &root.container_dir(id));
     if matches!(current, Status::Stopped | Status::Creating) {
         return Err(ContainerError::WrongStatus {

@@ -1,4 +1,9 @@
 //! The `NetworkSettings` object of `berth inspect`, in the shape of `docker inspect`'s.
+//!
+//! The keys are Docker 20.10's, as `scripts/engine-tests` recorded them (kept in
+//! `runtime-tests/tests/data/inspect/`), plus berth's own `NetworkMode` and `HostVeth`. What
+//! berth has no notion of (sandbox and endpoint ids, IPv6, links, aliases) is empty, as podman
+//! leaves it.
 
 use serde_json::{json, Map, Value};
 
@@ -6,9 +11,11 @@ use super::{Mode, NetworkState};
 
 /// `NetworkMode`, `SandboxKey` (`/proc/PID/ns/net` while the container runs, the joined path in
 /// join mode, empty once it has stopped), `IPAddress`, `IPPrefixLen`, `Gateway`, `MacAddress`,
-/// `Bridge`, `HostVeth` (empty strings and 0 outside bridge mode), and `Ports` in Docker's map
-/// shape, `{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"}]}`. Unlike Docker, host mode lists
-/// the ports berth reserved for the container.
+/// `Bridge`, `HostVeth` (empty strings and 0 outside bridge mode), `Ports` in Docker's map
+/// shape, `{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"}]}`, and `Networks`, one entry named
+/// after the mode (`host`, `bridge`, `none`) with the same address fields, as Docker gives it.
+/// A joined namespace has no `Networks`, as podman gives none for it: berth did not network it.
+/// Unlike Docker, host mode lists the ports berth reserved for the container.
 pub fn inspect_settings(state: &NetworkState, pid: Option<i32>) -> Value {
     let sandbox_key = match (&state.mode, pid) {
         (Mode::Join(path), _) => path.display().to_string(),
@@ -28,17 +35,65 @@ pub fn inspect_settings(state: &NetworkState, pid: Option<i32>) -> Value {
     }
     let lease = state.lease.as_ref();
     let text = |field: Option<String>| field.unwrap_or_default();
-    json!({
+    let address = text(lease.map(|l| l.address.to_string()));
+    let prefix_len = lease.map_or(0, |l| l.subnet.prefix_len());
+    let gateway = text(lease.map(|l| l.gateway.to_string()));
+    let mac = text(lease.map(|l| l.mac.clone()));
+    // The veth is the container's end point on the bridge, as Docker's endpoint is.
+    let endpoint = text(lease.map(|l| l.host_veth.clone()));
+    let mut settings = json!({
         "NetworkMode": state.mode.to_string(),
-        "SandboxKey": sandbox_key,
-        "IPAddress": text(lease.map(|l| l.address.to_string())),
-        "IPPrefixLen": lease.map_or(0, |l| l.subnet.prefix_len()),
-        "Gateway": text(lease.map(|l| l.gateway.to_string())),
-        "MacAddress": text(lease.map(|l| l.mac.clone())),
         "Bridge": text(lease.map(|l| l.bridge.clone())),
-        "HostVeth": text(lease.map(|l| l.host_veth.clone())),
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
         "Ports": ports,
-    })
+        "SandboxKey": sandbox_key,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": endpoint,
+        "Gateway": gateway,
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": address,
+        "IPPrefixLen": prefix_len,
+        "IPv6Gateway": "",
+        "MacAddress": mac,
+        "HostVeth": endpoint,
+    });
+    let network = match &state.mode {
+        Mode::Join(_) => return settings,
+        Mode::Host => "host",
+        Mode::None => "none",
+        Mode::Bridge => "bridge",
+    };
+    // berth has no network objects: the network's id is its name, as podman makes it, and a
+    // bridge network is named by its bridge.
+    let network_id = text(lease.map(|l| l.bridge.clone()));
+    let network_id = if network_id.is_empty() {
+        network.to_string()
+    } else {
+        network_id
+    };
+    settings["Networks"] = json!({
+        network: {
+            "IPAMConfig": null,
+            "Links": null,
+            "Aliases": null,
+            "NetworkID": network_id,
+            "EndpointID": settings["EndpointID"],
+            "Gateway": settings["Gateway"],
+            "IPAddress": settings["IPAddress"],
+            "IPPrefixLen": prefix_len,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "MacAddress": settings["MacAddress"],
+            "DriverOpts": null,
+        }
+    });
+    settings
 }
 
 #[cfg(test)]
@@ -80,9 +135,19 @@ mod tests {
             json!({
                 "NetworkMode": "bridge",
                 "SandboxKey": "/proc/42/ns/net",
+                "SandboxID": "",
+                "HairpinMode": false,
+                "LinkLocalIPv6Address": "",
+                "LinkLocalIPv6PrefixLen": 0,
+                "SecondaryIPAddresses": null,
+                "SecondaryIPv6Addresses": null,
+                "EndpointID": "veth1234abc",
                 "IPAddress": "172.17.0.2",
                 "IPPrefixLen": 16,
                 "Gateway": "172.17.0.1",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": "",
                 "MacAddress": "02:42:ac:11:00:02",
                 "Bridge": "docker0",
                 "HostVeth": "veth1234abc",
@@ -92,6 +157,23 @@ mod tests {
                         {"HostIp": "0.0.0.0", "HostPort": "8081"}
                     ],
                     "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}]
+                },
+                "Networks": {
+                    "bridge": {
+                        "IPAMConfig": null,
+                        "Links": null,
+                        "Aliases": null,
+                        "NetworkID": "docker0",
+                        "EndpointID": "veth1234abc",
+                        "Gateway": "172.17.0.1",
+                        "IPAddress": "172.17.0.2",
+                        "IPPrefixLen": 16,
+                        "IPv6Gateway": "",
+                        "GlobalIPv6Address": "",
+                        "GlobalIPv6PrefixLen": 0,
+                        "MacAddress": "02:42:ac:11:00:02",
+                        "DriverOpts": null
+                    }
                 }
             })
         );
@@ -112,6 +194,12 @@ mod tests {
         }
         assert_eq!(settings["IPPrefixLen"], 0);
         assert_eq!(settings["Ports"]["3000/tcp"][0]["HostPort"], "3000");
+        let host = &settings["Networks"]["host"];
+        for field in ["IPAddress", "Gateway", "MacAddress", "EndpointID"] {
+            assert_eq!(host[field], "", "Networks.host.{field}");
+        }
+        assert_eq!(host["NetworkID"], "host");
+        assert_eq!(settings["Networks"].as_object().unwrap().len(), 1);
     }
 
     #[test]
@@ -124,11 +212,14 @@ mod tests {
         let settings = inspect_settings(&joined, None);
         assert_eq!(settings["NetworkMode"], "ns:/run/netns/lab");
         assert_eq!(settings["SandboxKey"], "/run/netns/lab");
+        assert_eq!(settings.get("Networks"), None, "berth did not network it");
         let stopped = NetworkState {
             mode: Mode::None,
             ports: vec![],
             lease: None,
         };
-        assert_eq!(inspect_settings(&stopped, None)["SandboxKey"], "");
+        let settings = inspect_settings(&stopped, None);
+        assert_eq!(settings["SandboxKey"], "");
+        assert_eq!(settings["Networks"]["none"]["NetworkID"], "none");
     }
 }

@@ -1,8 +1,10 @@
 //! Container networking: choosing the mode, host-mode port reservations, bridge mode into
-//! `docker0` (bridge, veth, address, route, NAT, published ports), teardown, and `inspect`.
+//! `docker0` (bridge, veth, address, route, NAT, published ports), host interfaces moved into
+//! the container (`linux.netDevices`, see `netdevices`), teardown, and `inspect`.
 //!
 //! The runtime calls four functions, in this order:
-//! 1. [`request_from`] decides what the container asked for (spec, annotations, flags);
+//! 1. [`request_from`] decides what the container asked for (spec, annotations, the caller's
+//!    [`NetworkOverride`]);
 //! 2. [`reserve`], before the container's init exists, claims ports and an address, so a
 //!    refusal leaves nothing behind;
 //! 3. [`attach`], once the init exists, wires its network namespace;
@@ -32,6 +34,7 @@ mod bridge;
 mod firewall;
 mod inspect;
 mod ipam;
+mod netdevices;
 mod netlink;
 mod nftables;
 mod ports;
@@ -50,10 +53,11 @@ use serde::{Deserialize, Serialize};
 pub use firewall::{FirewallError, Iptables};
 pub use inspect::inspect_settings;
 pub use ipam::Ipv4Net;
+pub use netdevices::NetDevice;
 pub use netlink::NetlinkError;
 pub use request::{
-    request_from, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET, MODE_ANNOTATION,
-    PORTS_ANNOTATION, SUBNET_ANNOTATION,
+    request_from, NetworkOverride, BRIDGE_ANNOTATION, DEFAULT_BRIDGE, DEFAULT_SUBNET,
+    MODE_ANNOTATION, PORTS_ANNOTATION, SUBNET_ANNOTATION,
 };
 
 /// How the container is networked.
@@ -127,6 +131,8 @@ pub struct NetworkRequest {
     /// The bridge's subnet in bridge mode (default `172.17.0.0/16`); the gateway is its first
     /// address.
     pub subnet: Ipv4Net,
+    /// The host interfaces to move into the container's namespace (`linux.netDevices`).
+    pub devices: Vec<NetDevice>,
 }
 
 impl NetworkRequest {
@@ -184,6 +190,35 @@ pub enum NetworkError {
         value: String,
         reason: String,
     },
+    #[error(
+        "{source_name} {value:?} is refused: config.json's linux.namespaces has {entry}, and \
+         {reason}"
+    )]
+    ModeRefused {
+        /// The annotation or flag that asked, e.g. `annotation io.berth.network.mode`.
+        source_name: String,
+        value: String,
+        /// The `network` entry of `linux.namespaces`, in words.
+        entry: String,
+        reason: String,
+    },
+    #[error(
+        "linux.netDevices moves interfaces into the container's network namespace, but \
+         {source_name} gives host mode: the container shares the host's"
+    )]
+    NetDevicesNeedNamespace { source_name: String },
+    #[error("linux.netDevices: {name:?} is not a valid interface name: {reason}")]
+    NetDeviceName { name: String, reason: String },
+    #[error("linux.netDevices: the host has no interface {name:?}")]
+    NetDeviceMissing { name: String },
+    #[error("linux.netDevices: {host_name:?} cannot become {name:?} in the container: {reason}")]
+    NetDeviceClash {
+        host_name: String,
+        name: String,
+        reason: String,
+    },
+    #[error("linux.netDevices: interface {name:?}: {source}")]
+    NetDevice { name: String, source: NetlinkError },
     #[error("RESOURCE:PORTS: port {port}/{protocol} is already held by {holder}")]
     PortInUse {
         port: u16,
@@ -222,15 +257,16 @@ pub enum NetworkError {
 /// listener on the host holds one), bridge mode also leases an address. None and join modes
 /// hold nothing. A refusal leaves nothing behind.
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
+    netdevices::check_present(root, &req.devices)?;
     bridge::reserve(root, id, req)
 }
 
 /// Wires the container whose init is `pid`: in bridge mode, the bridge (made if missing), the
 /// veth pair, `eth0` with its MAC, address and default route, `lo` up, ip_forward, masquerade
-/// and the published ports. Host, none and join modes need nothing here.
+/// and the published ports; in any mode but host, the interfaces of `linux.netDevices`.
 pub fn attach(
     root: &Path,
-    _id: &str,
+    id: &str,
     req: &NetworkRequest,
     reservation: &Reservation,
     pid: i32,
@@ -238,6 +274,7 @@ pub fn attach(
     if let Some(lease) = &reservation.lease {
         bridge::attach(root, lease, &reservation.ports, pid)?;
     }
+    netdevices::attach(root, id, &req.devices, req.join_path(), pid)?;
     Ok(NetworkState {
         mode: req.mode.clone(),
         ports: reservation.ports.clone(),
@@ -245,13 +282,23 @@ pub fn attach(
     })
 }
 
-/// Undoes everything container `id` holds: published-port rules, the host veth, its lease and
-/// port reservations, and the bridge with its NAT rules once no berth container uses it (the
-/// bridge itself only if berth made it and nothing is attached). Idempotent.
+/// Undoes everything container `id` holds: the interfaces of `linux.netDevices` moved back to
+/// the host from a namespace berth made (see `netdevices`), published-port rules, the host
+/// veth, its lease and port reservations, and the bridge with its NAT rules once no berth
+/// container uses it (the bridge itself only if berth made it and nothing is attached).
+/// Idempotent.
 ///
 /// Call it once the container's processes are gone. While other containers use the bridge, a
 /// veth that is still there is left for the kernel to remove with the container's namespace,
 /// and its address stays taken until the veth is seen gone (see `bridge::release_records`).
 pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
+    netdevices::release(root, id, false)?;
+    bridge::release(root, id)
+}
+
+/// [`release`] for a `create` that failed: the interfaces it moved into a namespace joined by
+/// path come back too, since the container never came to be.
+pub fn release_failed_create(root: &Path, id: &str) -> Result<(), NetworkError> {
+    netdevices::release(root, id, true)?;
     bridge::release(root, id)
 }

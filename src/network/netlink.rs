@@ -3,14 +3,16 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -23,6 +25,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::sched::{setns, CloneFlags};
+use serde::{Deserialize, Serialize};
 
 /// Errors of the netlink client; each names what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,19 @@ impl NetlinkError {
 pub struct Netlink {
     socket: Socket,
     sequence: u32,
+}
+
+/// An address of an interface, as `linux.netDevices` carries it from one namespace to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceAddress {
+    /// The interface's own address (IFA_LOCAL, or IFA_ADDRESS where there is no local one).
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// The other end of a point-to-point link, where IFA_ADDRESS differs from IFA_LOCAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<Ipv4Addr>,
 }
 
 /// A link as berth needs to know it.
@@ -252,12 +268,60 @@ impl Netlink {
     }
 
     pub fn set_up(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.set_state(index, name, true)
+    }
+
+    pub fn set_down(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.set_state(index, name, false)
+    }
+
+    fn set_state(&mut self, index: u32, name: &str, up: bool) -> Result<(), NetlinkError> {
         let mut message = LinkMessage::default();
         message.header.index = index;
-        message.header.flags = LinkFlags::Up;
+        if up {
+            message.header.flags = LinkFlags::Up;
+        }
         message.header.change_mask = LinkFlags::Up;
+        let state = if up { "up" } else { "down" };
         self.request(RouteNetlinkMessage::SetLink(message), 0, &|| {
-            format!("set link {name} up")
+            format!("set link {name} {state}")
+        })
+        .map(drop)
+    }
+
+    /// The link with index `index`, if there is one.
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>, NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        let answer = self.request(RouteNetlinkMessage::GetLink(message), 0, &|| {
+            format!("look up link number {index}")
+        });
+        match answer {
+            Ok(messages) => Ok(messages.into_iter().find_map(link_of)),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves link `index` (called `name` here) into the network namespace `netns`, named
+    /// `new_name` there, in one request: the kernel renames it on the way, so its name never
+    /// clashes on either side. `new_name` may be a template such as `eth%d`.
+    pub fn move_link(
+        &mut self,
+        index: u32,
+        name: &str,
+        new_name: &str,
+        netns: &File,
+    ) -> Result<(), NetlinkError> {
+        use std::os::fd::AsRawFd;
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes = vec![
+            LinkAttribute::IfName(new_name.to_string()),
+            LinkAttribute::NetNsFd(netns.as_raw_fd()),
+        ];
+        self.request(RouteNetlinkMessage::SetLink(message), 0, &|| {
+            format!("move link {name} to another network namespace as {new_name}")
         })
         .map(drop)
     }
@@ -301,6 +365,89 @@ impl Netlink {
             }
         }
         Ok(found)
+    }
+
+    /// The permanent addresses of global scope on link `index`, of every family: what belongs
+    /// to the interface itself, not what the kernel or a DHCP lease made for where it is (the
+    /// rule of runtime-spec's `linux.netDevices`).
+    pub fn permanent_addresses(
+        &mut self,
+        index: u32,
+    ) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+        let messages = self.request(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+            &|| "list addresses".to_string(),
+        )?;
+        let mut found = Vec::new();
+        for message in messages {
+            let RouteNetlinkMessage::NewAddress(message) = message else {
+                continue;
+            };
+            let header = &message.header;
+            if header.index != index || header.scope != AddressScope::Universe {
+                continue;
+            }
+            // IFA_FLAGS, where the kernel sends it, holds all the flags; the header only 8
+            let mut permanent = header.flags.contains(AddressHeaderFlags::Permanent);
+            let (mut local, mut address, mut broadcast) = (None, None, None);
+            for attribute in &message.attributes {
+                match attribute {
+                    AddressAttribute::Flags(flags) => {
+                        permanent = flags.contains(AddressFlags::Permanent)
+                    }
+                    AddressAttribute::Local(ip) => local = Some(*ip),
+                    AddressAttribute::Address(ip) => address = Some(*ip),
+                    AddressAttribute::Broadcast(ip) => broadcast = Some(*ip),
+                    _ => {}
+                }
+            }
+            let Some(own) = local.or(address) else {
+                continue;
+            };
+            if permanent {
+                found.push(InterfaceAddress {
+                    address: own,
+                    prefix_len: header.prefix_len,
+                    peer: address.filter(|peer| *peer != own),
+                    broadcast,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Adds `address` to link `index` (called `name`), permanent and of global scope.
+    pub fn add_interface_address(
+        &mut self,
+        index: u32,
+        name: &str,
+        address: &InterfaceAddress,
+    ) -> Result<(), NetlinkError> {
+        let mut message = AddressMessage::default();
+        message.header.family = match address.address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        message.header.prefix_len = address.prefix_len;
+        message.header.index = index;
+        message.header.scope = AddressScope::Universe;
+        message.attributes = vec![
+            AddressAttribute::Local(address.address),
+            AddressAttribute::Address(address.peer.unwrap_or(address.address)),
+        ];
+        if let Some(broadcast) = address.broadcast {
+            message
+                .attributes
+                .push(AddressAttribute::Broadcast(broadcast));
+        }
+        let shown = format!("{}/{}", address.address, address.prefix_len);
+        self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &|| format!("add address {shown} to {name}"),
+        )
+        .map(drop)
     }
 
     fn address_message(index: u32, address: Ipv4Addr, prefix_len: u8) -> AddressMessage {

@@ -1,5 +1,6 @@
 //! Choosing the network request: the spec's namespaces, then berth's annotations, then the
-//! command-line flags, each overriding the one before.
+//! command-line flags, each overriding the one before, but only where `config.json` leaves the
+//! choice to berth (see [`check_mode_allowed`]).
 
 use std::collections::HashSet;
 
@@ -14,37 +15,60 @@ pub const SUBNET_ANNOTATION: &str = "io.berth.network.subnet";
 pub const DEFAULT_BRIDGE: &str = "docker0";
 pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
 
+/// What the caller of `create` asks for over the spec and its annotations: berth's
+/// `--network MODE` and repeatable `--publish HOST:CONTAINER[/tcp|/udp]` flags, typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkOverride {
+    pub mode: Option<Mode>,
+    /// Replaces the ports of the annotation when not empty.
+    pub ports: Vec<PortMapping>,
+}
+
+impl NetworkOverride {
+    /// Parses the flags' text; a bad value gives an error naming the flag and the value.
+    pub fn from_flags(mode: Option<&str>, publish: &[String]) -> Result<Self, NetworkError> {
+        let mode = mode.map(|value| parse_mode(value, MODE_FLAG)).transpose()?;
+        let ports = publish
+            .iter()
+            .map(|value| parse_port(value, PUBLISH_FLAG))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetworkOverride { mode, ports })
+    }
+}
+
+const MODE_FLAG: &str = "flag --network";
+const PUBLISH_FLAG: &str = "flag --publish";
+
 /// Decides the request. From the spec's `linux.namespaces`: no network entry means host, an
 /// entry with a path means join it, an entry without a path means none. Then the annotations
-/// `io.berth.network.mode`, `.ports`, `.bridge`, `.subnet`; then `--network MODE` and the
-/// repeatable `--publish HOST:CONTAINER[/tcp|/udp]`, which override the annotations. Bad
-/// values give an error naming the annotation or flag and the value.
-pub fn request_from(
-    spec: &Spec,
-    cli_mode: Option<&str>,
-    cli_publish: &[String],
-) -> Result<NetworkRequest, NetworkError> {
+/// `io.berth.network.mode`, `.ports`, `.bridge`, `.subnet`; then the caller's override (the
+/// flags `--network` and `--publish`). A mode that would weaken what `linux.namespaces` asks
+/// for is refused ([`check_mode_allowed`]). Bad values give an error naming the annotation or
+/// flag and the value.
+pub fn request_from(spec: &Spec, over: &NetworkOverride) -> Result<NetworkRequest, NetworkError> {
     let annotations = spec.annotations().clone().unwrap_or_default();
     let annotation = |name: &str| annotations.get(name).map(String::as_str);
 
-    let mut mode = mode_from_namespaces(spec);
+    let asked = mode_from_namespaces(spec);
+    let mut mode = asked.clone();
     let mut mode_source = "config.json linux.namespaces".to_string();
+    let mut chosen = false;
     if let Some(value) = annotation(MODE_ANNOTATION) {
         mode_source = format!("annotation {MODE_ANNOTATION}");
         mode = parse_mode(value, &mode_source)?;
+        chosen = true;
     }
-    if let Some(value) = cli_mode {
-        mode_source = "flag --network".to_string();
-        mode = parse_mode(value, &mode_source)?;
+    if let Some(over) = &over.mode {
+        mode_source = MODE_FLAG.to_string();
+        mode = over.clone();
+        chosen = true;
+    }
+    if chosen {
+        check_mode_allowed(&asked, &mode, &mode_source, &mode.to_string())?;
     }
 
-    let (ports, ports_source) = if !cli_publish.is_empty() {
-        let source = "flag --publish".to_string();
-        let ports = cli_publish
-            .iter()
-            .map(|value| parse_port(value, &source))
-            .collect::<Result<Vec<_>, _>>()?;
-        (ports, source)
+    let (ports, ports_source) = if !over.ports.is_empty() {
+        (over.ports.clone(), PUBLISH_FLAG.to_string())
     } else if let Some(value) = annotation(PORTS_ANNOTATION) {
         let source = format!("annotation {PORTS_ANNOTATION}");
         let ports = value
@@ -76,11 +100,13 @@ pub fn request_from(
         ));
     }
 
+    let devices = super::netdevices::from_spec(spec, &mode, &mode_source)?;
     Ok(NetworkRequest {
         mode,
         ports,
         bridge: bridge.to_string(),
         subnet,
+        devices,
     })
 }
 
@@ -101,6 +127,49 @@ fn mode_from_namespaces(spec: &Spec) -> Mode {
             None => Mode::None,
         },
     }
+}
+
+/// An annotation or flag may choose the mode only where `config.json` leaves it to berth, and
+/// never weaken what `linux.namespaces` asks for:
+/// - no `network` entry (the host's namespace): any mode; bridge and none give the container a
+///   namespace of its own, which takes nothing from the host and gives the container less;
+/// - an entry without a path (a namespace of the container's own): none or bridge, which differ
+///   only in what berth puts inside it; host would hand the container the host's namespace,
+///   and a namespace by path someone else's;
+/// - an entry with a path: no mode at all, since the namespace and what is in it belong to
+///   whoever made it (an engine's sandbox, a pod).
+///
+/// Published ports follow: in host mode (the host's namespace) they are reservations only, so a
+/// DNAT rule on the host exists only in bridge mode, which berth then chose.
+fn check_mode_allowed(
+    asked: &Mode,
+    mode: &Mode,
+    source: &str,
+    value: &str,
+) -> Result<(), NetworkError> {
+    let (entry, reason) = match (asked, mode) {
+        (Mode::Host, _) | (Mode::None, Mode::None | Mode::Bridge) => return Ok(()),
+        (Mode::Join(path), _) => (
+            format!("a network entry with path {}", path.display()),
+            "only config.json chooses a namespace given by path",
+        ),
+        (_, Mode::Host) => (
+            "a network entry without a path".to_string(),
+            "host mode would put the container in the host's network namespace where \
+             config.json asks for one of its own",
+        ),
+        (_, _) => (
+            "a network entry without a path".to_string(),
+            "joining a namespace by path would share it where config.json asks for one of \
+             its own",
+        ),
+    };
+    Err(NetworkError::ModeRefused {
+        source_name: source.to_string(),
+        value: value.to_string(),
+        entry,
+        reason: reason.to_string(),
+    })
 }
 
 fn invalid(source: &str, value: &str, reason: impl Into<String>) -> NetworkError {
@@ -222,6 +291,15 @@ mod tests {
     use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
 
     use super::*;
+
+    /// The request as the command line makes it, from the flags' text.
+    fn request_from(
+        spec: &Spec,
+        mode: Option<&str>,
+        publish: &[String],
+    ) -> Result<NetworkRequest, NetworkError> {
+        super::request_from(spec, &NetworkOverride::from_flags(mode, publish)?)
+    }
 
     /// A spec whose network namespace entry is `network`: absent, without or with a path.
     fn spec(network: Option<Option<&str>>, annotations: &[(&str, &str)]) -> Spec {
@@ -380,6 +458,91 @@ mod tests {
         refused(spec(None, &long), None, &[], bridge, "1 to 15");
         let quoted = [(BRIDGE_ANNOTATION, "br\"0")];
         refused(spec(None, &quoted), None, &[], bridge, "letters");
+    }
+
+    #[test]
+    fn a_mode_that_weakens_the_namespaces_is_refused() {
+        let own = || spec(Some(None), &[]);
+        let joined = || spec(Some(Some("/run/netns/pod")), &[]);
+        let mode = "annotation io.berth.network.mode";
+        let own_entry = "has a network entry without a path";
+        let host_annotation = spec(Some(None), &[(MODE_ANNOTATION, "host")]);
+        refused(host_annotation, None, &[], mode, own_entry);
+        refused(
+            own(),
+            Some("host"),
+            &[],
+            "flag --network \"host\"",
+            own_entry,
+        );
+        for value in ["host", "bridge", "none"] {
+            let with_annotation = spec(Some(Some("/run/netns/pod")), &[(MODE_ANNOTATION, value)]);
+            let path = "a network entry with path /run/netns/pod";
+            refused(with_annotation, None, &[], mode, path);
+            refused(joined(), Some(value), &[], "flag --network", path);
+        }
+        // The ports annotation cannot reach the host through a namespace given by path.
+        let ports = spec(
+            Some(Some("/run/netns/pod")),
+            &[(PORTS_ANNOTATION, "8080:80")],
+        );
+        refused(
+            ports,
+            None,
+            &[],
+            "annotation io.berth.network.ports",
+            "ns:/run/netns/pod",
+        );
+        // A flag the config refuses stays refused whatever the annotation says, and a refused
+        // annotation the flag overrides is not what the container gets.
+        let host_annotation = spec(Some(None), &[(MODE_ANNOTATION, "host")]);
+        refused(
+            host_annotation.clone(),
+            Some("host"),
+            &[],
+            "flag --network",
+            own_entry,
+        );
+        let req = request_from(&host_annotation, Some("bridge"), &[]).unwrap();
+        assert_eq!(req.mode, Mode::Bridge);
+    }
+
+    #[test]
+    fn a_typed_override_cannot_join_a_namespace_where_the_config_asks_its_own() {
+        let over = NetworkOverride {
+            mode: Some(Mode::Join(PathBuf::from("/run/netns/other"))),
+            ports: Vec::new(),
+        };
+        let err = super::request_from(&spec(Some(None), &[]), &over)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("flag --network \"ns:/run/netns/other\""),
+            "{err}"
+        );
+        assert!(err.contains("would share it"), "{err}");
+        let req = super::request_from(&spec(None, &[]), &over).unwrap();
+        assert_eq!(
+            req.join_path(),
+            Some(std::path::Path::new("/run/netns/other"))
+        );
+    }
+
+    #[test]
+    fn a_mode_within_what_the_namespaces_ask_is_allowed() {
+        for value in ["host", "bridge", "none"] {
+            let req = request_from(&spec(None, &[(MODE_ANNOTATION, value)]), None, &[]).unwrap();
+            assert_eq!(req.mode, parse_mode(value, "").unwrap());
+            let req = request_from(&spec(None, &[]), Some(value), &[]).unwrap();
+            assert_eq!(req.mode, parse_mode(value, "").unwrap());
+        }
+        for value in ["bridge", "none"] {
+            let req = request_from(&spec(Some(None), &[]), Some(value), &[]).unwrap();
+            assert_eq!(req.mode, parse_mode(value, "").unwrap());
+        }
+        // Host mode from config.json: the ports are reservations, not published.
+        let req = request_from(&spec(None, &[(PORTS_ANNOTATION, "3000")]), None, &[]).unwrap();
+        assert_eq!((req.mode, req.ports), (Mode::Host, vec![tcp(3000, 3000)]));
     }
 
     #[test]

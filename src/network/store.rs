@@ -6,6 +6,8 @@
 //! <root>/.network/leases/<bridge>/<address>
 //! <root>/.network/ports/<protocol>-<host port>
 //! <root>/.network/bridges/<bridge>
+//! <root>/.network/devices/<container id>
+//! <root>/.network/netns/<container id>      (a bind mount holding a container's namespace)
 //! ```
 //!
 //! Crash safety: every record is written to `NAME.tmp` and renamed over `NAME` with the lock
@@ -25,6 +27,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::netlink::InterfaceAddress;
 use super::{Ipv4Net, Lease, NetworkError, PortMapping};
 
 /// The process that made a record, so that a record made during a `create` that has not yet
@@ -94,6 +97,31 @@ pub struct BridgeRecord {
     /// drops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<super::firewall::Iptables>,
+}
+
+/// The host interfaces berth moved into a container's network namespace (`linux.netDevices`),
+/// to give back at delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesRecord {
+    pub id: String,
+    pub owner: Owner,
+    /// The container's network namespace: berth's pin of it, or the path the container joined.
+    pub netns: PathBuf,
+    /// Whether the container joined that namespace by path (it is then its maker's).
+    pub joined: bool,
+    pub devices: Vec<MovedDevice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedDevice {
+    /// Its name on the host, which it gets back.
+    pub host_name: String,
+    /// Its name in the container once moved; `None` until then.
+    pub name: Option<String>,
+    /// Its permanent addresses of global scope on the host, kept on both sides.
+    pub addresses: Vec<InterfaceAddress>,
+    /// Whether it was up on the host.
+    pub up: bool,
 }
 
 /// The locked store; the lock is held until it is dropped.
@@ -249,6 +277,38 @@ impl Store {
     pub fn remove_bridge(&self, name: &str) -> Result<(), NetworkError> {
         remove(&self.dir.join("bridges").join(name))
     }
+
+    pub fn devices(&self) -> Result<Vec<DevicesRecord>, NetworkError> {
+        read_all(&self.dir.join("devices"))
+    }
+
+    pub fn put_devices(&self, record: &DevicesRecord) -> Result<(), NetworkError> {
+        let dir = self.dir.join("devices");
+        make_dir(&dir)?;
+        write_atomically(&dir.join(&record.id), record)
+    }
+
+    pub fn remove_devices(&self, id: &str) -> Result<(), NetworkError> {
+        remove(&self.dir.join("devices").join(id))
+    }
+
+    /// Where berth pins container `id`'s network namespace, its folder made if missing.
+    pub fn netns_pin(&self, id: &str) -> Result<PathBuf, NetworkError> {
+        let dir = self.dir.join("netns");
+        make_dir(&dir)?;
+        Ok(dir.join(id))
+    }
+}
+
+fn make_dir(path: &Path) -> Result<(), NetworkError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| NetworkError::Store {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The records of a folder: its entries but the temporary files of interrupted writes.

@@ -21,6 +21,15 @@ use super::netlink::Netlink;
 use super::store::Store;
 use super::*;
 
+/// The request as the command line makes it, from the flags' text.
+fn request_from(
+    spec: &oci_spec::runtime::Spec,
+    mode: Option<&str>,
+    publish: &[String],
+) -> Result<NetworkRequest, NetworkError> {
+    super::request_from(spec, &NetworkOverride::from_flags(mode, publish)?)
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -191,9 +200,18 @@ fn bridge_request(ports: &[&str]) -> NetworkRequest {
     .unwrap()
 }
 
+/// oci-spec's default spec without its network namespace: one that leaves the mode to berth.
+fn spec_without_netns() -> oci_spec::runtime::Spec {
+    let mut spec = oci_spec::runtime::Spec::default();
+    let linux = spec.linux_mut().as_mut().unwrap();
+    let namespaces = linux.namespaces_mut().as_mut().unwrap();
+    namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+    spec
+}
+
 fn host_request(ports: &[&str]) -> NetworkRequest {
     let publish: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-    request_from(&oci_spec::runtime::Spec::default(), Some("host"), &publish).unwrap()
+    request_from(&spec_without_netns(), Some("host"), &publish).unwrap()
 }
 
 /// Asserts that nothing of berth's containers is left in the namespace or the store, once the
@@ -787,7 +805,7 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
 #[test]
 fn none_and_join_modes_hold_nothing() {
     let root = TempRoot::new("none-join");
-    let spec = oci_spec::runtime::Spec::default();
+    let spec = spec_without_netns();
     for mode in ["none", "host"] {
         let req = request_from(&spec, Some(mode), &[]).unwrap();
         let reservation = reserve(root.path(), "quiet", &req).unwrap();

@@ -30,6 +30,9 @@ pub struct ExecPlan {
     pub console_size: Option<WindowSize>,
     /// The container's seccomp filter.
     pub seccomp: Option<Filter>,
+    /// The init's root, for a container in berth's own mount namespace (`rootfs::host`): the
+    /// process chroots into it, as joining a mount namespace would move it there.
+    pub root: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +43,12 @@ pub enum ExecError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot join the container's cgroups: {0}")]
     Cgroup(Errno),
+    #[error("cannot enter the container's root: {0}")]
+    Root(Errno),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -62,14 +69,25 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         terminal,
         console_size,
         seccomp,
+        root,
     } = plan;
     crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
     drop(join_cgroups);
+    // Before the container's mount namespace: the host's /proc cannot be stood in for.
+    let labels = process.labels.open()?;
     let userns = self::join(kernel, &join)?;
     drop(join);
+    if let Some(root) = root {
+        kernel.fchdir(root.as_raw_fd()).map_err(ExecError::Root)?;
+        kernel
+            .chroot(std::path::Path::new("."))
+            .map_err(ExecError::Root)?;
+    }
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
     // become the process's working directory or reach its program.
-    close_from(3 + process.preserve_fds.max(0), channel.as_raw_fd());
+    let mut keep = labels.fds();
+    keep.push(channel.as_raw_fd());
+    close_from(3 + process.preserve_fds.max(0), &keep);
     match channel.recv() {
         Ok(Message::Go) => {}
         _ => return Err(ExecError::Channel("waiting to be placed in the cgroup")),
@@ -80,7 +98,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     if terminal {
         console::setup(console_size, channel)?;
     }
-    let ready = program::prepare(&process, seccomp.as_ref(), channel)?;
+    let ready = program::prepare(&process, seccomp.as_ref(), labels, channel)?;
     channel
         .send(&Message::Ready)
         .map_err(|_| ExecError::Channel("reporting the process ready"))?;
@@ -125,21 +143,24 @@ fn join_error(ns: &Join, source: Errno) -> NamespaceError {
 }
 
 /// Closes every descriptor from `first` up but `keep`.
-fn close_from(first: i32, keep: i32) {
-    let first = first as libc::c_uint;
-    let keep = keep as libc::c_uint;
+fn close_from(first: i32, keep: &[i32]) {
+    let mut keep: Vec<libc::c_uint> = keep
+        .iter()
+        .filter(|&&fd| fd >= first)
+        .map(|&fd| fd as libc::c_uint)
+        .collect();
+    keep.sort_unstable();
+    let mut from = first as libc::c_uint;
     // SAFETY: close_range only closes descriptors; the ones closed are berth's copies, which no
-    // Rust value of this process uses any more, except `keep`, which stays open.
+    // Rust value of this process uses any more, except those in `keep`, which stay open.
     unsafe {
-        if keep > first {
-            libc::syscall(libc::SYS_close_range, first, keep - 1, 0);
+        for fd in keep {
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
+            }
+            from = from.max(fd + 1);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            keep.max(first - 1) + 1,
-            libc::c_uint::MAX,
-            0,
-        );
+        libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0);
     }
 }
 

@@ -46,6 +46,9 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     /// The exec fifo, open read-write: reading blocks until `start` writes a byte.
     pub fifo: OwnedFd,
+    /// A file in the container's state folder (close-on-exec, like the fifo): after `start`,
+    /// why the program could not run (a startContainer hook failed), for `start` to report.
+    pub start_error: OwnedFd,
     /// The name of a new session keyring, so containers do not share the host's keys.
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
@@ -66,6 +69,8 @@ pub enum InitError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot {0}: {1}")]
     Sys(&'static str, Errno),
     #[error("lost contact with berth while {0}")]
@@ -184,6 +189,8 @@ fn init(
         };
         crate::hooks::run("createContainer", &plan.create_container_hooks, &state)?;
     }
+    // The host's /proc is still /proc here: the container's cannot stand in for it.
+    let labels = plan.process.labels.open()?;
     rootfs::switch_root(kernel, &plan.rootfs)?;
     if plan.terminal {
         let slave = console::setup(plan.console_size, channel)?;
@@ -191,29 +198,59 @@ fn init(
     }
     rootfs::finish(kernel, &plan.rootfs)?;
     let process = &plan.process;
-    let ready = program::prepare(process, plan.seccomp.as_ref(), channel)?;
+    let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
     channel
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
-    // From here berth's `create` may have returned: failures go to the container's stderr.
+    // From here berth's `create` may have returned: `start` reports failures (start_error).
     let started = wait_for_start(&plan.fifo).and_then(|()| {
-        run_start_hooks(&plan.start_container_hooks, &state)?;
+        run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    eprintln!("berth: {err}");
+    // `start` reports it; the container's stderr only if that file cannot take it.
+    let text = err.to_string();
+    if nix::unistd::write(&plan.start_error, text.as_bytes()).is_err() {
+        eprintln!(
+            "{}",
+            crate::logging::stderr_line(crate::logging::Level::Error, &text)
+        );
+    }
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
 }
 
-/// startContainer hooks: in the container, after `start`, before the program.
-fn run_start_hooks(hooks: &[Hook], state: &str) -> Result<(), InitError> {
+/// startContainer hooks: in the container, after `start`, before the program. As runc gives
+/// them: the state says `created` (the program has not run yet) and carries the init's pid as
+/// the container sees it, and a hook with no env of its own gets the program's environment.
+fn run_start_hooks(hooks: &[Hook], state: &str, env: &[CString]) -> Result<(), InitError> {
     if hooks.is_empty() {
         return Ok(());
     }
-    let state = state.replacen("\"status\":\"creating\"", "\"status\":\"running\"", 1);
-    crate::hooks::run("startContainer", hooks, &state)?;
+    let state = match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut value) => {
+            value["status"] = "created".into();
+            value["pid"] = std::process::id().into();
+            value.to_string()
+        }
+        Err(_) => state.to_string(),
+    };
+    let env: Vec<String> = env
+        .iter()
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let hooks: Vec<Hook> = hooks
+        .iter()
+        .map(|hook| {
+            let mut hook = hook.clone();
+            if hook.env().as_ref().is_none_or(|e| e.is_empty()) {
+                hook.set_env(Some(env.clone()));
+            }
+            hook
+        })
+        .collect();
+    crate::hooks::run("startContainer", &hooks, &state)?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod clone;
 pub mod exec;
 pub mod init;
 pub mod program;
+pub mod settings;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub enum ProcessError {
     Nul(&'static str),
     #[error(transparent)]
     Capabilities(#[from] crate::capabilities::CapabilityError),
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
     #[error("--preserve-fds must not be negative, not {0}")]
     NegativePreserve(i32),
     #[error("descriptor {fd} is not open, but the container is to get descriptors 3 to {last} ({given})")]
@@ -117,6 +120,15 @@ pub struct ProcessPlan {
     pub listen_fds: u32,
     /// Whether the environment lacks HOME (then it is taken from the container's /etc/passwd).
     pub needs_home: bool,
+    /// `process.ioPriority` and `process.scheduler`, which berth sets on the new process.
+    pub io_priority: Option<u32>,
+    pub scheduler: Option<settings::SchedAttr>,
+    /// `linux.personality` and `linux.memoryPolicy` (the container's, for every process of
+    /// it), which the process sets on itself.
+    pub personality: Option<libc::c_ulong>,
+    pub memory_policy: Option<settings::MemoryPolicy>,
+    /// The AppArmor profile and SELinux label of the program.
+    pub labels: crate::lsm::ExecLabels,
 }
 
 impl ProcessPlan {
@@ -149,6 +161,16 @@ impl ProcessPlan {
             }
         }
         let user = process.user();
+        let caps = CapSets::from_spec(process.capabilities().as_ref())?;
+        // The kernel raises an ambient capability only if it is permitted and inheritable too;
+        // the process goes on without the others, and the caller hears of each, as from runc.
+        let impossible = caps.ambient & !(caps.permitted & caps.inheritable);
+        for cap in (0..64u8).filter(|c| impossible & (1 << c) != 0) {
+            crate::logging::warn(&format!(
+                "can't raise ambient capability {}: operation not permitted (an ambient capability must be in process.capabilities.permitted and inheritable too)",
+                crate::capabilities::cap_name(cap)
+            ));
+        }
         Ok(ProcessPlan {
             args,
             env,
@@ -157,7 +179,7 @@ impl ProcessPlan {
             gid: user.gid(),
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             umask: user.umask().unwrap_or(0o022),
-            caps: CapSets::from_spec(process.capabilities().as_ref())?,
+            caps,
             last_cap: crate::capabilities::last_cap(),
             no_new_privileges: process.no_new_privileges().unwrap_or(false),
             rlimits: process
@@ -172,7 +194,48 @@ impl ProcessPlan {
             preserve_fds: extra.total() as i32,
             listen_fds: extra.listen,
             needs_home,
+            io_priority: process
+                .io_priority()
+                .as_ref()
+                .map(settings::io_priority)
+                .transpose()?,
+            scheduler: process
+                .scheduler()
+                .as_ref()
+                .map(settings::scheduler)
+                .transpose()?,
+            personality: None,
+            memory_policy: None,
+            labels: crate::lsm::ExecLabels::from_spec(process),
         })
+    }
+
+    /// Adds the container's settings that hold for each of its processes.
+    pub fn with_container(
+        mut self,
+        linux: Option<&oci_spec::runtime::Linux>,
+    ) -> Result<ProcessPlan, ProcessError> {
+        if let Some(linux) = linux {
+            self.personality = linux
+                .personality()
+                .as_ref()
+                .map(settings::personality)
+                .transpose()?;
+            self.memory_policy = linux
+                .memory_policy()
+                .as_ref()
+                .map(settings::memory_policy)
+                .transpose()?;
+        }
+        Ok(self)
+    }
+
+    /// What berth sets on the new process from outside.
+    pub fn outside(&self) -> Outside {
+        Outside {
+            io_priority: self.io_priority,
+            scheduler: self.scheduler,
+        }
     }
 
     /// The value of PATH in the program's environment.
@@ -180,6 +243,26 @@ impl ProcessPlan {
         self.env
             .iter()
             .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+    }
+}
+
+/// The settings berth gives the new process from outside (they take a pid).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outside {
+    io_priority: Option<u32>,
+    scheduler: Option<settings::SchedAttr>,
+}
+
+impl Outside {
+    /// Sets them on process `pid`, before it runs the program; its children inherit them.
+    pub fn apply(&self, pid: i32) -> Result<(), ProcessError> {
+        if let Some(value) = self.io_priority {
+            settings::set_io_priority(pid, value)?;
+        }
+        if let Some(attr) = &self.scheduler {
+            settings::set_scheduler(pid, attr)?;
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
@@ -19,6 +20,10 @@ pub enum ProgramError {
     Capabilities(#[from] crate::capabilities::CapabilityError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Settings(#[from] super::settings::SettingsError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot set process.rlimits {name} to soft {soft}, hard {hard}: {source}{hint}")]
     Rlimit {
         name: &'static str,
@@ -37,6 +42,11 @@ pub enum ProgramError {
     NoNewPrivs(Errno),
     #[error("cannot keep the container's process non-dumpable: {0}")]
     Dumpable(Errno),
+    #[error("cannot find HOME for uid {uid} (process.env sets none): {source}")]
+    Home {
+        uid: u32,
+        source: crate::bounded::ReadError,
+    },
     #[error("{0}")]
     Exec(String),
     #[error("lost contact with berth while {0}")]
@@ -52,6 +62,13 @@ pub struct Ready<'a> {
     late_seccomp: Option<&'a Filter>,
 }
 
+impl Ready<'_> {
+    /// The program's final environment (HOME added when it had none).
+    pub fn env(&self) -> &[CString] {
+        &self.env
+    }
+}
+
 /// Takes the root identity of a user namespace just made or joined.
 pub fn become_root_in_userns() -> Result<(), ProgramError> {
     let root = |source| ProgramError::User {
@@ -63,18 +80,30 @@ pub fn become_root_in_userns() -> Result<(), ProgramError> {
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(root)
 }
 
-/// Applies the process's limits, seccomp filter (when it must go in before the user change),
-/// user and capabilities, working directory and umask, then finds the program.
+/// Applies the process's limits, personality and memory policy, its AppArmor profile or SELinux
+/// label for the execve (`labels`, opened while the host's /proc was there), seccomp filter (when
+/// it must go in before the user change), user and capabilities, working directory and umask,
+/// then finds the program.
 pub fn prepare<'a>(
     process: &ProcessPlan,
     seccomp: Option<&'a Filter>,
+    labels: crate::lsm::OpenLabels,
     channel: &Channel,
 ) -> Result<Ready<'a>, ProgramError> {
     let mut env = process.env.clone();
     if process.needs_home {
-        env.push(home_for(process.uid));
+        env.push(home_for(process.uid)?);
     }
     set_rlimits(process)?;
+    // Before the filter, which may forbid both calls (Docker's profile allows personality only
+    // for a few values and set_mempolicy only with CAP_SYS_NICE).
+    if let Some(persona) = process.personality {
+        super::settings::set_personality(persona)?;
+    }
+    if let Some(policy) = &process.memory_policy {
+        super::settings::set_memory_policy(policy)?;
+    }
+    labels.apply()?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
     // capabilities (the profile must then allow what follows). With it, as late as possible,
     // unless a notify listener has to reach berth before it returns.
@@ -229,14 +258,23 @@ fn set_rlimits(process: &ProcessPlan) -> Result<(), ProgramError> {
     Ok(())
 }
 
-/// `HOME=` from the container's /etc/passwd, or `/` when the user has no entry, as runc does.
-fn home_for(uid: u32) -> CString {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+/// The most of the image's /etc/passwd berth reads (directory exports run to a few MiB).
+const PASSWD_LIMIT: u64 = 16 << 20;
+
+/// `HOME=` from the container's /etc/passwd, or `/` when the file or the user's entry is missing,
+/// as runc does. An /etc/passwd that is not a regular file or is too large fails instead: runc
+/// reads a FIFO there forever, and berth must not read a device without end.
+fn home_for(uid: u32) -> Result<CString, ProgramError> {
+    let passwd = match crate::bounded::read_regular(Path::new("/etc/passwd"), PASSWD_LIMIT) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) if err.not_found() => String::new(),
+        Err(source) => return Err(ProgramError::Home { uid, source }),
+    };
     let home = passwd
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
         .map(|f| f[5].to_string())
         .unwrap_or_else(|| "/".to_string());
-    CString::new(format!("HOME={home}")).unwrap_or_default()
+    Ok(CString::new(format!("HOME={home}")).unwrap_or_default())
 }

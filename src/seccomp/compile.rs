@@ -32,6 +32,9 @@ const BAD_ARCH_ACTION: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 /// The errno that SCMP_ACT_ERRNO and SCMP_ACT_TRACE carry when the profile names none.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
+/// What syscalls newer than the profile get (see `enosys_above_highest`).
+const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
 /// Syscall arguments are compared as 64-bit values in two halves, or, on 32-bit ABIs, as their
 /// low 32 bits only (as libseccomp does for x86 and x32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,14 +44,14 @@ enum Width {
 }
 
 /// An architecture the compiler has a syscall table for.
-struct ArchTable {
-    arch: Arch,
+pub(super) struct ArchTable {
+    pub(super) arch: Arch,
     audit: u32,
     syscalls: &'static [(&'static str, u32)],
     width: Width,
 }
 
-const TABLES: [ArchTable; 4] = [
+pub(super) const TABLES: [ArchTable; 4] = [
     ArchTable {
         arch: Arch::ScmpArchX86_64,
         audit: AUDIT_ARCH_X86_64,
@@ -108,6 +111,24 @@ struct ArchFilter<'a> {
     syscalls: BTreeMap<u32, SyscallRules<'a>>,
 }
 
+impl ArchFilter<'_> {
+    /// Gives ENOSYS to the numbers above `highest` in the region of the ABI whose numbers start
+    /// at `base` (the x32 region ends below -1, the number a tracer sets to skip a syscall).
+    fn enosys_above(&mut self, base: u32, highest: u32) {
+        let Some(at) = self.regions.iter().position(|&(start, _)| start == base) else {
+            return;
+        };
+        let end = self
+            .regions
+            .get(at + 1)
+            .map_or(u32::MAX, |&(start, _)| start);
+        let next = highest.saturating_add(1);
+        if next < end {
+            self.regions.insert(at + 1, (next, ENOSYS));
+        }
+    }
+}
+
 /// How a range of syscall numbers ends up: a plain action, or the argument checks of one syscall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Leaf {
@@ -126,6 +147,9 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let tables = requested_tables(spec.architectures().as_deref().unwrap_or_default());
     let mut arches = arch_filters(&tables, default);
     let mut has_notify = false;
+    let mut unknown = Vec::new();
+    // The highest syscall number the profile names, per table (any rule, any action).
+    let mut highest: Vec<Option<u32>> = vec![None; tables.len()];
     for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
         if syscall.names().is_empty() {
             return Err(SeccompError::NoNames { index });
@@ -133,6 +157,28 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         let action = action_value(syscall.action(), syscall.errno_ret(), || {
             format!("syscalls[{index}].errnoRet")
         })?;
+        for name in syscall.names() {
+            if known_to_linux(name) {
+                continue;
+            }
+            // Under a default that allows, every rule restricts: a name berth cannot resolve
+            // would leave that syscall allowed where the profile forbids it.
+            if allows(default) && action != default {
+                return Err(SeccompError::UnknownRestricted {
+                    index,
+                    name: name.clone(),
+                    linux: syscall_table::LINUX,
+                });
+            }
+            unknown.push(name.clone());
+        }
+        for (table, highest) in tables.iter().zip(highest.iter_mut()) {
+            let numbers = syscall
+                .names()
+                .iter()
+                .filter_map(|n| syscall_number(table, n));
+            *highest = numbers.chain(*highest).max();
+        }
         let args = syscall.args().as_deref().unwrap_or_default();
         if let Some((arg, bad)) = args.iter().enumerate().find(|(_, a)| a.index() >= 6) {
             return Err(SeccompError::ArgIndex {
@@ -178,6 +224,22 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         return Err(SeccompError::MetadataWithoutListener);
     }
 
+    if enosys_above_highest(default) {
+        for (table, highest) in tables.iter().zip(&highest) {
+            let Some(highest) = highest else { continue };
+            let filter = arches
+                .iter_mut()
+                .find(|f| f.audit == table.audit)
+                .expect("every table has its filter");
+            let base = if table.arch == Arch::ScmpArchX32 {
+                X32_SYSCALL_BIT
+            } else {
+                0
+            };
+            filter.enosys_above(base, *highest);
+        }
+    }
+
     let program = generate(&arches, default);
     if program.len() > usize::from(libc::BPF_MAXINSNS as u16) {
         return Err(SeccompError::TooLarge {
@@ -185,11 +247,39 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         });
     }
     let flags = kernel_flags(spec.flags().as_deref().unwrap_or_default(), has_notify)?;
+    unknown.sort();
+    unknown.dedup();
     Ok(Filter {
         program,
         flags,
         has_notify,
+        unknown,
     })
+}
+
+/// Whether a syscall of this name exists on some architecture of the Linux version the tables
+/// come from. Names of other architectures (Docker's profile lists arm's and s390's) are skipped
+/// where they do not exist, as libseccomp skips them.
+fn known_to_linux(name: &str) -> bool {
+    TABLES.iter().any(|t| syscall_number(t, name).is_some())
+        || syscall_table::ELSEWHERE.binary_search(&name).is_ok()
+}
+
+/// Whether the action lets a syscall run (what runc counts as allowing: a tracer, too, should
+/// handle syscalls it does not know).
+fn allows(action: u32) -> bool {
+    let base = action & libc::SECCOMP_RET_ACTION_FULL;
+    base == libc::SECCOMP_RET_ALLOW
+        || base == libc::SECCOMP_RET_LOG
+        || base == libc::SECCOMP_RET_TRACE
+}
+
+/// runc's rule for syscalls newer than the profile: with a default that denies, every number
+/// above the highest one the profile names gets ENOSYS instead, so a program (glibc) falls back
+/// to an older syscall as it does on an older kernel, rather than failing on EPERM. A profile
+/// cannot deny by default what it has never heard of.
+fn enosys_above_highest(default: u32) -> bool {
+    !allows(default) && default != ENOSYS
 }
 
 /// The action as the kernel encodes it; the errno (or trace message) goes in the low 16 bits.
@@ -565,11 +655,12 @@ mod tests {
 12: ret 0x7fff0000
 13: ret 0x50001
 14: jge 0x40000000 ? 16 : 15
-15: ret 0x50001
+15: ret 0x50026
 16: jge 0xffffffff ? 18 : 17
 17: ret 0x80000000
 18: ret 0x50001
 ";
+        // Above getppid (110), the highest syscall named, x86_64 numbers get ENOSYS (15).
         assert_eq!(listing(&filter.program), expected);
     }
 
@@ -787,16 +878,119 @@ mod tests {
     }
 
     #[test]
-    fn unknown_syscall_names_are_skipped() {
+    fn names_of_other_architectures_are_skipped_and_unknown_ones_reported() {
+        // Docker's profile lists arm's and s390's calls; those exist, just not here.
         let filter = compiled(json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
+            "defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [
-                { "names": ["no_such_syscall", "getppid", "socketcall"], "action": "SCMP_ACT_ERRNO" },
+                { "names": ["getppid", "socketcall", "arm_fadvise64_64", "s390_runtime_instr"],
+                  "action": "SCMP_ACT_ALLOW" },
+                { "names": ["no_such_syscall", "getppid"], "action": "SCMP_ACT_ALLOW" },
                 { "names": ["also_unknown"], "action": "SCMP_ACT_KILL" }
             ]
         }));
-        assert_eq!(x86_64(&filter, X86_64_GETPPID), errno(1));
+        assert_eq!(x86_64(&filter, X86_64_GETPPID), ALLOW);
+        assert_eq!(x86_64(&filter, 0), errno(1));
+        assert_eq!(
+            filter.unknown_names_warning().unwrap(),
+            format!(
+                "linux.seccomp names syscalls berth does not know (its tables are from Linux {}): \
+                 also_unknown, no_such_syscall; they keep the default action",
+                syscall_table::LINUX
+            )
+        );
+        let known = compiled(json!({ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            { "names": ["arm_fadvise64_64"], "action": "SCMP_ACT_ALLOW" }
+        ]}));
+        assert_eq!(known.unknown_names_warning(), None);
+    }
+
+    #[test]
+    fn an_unknown_name_that_would_restrict_under_an_allowing_default_is_refused() {
+        for default in ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG"] {
+            let err = compile(&profile(json!({
+                "defaultAction": default,
+                "syscalls": [
+                    { "names": ["getppid"], "action": "SCMP_ACT_ERRNO" },
+                    { "names": ["read", "mseal_twice"], "action": "SCMP_ACT_KILL_PROCESS" }
+                ]
+            })))
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "linux.seccomp.syscalls[1] restricts \"mseal_twice\", a syscall berth does \
+                     not know (its tables are from Linux {}), so it cannot be applied",
+                    syscall_table::LINUX
+                )
+            );
+        }
+        // A rule that only repeats the default changes nothing, known or not.
+        compiled(json!({ "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            { "names": ["mseal_twice"], "action": "SCMP_ACT_ALLOW" }
+        ]}));
+    }
+
+    #[test]
+    fn syscalls_above_the_highest_the_profile_names_get_enosys() {
+        let rules = json!([
+            { "names": ["read", "getppid"], "action": "SCMP_ACT_ALLOW" },
+            { "names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }
+        ]);
+        let enosys = errno(libc::ENOSYS as u32);
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": rules
+        }));
+        // x86_64: read 0, getpid 39, getppid 110 (the highest, though one rule repeats the
+        // default).
         assert_eq!(x86_64(&filter, 0), ALLOW);
+        assert_eq!(
+            x86_64(&filter, 50),
+            errno(1),
+            "a hole below keeps the default"
+        );
+        assert_eq!(x86_64(&filter, X86_64_GETPPID), ALLOW);
+        assert_eq!(x86_64(&filter, X86_64_GETPPID + 1), enosys);
+        assert_eq!(x86_64(&filter, 452), enosys, "fchmodat2");
+        assert_eq!(x86_64(&filter, X32_SYSCALL_BIT - 1), enosys);
+        // x32 counts its own numbers; -1 (a tracer's skip) keeps the default.
+        assert_eq!(x86_64(&filter, X32_GETPPID), ALLOW);
+        assert_eq!(x86_64(&filter, X32_GETPPID + 1), enosys);
+        assert_eq!(x86_64(&filter, u32::MAX - 1), enosys);
+        assert_eq!(x86_64(&filter, u32::MAX), errno(1));
+        // i386: getppid is 64, getpid 20, read 3.
+        let i386 = |nr| verdict(&filter, AUDIT_ARCH_I386, nr, [0; 6]);
+        assert_eq!(i386(X86_GETPPID), ALLOW);
+        assert_eq!(i386(X86_GETPPID + 1), enosys);
+        assert_eq!(i386(10), errno(1));
+
+        // An ABI the profile does not list still dies, whatever the number.
+        let native =
+            compiled(json!({ "defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": rules }));
+        assert_eq!(x86_64(&native, 200), enosys);
+        assert_eq!(x86_64(&native, 50), KILL_PROCESS);
+        assert_eq!(x86_64(&native, X32_GETPPID + 1), KILL_PROCESS);
+
+        // Defaults that let syscalls run need no such rule (runc adds none); neither does a
+        // default that already says ENOSYS.
+        for (default, errno_ret) in [
+            ("SCMP_ACT_ALLOW", None),
+            ("SCMP_ACT_LOG", None),
+            ("SCMP_ACT_TRACE", Some(1)),
+            ("SCMP_ACT_ERRNO", Some(libc::ENOSYS)),
+        ] {
+            let mut json = json!({ "defaultAction": default, "syscalls": [
+                { "names": ["getppid"], "action": "SCMP_ACT_KILL" }
+            ]});
+            if let Some(errno_ret) = errno_ret {
+                json["defaultErrnoRet"] = errno_ret.into();
+            }
+            let filter = compiled(json);
+            let default = x86_64(&filter, 0);
+            assert_eq!(x86_64(&filter, 300), default, "{default:#x}");
+        }
     }
 
     #[test]
@@ -954,6 +1148,25 @@ mod tests {
         assert_eq!(number(Arch::ScmpArchAarch64, "clone"), Some(220));
         assert_eq!(number(Arch::ScmpArchAarch64, "clone3"), Some(435));
         assert_eq!(number(Arch::ScmpArchAarch64, "open"), None);
+        // Newer than Linux 6.1, where the tables once stopped.
+        for (name, nr) in [
+            ("cachestat", 451),
+            ("fchmodat2", 452),
+            ("map_shadow_stack", 453),
+            ("statmount", 457),
+            ("listmount", 458),
+            ("lsm_get_self_attr", 459),
+            ("lsm_set_self_attr", 460),
+            ("lsm_list_modules", 461),
+            ("mseal", 462),
+        ] {
+            assert_eq!(number(Arch::ScmpArchX86_64, name), Some(nr), "{name}");
+            assert_eq!(number(Arch::ScmpArchX86, name), Some(nr), "{name}");
+        }
+        assert_eq!(number(Arch::ScmpArchAarch64, "fchmodat2"), Some(452));
+        assert!(syscall_table::ELSEWHERE.windows(2).all(|w| w[0] < w[1]));
+        assert!(known_to_linux("arm_fadvise64_64"));
+        assert!(!known_to_linux("no_such_syscall"));
     }
 
     fn docker_profile() -> LinuxSeccomp {
@@ -1023,6 +1236,23 @@ mod tests {
             verdict(&filter, AUDIT_ARCH_AARCH64, 0, [0; 6]),
             KILL_PROCESS
         );
+        // Calls newer than Linux 6.1 that Docker allows by name; the ones newer than the
+        // profile (its highest is removexattrat, 466) get ENOSYS, so glibc falls back.
+        for nr in [451, 452, 457, 458, 462, 466] {
+            assert_eq!(call(nr, [0; 6]), ALLOW, "{nr}");
+        }
+        let enosys = errno(libc::ENOSYS as u32);
+        for nr in [467, 468, 471, 1000] {
+            assert_eq!(call(nr, [0; 6]), enosys, "{nr}");
+        }
+        assert_eq!(
+            call(libc::SYS_kexec_load, [0; 6]),
+            eperm,
+            "below the highest: EPERM"
+        );
+        assert_eq!(verdict(&filter, AUDIT_ARCH_I386, 467, [0; 6]), enosys);
+        assert_eq!(x86_64(&filter, X32_SYSCALL_BIT | 600), enosys);
+        assert_eq!(filter.unknown_names_warning(), None);
     }
 
     /// Run with `cargo test --release -- --ignored --nocapture compile_time`.

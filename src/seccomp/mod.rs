@@ -10,6 +10,14 @@
 //! a rule whose action equals the default is dropped (as runc does); for one syscall the first
 //! unconditional rule wins, otherwise its conditional rules are tried in profile order; arguments
 //! are compared on 64 bits, or on their low 32 bits for the x86 and x32 ABIs.
+//!
+//! Syscall names resolve through tables generated from Debian's newest kernel headers
+//! (`gen-syscall-table.sh`). As runc does, under a default that denies, every syscall number
+//! above the highest the profile names gets ENOSYS, so programs built for newer kernels fall back
+//! as glibc does on older ones. A name of another architecture is skipped; a name no Linux berth
+//! knows has (newer than its tables, or mistyped) is refused where its rule would restrict a
+//! syscall the default allows (berth could not apply it), and otherwise reported as a warning —
+//! where runc ignores it silently.
 
 mod bpf;
 mod compile;
@@ -35,6 +43,8 @@ pub struct Filter {
     /// Flags for seccomp(2), NEW_LISTENER included when a rule notifies.
     flags: libc::c_ulong,
     has_notify: bool,
+    /// Syscall names of the profile that no Linux berth knows has, sorted.
+    unknown: Vec<String>,
 }
 
 impl Filter {
@@ -42,6 +52,21 @@ impl Filter {
     /// runtime must pass to `listenerPath`.
     pub fn has_notify(&self) -> bool {
         self.has_notify
+    }
+
+    /// A warning naming the profile's syscalls that berth's tables hold on no architecture
+    /// (newer than they, or mistyped), if any: their rules cannot apply, so those syscalls keep
+    /// the default action (ENOSYS when above the profile's highest). runc ignores such names
+    /// silently; under a default that allows, `compile` refuses them instead.
+    pub fn unknown_names_warning(&self) -> Option<String> {
+        (!self.unknown.is_empty()).then(|| {
+            format!(
+                "linux.seccomp names syscalls berth does not know (its tables are from Linux {}): \
+                 {}; they keep the default action",
+                syscall_table::LINUX,
+                self.unknown.join(", ")
+            )
+        })
     }
 
     /// The number of BPF instructions.
@@ -71,6 +96,15 @@ pub enum SeccompError {
     },
     #[error("linux.seccomp.defaultAction cannot be SCMP_ACT_NOTIFY")]
     NotifyDefault,
+    #[error(
+        "linux.seccomp.syscalls[{index}] restricts {name:?}, a syscall berth does not know \
+         (its tables are from Linux {linux}), so it cannot be applied"
+    )]
+    UnknownRestricted {
+        index: usize,
+        name: String,
+        linux: &'static str,
+    },
     #[error("linux.seccomp.syscalls[{index}].names is empty")]
     NoNames { index: usize },
     #[error("linux.seccomp.syscalls[{syscall}].args[{arg}].index is {value}, more than 5")]
@@ -101,9 +135,28 @@ pub enum SeccompError {
 }
 
 /// Compiles `linux.seccomp`: checks the profile, resolves syscall names for each architecture
-/// (names an architecture lacks are skipped) and generates the BPF program.
+/// (names an architecture lacks are skipped; see the module's comment for unknown ones) and
+/// generates the BPF program, with ENOSYS above the profile's highest syscall.
 pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     compile::compile(spec)
+}
+
+/// The architectures whose syscalls a filter can name: those with a syscall table.
+pub fn architectures() -> Vec<oci_spec::runtime::Arch> {
+    compile::TABLES.iter().map(|t| t.arch).collect()
+}
+
+/// Whether this kernel takes `flag` (for `features`' supportedFlags).
+pub fn flag_supported(flag: LinuxSeccompFilterFlag) -> bool {
+    use LinuxSeccompFilterFlag as F;
+    compile::kernel_accepts(match flag {
+        F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+        F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+        F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        F::SeccompFilterFlagWaitKillableRecv => {
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        }
+    })
 }
 
 /// Installs the filter in the calling thread (all threads with TSYNC). Allocates nothing, so it is

@@ -98,6 +98,7 @@ const COMMANDS: &[(&str, &str, Command)] = &[
         raw::raw_frame,
     ),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
+    ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
 ];
@@ -179,6 +180,7 @@ mod tests {
         assert_eq!(run_with(&["has-cap", "CAP_NO_SUCH_THING"]), 2);
         assert_eq!(run_with(&["listen", "sctp", "80"]), 2);
         assert_eq!(run_with(&["try-syscall", "no-such-call"]), 2);
+        assert_eq!(run_with(&["raw-syscall", "fork"]), 2);
     }
 
     #[test]

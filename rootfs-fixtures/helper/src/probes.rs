@@ -1,5 +1,5 @@
 //! Subcommands that attempt something a container may forbid and report `ok` or the errno name:
-//! try-syscall, mknod-open and open-exe.
+//! try-syscall, raw-syscall, mknod-open and open-exe.
 
 use crate::{names, Failure, Outcome};
 use std::ffi::CString;
@@ -10,7 +10,7 @@ use std::{fs, mem, ptr};
 
 /// The calls `try-syscall` knows, as shown in the usage.
 pub const SYSCALL_NAMES: &str =
-    "unshare|unshare-user|mount|chroot|sethostname|setuid|socket-raw|bind-low|getcwd|uname";
+    "unshare|unshare-user|mount|chroot|sethostname|setuid|socket-raw|bind-low|getcwd|uname|fchmodat2";
 
 type Attempt = fn() -> io::Result<()>;
 
@@ -27,6 +27,7 @@ const SYSCALLS: &[(&str, Attempt)] = &[
     ("bind-low", bind_low_port),
     ("getcwd", || std::env::current_dir().map(drop)),
     ("uname", call_uname),
+    ("fchmodat2", chmod_dev_null_as_it_is),
 ];
 
 /// `try-syscall NAME`: attempts the call, prints `ok` or the errno name, exits 0 or 1.
@@ -39,6 +40,23 @@ pub fn try_syscall(args: &[String]) -> Outcome {
         .find(|(known, _)| known == name)
         .ok_or(Failure::Usage)?;
     report(attempt())
+}
+
+/// `raw-syscall NR`: makes syscall number NR with six zero arguments, as a program built for a
+/// newer kernel would, and prints `ok` or the errno name (exit 0 or 1). Meant for numbers no
+/// kernel has yet, or calls for which zero arguments do nothing.
+pub fn raw_syscall(args: &[String]) -> Outcome {
+    let [nr] = args else {
+        return Err(Failure::Usage);
+    };
+    let nr: libc::c_long = nr.parse().map_err(|_| Failure::Usage)?;
+    // SAFETY: the caller picks a number for which six zero arguments touch no memory of ours.
+    let rc = unsafe { libc::syscall(nr, 0, 0, 0, 0, 0, 0) };
+    report(if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    })
 }
 
 /// `mknod-open PATH MAJOR MINOR`: makes a block device node and opens it for reading, printing
@@ -163,6 +181,28 @@ fn call_uname() -> io::Result<()> {
     // SAFETY: `names` is a valid utsname owned by this frame.
     check(unsafe { libc::uname(&mut names) })
 }
+
+/// fchmodat2 (Linux 6.6), as glibc 2.39 calls it for `fchmodat(AT_SYMLINK_NOFOLLOW)` and
+/// `lchmod`: sets /dev/null's mode to what it is, through the raw syscall number.
+fn chmod_dev_null_as_it_is() -> io::Result<()> {
+    let path = c_path("/dev/null")?;
+    let mode = fs::metadata("/dev/null")?.permissions();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777;
+    // SAFETY: `path` is a valid C string; the other arguments are plain numbers.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            mode,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(rc as libc::c_int)
+}
+
+/// fchmodat2's number, the same on x86_64 and aarch64 (older libc crates lack the constant).
+const SYS_FCHMODAT2: libc::c_long = 452;
 
 fn c_path(path: &str) -> io::Result<CString> {
     CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))

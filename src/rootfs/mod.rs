@@ -1,0 +1,398 @@
+//! The root filesystem: the spec's mounts, `/dev`, the switch to the new root (pivot_root, or
+//! MS_MOVE and chroot), masked and read-only paths. Every path inside the root filesystem is
+//! resolved inside it (openat2 with RESOLVE_IN_ROOT), so its own symlinks cannot lead out of it.
+//!
+//! `plan` works the spec out before the clone; the init then calls, in order, [`prepare`]
+//! (`mount`: the spec's mounts; `device`: `/dev`), [`switch_root`], and [`finish`] (`mask`:
+//! masked and read-only paths). `resolve` opens paths inside the root filesystem.
+
+mod device;
+mod host;
+mod mask;
+mod mount;
+mod plan;
+mod resolve;
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+pub use host::{bind_root, detach_root, HostMount};
+pub use plan::{
+    check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
+    MountPlan, RootfsPlan, MOUNT_OPTIONS,
+};
+use resolve::open_dir;
+
+use crate::syscall::{Attr, Kernel, MountAttr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot mount {what} on {target}: {source}")]
+    Mount {
+        what: String,
+        target: String,
+        source: Errno,
+    },
+    #[error("cannot make mount point {target} inside the root filesystem: {source}")]
+    MountPoint { target: String, source: Errno },
+    #[error(
+        "{target} must be a real directory inside the root filesystem to mount {fstype} on it"
+    )]
+    NotRealDirectory { target: String, fstype: String },
+    #[error("cannot make device {path}: {source}")]
+    Device { path: String, source: Errno },
+    #[error("cannot switch to the root filesystem {rootfs}: {step}: {source}")]
+    Pivot {
+        rootfs: PathBuf,
+        step: &'static str,
+        source: Errno,
+    },
+    #[error("{path} is not the device {major}:{minor} (a symlink or another file)")]
+    NotDevice {
+        path: String,
+        major: u64,
+        minor: u64,
+    },
+    #[error("cannot mask {path}: {source}")]
+    Mask { path: String, source: Errno },
+    #[error("cannot make {path} read-only: {source}")]
+    Readonly { path: String, source: Errno },
+    #[error("mounts[{index}] ({destination}): {reason}")]
+    BadMount {
+        index: usize,
+        destination: String,
+        reason: String,
+    },
+    #[error("cannot mount {what} on {target}: {step}: {source}{hint}")]
+    Attach {
+        what: String,
+        target: String,
+        step: &'static str,
+        source: Errno,
+        /// What the kernel said about it, or what berth knows: ` (…)`, or empty.
+        hint: String,
+    },
+    #[error("cannot mount {what} on {target}: that is the root of the root filesystem itself")]
+    OnRoot { what: String, target: String },
+    #[error("rootfsPropagation {0:?} is not a propagation mode")]
+    Propagation(String),
+    #[error("cannot set sysctl {key}: {source}")]
+    Sysctl { key: String, source: std::io::Error },
+}
+
+/// Builds the root filesystem before the switch: propagation, the root bind mount, the spec's
+/// mounts, `/dev`, and the sysctls. Runs in the init, in its mount namespace.
+pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let mount_err = |what: &str, target: &Path| {
+        let what = what.to_string();
+        let target = target.display().to_string();
+        move |source| RootfsError::Mount {
+            what,
+            target,
+            source,
+        }
+    };
+    // In the host's mount namespace berth has made the root filesystem's mount already, and
+    // changes nothing else of the host's (see `host`).
+    if !plan.host_mount_ns {
+        // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
+        // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+        let root_propagation = match plan.propagation {
+            Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        kernel
+            .mount(None, Path::new("/"), None, root_propagation, None)
+            .map_err(mount_err("propagation", Path::new("/")))?;
+        mount::make_parent_private(kernel, &plan.rootfs)?;
+        kernel
+            .mount(
+                Some(&plan.rootfs),
+                &plan.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(mount_err("the root filesystem", &plan.rootfs))?;
+    }
+    let root = open_dir(&plan.rootfs).map_err(|source| RootfsError::Pivot {
+        rootfs: plan.rootfs.clone(),
+        step: "open",
+        source,
+    })?;
+    for mount in &plan.mounts {
+        mount::mount_one(kernel, &root, plan, mount)?;
+    }
+    if plan.setup_dev {
+        device::make_devices(kernel, &root, plan)?;
+    }
+    for (key, value) in &plan.sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|source| RootfsError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Switches the root: pivot_root into the root filesystem and detach the old root, or under
+/// `--no-pivot` move the root filesystem over `/` and chroot into it; in the host's mount
+/// namespace, only chroot into it.
+pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let err = |step: &'static str| {
+        let rootfs = plan.rootfs.clone();
+        move |source| RootfsError::Pivot {
+            rootfs,
+            step,
+            source,
+        }
+    };
+    let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
+    if plan.host_mount_ns {
+        // The host's mount namespace: pivot_root or MS_MOVE would move the host's own root.
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
+    } else if plan.no_pivot {
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        kernel
+            .mount(
+                Some(Path::new(".")),
+                Path::new("/"),
+                None,
+                MsFlags::MS_MOVE,
+                None,
+            )
+            .map_err(err("move mount"))?;
+        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
+    } else {
+        let old_root = open_dir(Path::new("/")).map_err(err("open /"))?;
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        kernel
+            .pivot_root(Path::new("."), Path::new("."))
+            .map_err(err("pivot_root"))?;
+        // The old root now sits on top of the new one: detach it without touching the host.
+        // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
+        // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
+        kernel
+            .fchdir(old_root.as_raw_fd())
+            .map_err(err("chdir to old root"))?;
+        kernel
+            .mount(
+                None,
+                Path::new("."),
+                None,
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(err("old root propagation"))?;
+        kernel
+            .umount2(Path::new("."), MntFlags::MNT_DETACH)
+            .map_err(err("detach old root"))?;
+    }
+    let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
+    kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
+    Ok(())
+}
+
+/// After the switch: masked and read-only paths, the read-only root, the root's propagation.
+pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let root = open_dir(Path::new("/")).map_err(|source| RootfsError::Pivot {
+        rootfs: plan.rootfs.clone(),
+        step: "open new /",
+        source,
+    })?;
+    mask::mask_paths(kernel, &root, plan)?;
+    mask::readonly_paths(kernel, &root, plan)?;
+    if plan.readonly {
+        let readonly = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
+        kernel
+            .mount_setattr(root.as_fd(), false, &readonly)
+            .map_err(|source| RootfsError::Readonly {
+                path: "/".into(),
+                source,
+            })?;
+    }
+    if let Some(propagation) = plan.propagation {
+        kernel
+            .mount(None, Path::new("/"), None, propagation, None)
+            .map_err(|source| RootfsError::Mount {
+                what: "propagation".into(),
+                target: "/".into(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan::tests::plan_for;
+    use super::*;
+    use crate::syscall::Recorder;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn prepare_makes_the_exact_mounts() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(tmp.path().join("hosts"), "127.0.0.1 x\n").unwrap();
+        let spec = format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
+                {{"destination":"/proc","type":"proc","source":"proc"}},
+                {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}},
+                {{"destination":"/etc/hosts","type":"bind","source":"{}/hosts","options":["rbind","ro","rnodev","rslave"]}}
+            ]}}"#,
+            tmp.path().display()
+        );
+        let plan = plan_for(&spec, &rootfs);
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        let calls = kernel.take();
+        let r = rootfs.display();
+        let t = tmp.path().display();
+        // Whether the root filesystem's parent mount is made private depends on the host.
+        let calls: Vec<&String> = calls.iter().filter(|c| !c.contains("MS_PRIVATE")).collect();
+        let expected = [
+            "mount - / - MS_REC|MS_SLAVE -".to_string(),
+            format!("mount {r} {r} - MS_BIND|MS_REC -"),
+            // Each mount is made detached with its flags, then attached through descriptors.
+            "fsopen proc".into(),
+            "fsconfig proc source=proc".into(),
+            "fsconfig proc create".into(),
+            "fsmount proc 0 atime=Relatime".into(),
+            format!("move_mount proc {r}/proc"),
+            "fsopen tmpfs".into(),
+            "fsconfig tmpfs source=tmpfs".into(),
+            "fsconfig tmpfs mode=755".into(),
+            "fsconfig tmpfs size=65536k".into(),
+            "fsconfig tmpfs create".into(),
+            "fsmount tmpfs NOSUID atime=Strictatime".into(),
+            format!("move_mount tmpfs {r}/dev"),
+            format!("open_tree {t}/hosts AT_RECURSIVE"),
+            format!("mount_setattr {t}/hosts +RDONLY"),
+            format!("mount_setattr {t}/hosts +NODEV AT_RECURSIVE"),
+            format!("move_mount {t}/hosts {r}/etc/hosts"),
+            format!("mount_setattr {t}/hosts MS_SLAVE AT_RECURSIVE"),
+            format!("mknod {r}/dev/null S_IFCHR 666 1:3"),
+            format!("chown {r}/dev/null 0:0"),
+        ];
+        assert_eq!(calls[..expected.len()], expected.each_ref(), "{calls:#?}");
+        assert!(calls.contains(&&format!("symlink /proc/self/fd {r}/dev/fd")));
+        assert!(calls.contains(&&format!("symlink pts/ptmx {r}/dev/ptmx")));
+        // The bind mount's target was made as a file, the others as directories.
+        assert!(rootfs.join("etc/hosts").is_file());
+        assert!(rootfs.join("proc").is_dir());
+    }
+
+    /// A destination that is the root itself, or a symlink to it (swapped in by whoever writes
+    /// into the image), would cover the whole root filesystem.
+    #[test]
+    fn a_mount_on_the_root_itself_is_refused() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::os::unix::fs::symlink("/", rootfs.join("up")).unwrap();
+        for (destination, what) in [("/", "tmpfs"), ("/up", "tmpfs"), ("/up/.", "/")] {
+            let kind = match what {
+                "tmpfs" => r#""type":"tmpfs","source":"tmpfs""#,
+                _ => r#""type":"bind","source":"/","options":["rbind"]"#,
+            };
+            let spec = format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
+                    {{"destination":"{destination}",{kind}}}]}}"#
+            );
+            let mut plan = plan_for(&spec, &rootfs);
+            plan.setup_dev = false;
+            let kernel = Recorder::default();
+            let err = prepare(&kernel, &plan).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot mount {what} on {destination}: that is the root of the root filesystem itself"
+                )
+            );
+            // Nothing was mounted after the root filesystem's own bind.
+            let calls = kernel.take();
+            assert!(
+                calls.last().unwrap().contains("MS_BIND|MS_REC"),
+                "{calls:?}"
+            );
+        }
+    }
+
+    /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the
+    /// init changes nothing of the host's `/`, and chroots where it would pivot_root.
+    #[test]
+    fn in_the_hosts_mount_namespace_the_init_only_mounts_below_the_root_and_chroots() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "linux":{"namespaces":[{"type":"pid"}],"rootfsPropagation":"shared"},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#;
+        let mut plan = plan_for(spec, &rootfs);
+        assert!(plan.host_mount_ns);
+        plan.setup_dev = false;
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        switch_root(&kernel, &plan).unwrap();
+        let r = rootfs.display();
+        assert_eq!(
+            kernel.take(),
+            [
+                "fsopen proc".to_string(),
+                "fsconfig proc source=proc".into(),
+                "fsconfig proc create".into(),
+                "fsmount proc 0 atime=Relatime".into(),
+                format!("move_mount proc {r}/proc"),
+                format!("fchdir {r}"),
+                "chroot .".into(),
+                "fchdir /".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_in_the_rootfs_stay_inside() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        // A hostile image: /data points at a host folder, and /proc is a symlink to /.
+        std::os::unix::fs::symlink(&outside, rootfs.join("data")).unwrap();
+        std::os::unix::fs::symlink("/", rootfs.join("proc")).unwrap();
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[
+            {"destination":"/data/x","type":"tmpfs","source":"tmpfs"},
+            {"destination":"/../../escape","type":"tmpfs","source":"tmpfs"}]}"#;
+        let mut plan = plan_for(spec, &rootfs);
+        plan.setup_dev = false;
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        // /data/x was made inside the root filesystem, following the symlink as if it were /.
+        assert!(!outside.join("x").exists());
+        assert!(rootfs
+            .join(outside.strip_prefix("/").unwrap())
+            .join("x")
+            .is_dir());
+        assert!(rootfs.join("escape").is_dir());
+        assert!(!tmp.path().join("escape").exists());
+        // proc refuses to go on a symlink.
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[
+            {"destination":"/proc","type":"proc","source":"proc"}]}"#;
+        let plan = plan_for(spec, &rootfs);
+        let err = prepare(&Recorder::default(), &plan).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/proc must be a real directory inside the root filesystem to mount proc on it"
+        );
+    }
+}
