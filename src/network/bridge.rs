@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::firewall;
 use super::ipam::{self, Direction};
-use super::netlink::Netlink;
+use super::netlink::{index_of, Netlink};
 use super::ports::held_ports;
 use super::store::{BridgeRecord, LeaseRecord, Owner, PortRecord, Store};
 use super::{Ipv4Net, Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation};
@@ -160,7 +160,7 @@ fn claim_lease(
         .collect();
     taken.extend(host.addresses(bridge)?.into_iter().map(|(ip, _)| ip));
     taken.extend(host.neighbours(bridge)?);
-    let host_veth = free_veth_name(store, &mut host, root, id)?;
+    let host_veth = free_veth_name(store, root, id)?;
     // the anti-spoofing elements of veths that are gone, swept once enough have gathered
     let live = host.links()?.into_iter().map(|link| link.index).collect();
     firewall::sweep(&req.bridge, &live)?;
@@ -212,12 +212,7 @@ fn claim_lease(
 
 /// The first of the container's candidate veth names that neither another lease nor an
 /// existing link uses, so that release never deletes a link that is not this container's.
-fn free_veth_name(
-    store: &Store,
-    host: &mut Netlink,
-    root: &Path,
-    id: &str,
-) -> Result<String, NetworkError> {
+fn free_veth_name(store: &Store, root: &Path, id: &str) -> Result<String, NetworkError> {
     let leased: HashSet<String> = store
         .leases()?
         .into_iter()
@@ -225,7 +220,7 @@ fn free_veth_name(
         .collect();
     for attempt in 0..16 {
         let name = veth_name(root, id, attempt);
-        if !leased.contains(&name) && host.link(&name)?.is_none() {
+        if !leased.contains(&name) && index_of(&name)?.is_none() {
             return Ok(name);
         }
     }
@@ -260,30 +255,26 @@ pub fn attach(
         source,
     })?;
     let mut host = Netlink::open()?;
-    let bridge = host
-        .link(&lease.bridge)?
-        .ok_or_else(|| NetworkError::Bridge {
-            bridge: lease.bridge.clone(),
-            reason: "it is gone since the container's address was leased".to_string(),
-        })?;
+    let bridge = index_of(&lease.bridge)?.ok_or_else(|| NetworkError::Bridge {
+        bridge: lease.bridge.clone(),
+        reason: "it is gone since the container's address was leased".to_string(),
+    })?;
     let mac = ipam::mac_for(lease.address);
     host.create_veth(
         &lease.host_veth,
-        bridge.index,
+        bridge,
         MTU,
         CONTAINER_INTERFACE,
         mac,
         &netns,
     )?;
     // the container's eth0 is still down: its first frame meets the anti-spoofing rules
-    let veth = host
-        .link(&lease.host_veth)?
-        .ok_or_else(|| NetworkError::Bridge {
-            bridge: lease.bridge.clone(),
-            reason: format!("veth {} vanished right after it was made", lease.host_veth),
-        })?;
+    let veth = index_of(&lease.host_veth)?.ok_or_else(|| NetworkError::Bridge {
+        bridge: lease.bridge.clone(),
+        reason: format!("veth {} vanished right after it was made", lease.host_veth),
+    })?;
     crate::fault::point("attach:veth");
-    firewall::admit(&lease.bridge, veth.index, mac, lease.address)?;
+    firewall::admit(&lease.bridge, veth, mac, lease.address)?;
 
     let mut inside = Netlink::open_in(&netns, &netns_path)?;
     let missing = |name: &str| NetworkError::Namespace {
@@ -353,8 +344,12 @@ pub(super) fn ensure_bridge(
     subnet: Ipv4Net,
 ) -> Result<u32, NetworkError> {
     let mut record = store.bridge(name)?;
-    let link = match host.link(name)? {
-        Some(link) => link,
+    let index = match index_of(name)? {
+        Some(index) => {
+            // a no-op when it is up already
+            host.set_up(index, name)?;
+            index
+        }
         None => {
             let made = host.create_bridge(name, MTU, random_mac()?);
             match made {
@@ -374,7 +369,7 @@ pub(super) fn ensure_bridge(
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            host.link(name)?.ok_or_else(|| NetworkError::Bridge {
+            index_of(name)?.ok_or_else(|| NetworkError::Bridge {
                 bridge: name.to_string(),
                 reason: "it vanished right after it was made".to_string(),
             })?
@@ -389,13 +384,10 @@ pub(super) fn ensure_bridge(
         localnet: false,
         forward: None,
     });
-    if !link.up {
-        host.set_up(link.index, name)?;
-    }
     let gateway = subnet.gateway();
     let prefix_len = subnet.prefix_len();
-    if !host.addresses(link.index)?.contains(&(gateway, prefix_len)) {
-        match host.add_address(link.index, name, gateway, prefix_len) {
+    if !host.addresses(index)?.contains(&(gateway, prefix_len)) {
+        match host.add_address(index, name, gateway, prefix_len) {
             Ok(()) => record.gateway_added = !record.made_by_berth,
             // another --root added it meanwhile
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -419,7 +411,7 @@ pub(super) fn ensure_bridge(
     if before.as_ref() != Some(&record) {
         store.put_bridge(name, &record)?;
     }
-    Ok(link.index)
+    Ok(index)
 }
 
 /// A random, locally administered, unicast MAC address.
@@ -488,7 +480,7 @@ fn settle_released(store: &Store, released: &[LeaseRecord]) -> Result<(), Networ
     let now = now_millis();
     for record in released {
         let since = now.saturating_sub(record.released_at.unwrap_or(0));
-        if host.link(&record.lease.host_veth)?.is_some() {
+        if index_of(&record.lease.host_veth)?.is_some() {
             if since < VETH_LINGER.as_millis() as u64 {
                 continue;
             }
@@ -506,8 +498,8 @@ fn forget_lease(
     record: &LeaseRecord,
 ) -> Result<(), NetworkError> {
     let lease = &record.lease;
-    if let Some(bridge) = host.link(&lease.bridge)? {
-        host.delete_neighbour(bridge.index, &lease.bridge, lease.address)?;
+    if let Some(bridge) = index_of(&lease.bridge)? {
+        host.delete_neighbour(bridge, &lease.bridge, lease.address)?;
     }
     store.remove_lease(lease)
 }
@@ -556,7 +548,7 @@ fn release_records(
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
-        if host.link(&record.lease.host_veth)?.is_some() {
+        if index_of(&record.lease.host_veth)?.is_some() {
             store.put_lease(&LeaseRecord {
                 released_at: Some(now_millis()),
                 ..record.clone()
@@ -621,9 +613,9 @@ fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), Ne
         record.forward = None;
     }
     if record.gateway_added && !in_use {
-        if let Some(link) = host.link(name)? {
+        if let Some(index) = index_of(name)? {
             let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());
-            host.delete_address(link.index, name, gateway, prefix_len)?;
+            host.delete_address(index, name, gateway, prefix_len)?;
         }
         record.gateway_added = false;
     }

@@ -50,6 +50,29 @@ impl NetlinkError {
     }
 }
 
+/// The index of link `name` in the calling thread's network namespace, if there is one. Unlike
+/// a GETLINK, which first makes the kernel apply the link's pending carrier change (for a link
+/// that lost its carrier, such as a veth just made up with its peer still down or a bridge whose
+/// last port left, that waits for an expedited RCU grace period), this only looks the name up.
+pub fn index_of(name: &str) -> Result<Option<u32>, NetlinkError> {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index != 0 {
+        return Ok(Some(index));
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENODEV) => Ok(None),
+        _ => Err(NetlinkError::Kernel {
+            action: format!("look up link {name}"),
+            source: error,
+        }),
+    }
+}
+
 /// An rtnetlink socket bound to the network namespace it was made in.
 pub struct Netlink {
     socket: Socket,
