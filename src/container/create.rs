@@ -82,6 +82,8 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
+    // Before anything is made: berth may have to start again from a sealed view of its binary.
+    super::exposure::before_create(root, &bundle.spec)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
     let seccomp = match bundle
         .spec
@@ -346,6 +348,7 @@ fn build(
         two_stage,
         wait_go,
         userns,
+        own_pid_namespace: new.contains(CloneFlags::CLONE_NEWPID),
         new_netns: new.contains(CloneFlags::CLONE_NEWNET),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
@@ -580,7 +583,7 @@ fn time_offsets(linux: Option<&oci_spec::runtime::Linux>) -> Vec<(String, i64, u
 }
 
 /// The name of the user running berth, as `list` shows it.
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::getuid().as_raw();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd

@@ -32,6 +32,8 @@ pub struct InitPlan {
     pub wait_go: bool,
     /// Whether the container has a user namespace (new or joined).
     pub userns: bool,
+    /// Whether the init is pid 1 of a pid namespace made for the container.
+    pub own_pid_namespace: bool,
     pub new_netns: bool,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
@@ -157,6 +159,15 @@ fn init(
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Until its execve the init runs berth's code, from berth's own binary unless the container
+    // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
+    // meanwhile (container::exposure). Closed on exec.
+    let _held = match plan.own_pid_namespace {
+        true => {
+            Some(hold_pid_namespace().map_err(|e| InitError::Sys("lock the pid namespace", e))?)
+        }
+        false => None,
+    };
     // Changing user (into a user namespace) may have made this process dumpable again.
     super::clone::undumpable().map_err(|e| InitError::Sys("stay non-dumpable", e))?;
     // Device nodes and the files berth makes get exactly the modes asked for.
@@ -195,8 +206,14 @@ fn init(
     if plan.terminal {
         let slave = console::setup(plan.console_size, channel)?;
         console::mount_dev_console(kernel, &slave)?;
+    } else {
+        // A session of its own, as runc's and crun's inits have (console::setup makes one for a
+        // terminal): a session led from outside the container's pid namespace keeps CRIU from
+        // checkpointing it.
+        nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
     rootfs::finish(kernel, &plan.rootfs)?;
+    reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
     let process = &plan.process;
     let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
@@ -281,6 +298,19 @@ fn end_on_signals_while_created() {
     }
 }
 
+/// Takes a shared lock on this process's pid namespace (flock on its nsfs inode), kept by the
+/// descriptor returned.
+fn hold_pid_namespace() -> Result<OwnedFd, Errno> {
+    let ns = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: flock on a descriptor we own.
+    Errno::result(unsafe { libc::flock(ns.as_raw_fd(), libc::LOCK_SH) })?;
+    Ok(ns)
+}
+
 /// Blocks until `start` writes a byte into the exec fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     let mut byte = [0u8; 1];
@@ -304,6 +334,39 @@ fn join_session_keyring(name: &str) -> Result<(), InitError> {
         Ok(_) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => Ok(()),
         Err(e) => Err(InitError::Sys("join a new session keyring", e)),
     }
+}
+
+/// Replaces standard streams that are the host's `/dev/null` (engines give one for stdin) with
+/// the container's own, as runc does: a file of the host's, outside every mount of the
+/// container, is one CRIU cannot checkpoint.
+fn reopen_dev_null() -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let null = match nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(null) => null,
+        // No /dev/null in this container (a /dev of its own without it): nothing to reopen.
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let ours = nix::sys::stat::fstat(null.as_fd())?;
+    for fd in 0..3 {
+        // SAFETY: 0, 1 and 2 stay open for the life of the process; borrowed only for fstat.
+        let stream = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(stat) = nix::sys::stat::fstat(stream) else {
+            continue;
+        };
+        let is_null = stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == ours.st_rdev;
+        if is_null && (stat.st_dev, stat.st_ino) != (ours.st_dev, ours.st_ino) {
+            // SAFETY: dup2 over a standard stream of ours with a descriptor we own.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(Errno::last());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings `lo` up in the new network namespace, as runc does for a namespace of its own.

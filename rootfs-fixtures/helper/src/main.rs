@@ -7,11 +7,13 @@
 mod files;
 mod format;
 mod info;
+mod ipc;
 mod names;
 mod net;
 mod probes;
 mod process;
 mod raw;
+mod steal;
 
 use std::fmt;
 use std::io;
@@ -97,10 +99,13 @@ const COMMANDS: &[(&str, &str, Command)] = &[
         "IFACE DST_MAC SRC_MAC SRC_IP DST_IP udp|tcp PORT",
         raw::raw_frame,
     ),
+    ("msgq-send", "KEY TEXT", ipc::send),
+    ("msgq-recv", "KEY", ipc::receive),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
     ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
+    ("steal-exe", "DIR", steal::steal_exe),
 ];
 
 /// Runs `helper SUBCOMMAND ARGS...` (`args` includes the program name) and returns the exit status.
