@@ -5,7 +5,7 @@
 # engines is left: processes, network links, iptables chains, cgroups, mounts. Sourced by
 # scripts/engine-tests.
 
-all_engines=(containerd docker podman)
+all_engines=(containerd docker podman podman-rootless)
 # The sid lane runs berth's own checkpoint tests as well (they need criu 4).
 sid_engines=(containerd docker podman checkpoint)
 
@@ -70,6 +70,11 @@ outside_main() {
     export BERTH_BIN=${BERTH_BIN:-$repo/target/debug/berth}
     if [[ ! -x $BERTH_BIN ]]; then
         (cd "$repo" && cargo build --locked --bin berth)
+    fi
+    # berth's own containerd shim (runtime type io.containerd.berth.v2), found on containerd's PATH.
+    export SHIM_BIN=${SHIM_BIN:-$repo/target/debug/containerd-shim-berth-v2}
+    if [[ ! -x $SHIM_BIN ]]; then
+        (cd "$repo" && cargo build --locked -p containerd-shim-berth-v2)
     fi
     if [[ " ${engines[*]} " == *" checkpoint "* ]]; then
         CHECKPOINT_TESTS=$(cd "$repo" && cargo test --locked -p runtime-tests --test checkpoint --no-run --message-format=json 2>/dev/null |

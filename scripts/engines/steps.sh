@@ -146,7 +146,7 @@ step() {
     for sub in "${needs[@]}"; do
         if ! berth_has "$sub"; then
             echo "berth has no '$sub' command yet" >"$out.skip"
-            if [[ $step_rt == berth ]]; then
+            if [[ $step_rt != runc ]]; then
                 printf '  %-8s %-6s %s: SKIP (berth has no %s command yet)\n' "$step_engine" "$step_rt" "$name" "$sub"
                 return 0
             fi
@@ -186,40 +186,62 @@ step() {
     $step_rt's last logged error: ${error:-none}")
 }
 
+# Compares berth's record with runc's (and, under containerd, that of berth's shim);
+# a lane named *-only holds steps run on one runtime alone, which pass if they did not fail.
 compare_runtimes() {
-    local engine=$1 base="$work/out/$engine" name_file n name
-    local -i both=0 runc_ms=0 berth_ms=0
+    local engine=$1 base="$work/out/$engine" lane
+    for lane in "$base"/*/; do
+        lane=$(basename "$lane")
+        case $lane in
+        berth | shim) compare_lane "$engine" "$lane" ;;
+        *-only) count_solo "$engine" "$lane" ;;
+        *) ;; # runc, and the other references (crun) that runc stands for
+        esac
+    done
+}
+
+count_solo() {
+    local engine=$1 lane=$2 name_file n
+    for name_file in "$work/out/$engine/$lane"/*.name; do
+        n=${name_file%.name}
+        [[ -e $n.failed || -e $n.skip ]] || passed+=1
+    done
+}
+
+compare_lane() {
+    local engine=$1 rt=$2 base="$work/out/$1" name_file n name
+    local -i both=0 runc_ms=0 rt_ms=0
     for name_file in "$base"/runc/*.name; do
         n=$(basename "$name_file" .name)
         name=$(cat "$name_file")
-        if [[ -e $base/berth/$n.skip ]]; then
-            skips+=("$engine, step '$name': $(cat "$base/berth/$n.skip")")
+        if [[ -e $base/$rt/$n.skip ]]; then
+            skips+=("$engine, step '$name' ($rt): $(cat "$base/$rt/$n.skip")")
             continue
         fi
         both+=1
         runc_ms+=$(cat "$base/runc/$n.ms")
-        berth_ms+=$(cat "$base/berth/$n.ms")
+        rt_ms+=$(cat "$base/$rt/$n.ms")
         if [[ -e $base/runc/$n.failed ]]; then
             continue # counted already: the test itself is broken on this machine
         fi
-        [[ -e $base/berth/$n.failed ]] && continue
-        local runc_view berth_view
+        [[ -e $base/$rt/$n.failed ]] && continue
+        local runc_view rt_view
         if [[ -e $base/runc/$n.code-only ]]; then
             runc_view=$(tail -n 1 "$base/runc/$n.txt")
-            berth_view=$(tail -n 1 "$base/berth/$n.txt")
+            rt_view=$(tail -n 1 "$base/$rt/$n.txt")
         else
             runc_view=$(cat "$base/runc/$n.txt")
-            berth_view=$(cat "$base/berth/$n.txt")
+            rt_view=$(cat "$base/$rt/$n.txt")
         fi
-        if [[ $runc_view == "$berth_view" ]]; then
+        if [[ $runc_view == "$rt_view" ]]; then
             passed+=1
             continue
         fi
-        failures+=("$engine, step '$name': berth shows something else than runc (- runc, + berth):
-$(diff -u <(echo "$runc_view") <(echo "$berth_view") | tail -n +3 | sed 's/^/    /' || true)")
+        failures+=("$engine, step '$name': $rt shows something else than runc (- runc, + $rt):
+$(diff -u <(echo "$runc_view") <(echo "$rt_view") | tail -n +3 | sed 's/^/    /' || true)")
     done
     # Wall time of whole engine commands: the runtime is a small part of it.
-    echo "engine-tests: $engine: the $both steps run on both took $runc_ms ms on runc, $berth_ms ms on berth"
+    echo "engine-tests: $engine: the $both steps run on both took $runc_ms ms on runc, $rt_ms ms on $rt"
 }
 
 report() {
