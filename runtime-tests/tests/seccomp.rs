@@ -115,12 +115,14 @@ fn a_profile_that_forbids_what_berth_calls_still_starts_without_no_new_privilege
     let id = env.id("early");
     // Without noNewPrivileges the filter goes in while berth still holds CAP_SYS_ADMIN, before
     // the user change; the working directory is entered (and checked with getcwd) before it.
+    // faccessat2, which berth asks whether the program may run, is denied too (runtime-tools'
+    // profile does): execve decides then.
     let bundle = env.bundle(&id, &["/bin/helper", "try-syscall", "getcwd"], |c| {
         c["process"]["noNewPrivileges"] = json!(false);
         c["process"]["cwd"] = json!("/tmp");
         c["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["getcwd", "chdir"], "action": "SCMP_ACT_ERRNO"}]
+            "syscalls": [{"names": ["getcwd", "chdir", "faccessat2"], "action": "SCMP_ACT_ERRNO"}]
         });
     });
     let out = env.run(&bundle, &id);

@@ -302,14 +302,17 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
             Ok(meta) if meta.is_file() => {
                 // As execve decides: by the effective ids and capabilities (plain access(2)
                 // takes the real ones, and none for a user that is not root, so it refuses what
-                // CAP_DAC_OVERRIDE lets run).
+                // CAP_DAC_OVERRIDE lets run). Only EACCES is a refusal: the container's seccomp
+                // filter may already be in and deny faccessat2 itself (runtime-tools' profile
+                // answers EPERM), and then execve has the last word.
                 let effective = nix::unistd::faccessat(
                     nix::fcntl::AT_FDCWD,
                     path,
                     nix::unistd::AccessFlags::X_OK,
                     nix::fcntl::AtFlags::AT_EACCESS,
                 );
-                if meta.permissions().mode() & 0o111 == 0 || effective.is_err() {
+                let refused = effective == Err(nix::errno::Errno::EACCES);
+                if meta.permissions().mode() & 0o111 == 0 || refused {
                     Err(format!("{} is not executable", path.display()))
                 } else {
                     Ok(())
