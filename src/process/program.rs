@@ -68,11 +68,11 @@ impl Ready<'_> {
         &self.env
     }
 
-    /// Installs a seccomp filter still waiting for the execve now: what runs in the container
-    /// before its program (startContainer hooks) is confined as the program will be, as in runc.
-    pub fn confine_now(&mut self) -> Result<(), ProgramError> {
+    /// Installs the seccomp filter now instead of right before execve: whatever runs in the
+    /// container before its program (startContainer hooks, whose path resolves in the image)
+    /// must run under it, and so must anything they leave behind, as under runc.
+    pub fn install_seccomp_now(&mut self) -> Result<(), ProgramError> {
         if let Some(filter) = self.late_seccomp.take() {
-            // A late filter has no notify listener to hand over (that one goes in early).
             crate::seccomp::install(filter)?;
         }
         Ok(())
