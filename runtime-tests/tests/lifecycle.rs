@@ -262,7 +262,8 @@ fn kill_all_signals_every_process_in_the_container() {
     let one = env.id("one");
     let all = env.id("all");
     let killed = env.id("killed");
-    for id in [&one, &all, &killed] {
+    let gone = env.id("gone");
+    for id in [&one, &all, &killed, &gone] {
         let bundle = env.bundle(id, &args, no_pidns);
         env.create(&bundle, id, &[]);
         env.berth(&["start", id]).ok();
@@ -307,6 +308,19 @@ fn kill_all_signals_every_process_in_the_container() {
     env.wait_for_status(&killed, "stopped");
     env.berth(&["delete", &killed]).ok();
     env.assert_gone(&killed);
+
+    // So also once the init is gone, and the container is called stopped: SIGKILL still ends
+    // what it left behind (kill.bats, [host pidns + init gone]).
+    let pids = env.cgroup_pids(&gone);
+    env.berth(&["kill", &gone, "TERM"]).ok();
+    env.wait_for_status(&gone, "stopped");
+    assert!(pids.iter().any(|&p| !process_gone(p)));
+    env.berth(&["kill", &gone, "KILL"]).ok();
+    wait_until("every process to die", || {
+        pids.iter().all(|&p| process_gone(p))
+    });
+    env.berth(&["delete", &gone]).ok();
+    env.assert_gone(&gone);
 }
 
 #[test]

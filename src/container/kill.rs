@@ -25,13 +25,19 @@ pub fn parse_signal(text: &str) -> Result<Signal, ContainerError> {
 
 pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<(), ContainerError> {
     // Without a pid namespace of its own, the init's death ends nothing else: SIGKILL (stop
-    // the container) reaches every process in the cgroup, as in runc, and so does --all, also
-    // once the init is gone (to end what it left behind; nothing left is no error).
+    // the container) reaches every process in the cgroup, as in runc, and so does --all; both
+    // also once the init is gone (to end what it left behind; nothing left is no error).
     let everyone = |state: &crate::state::State| {
         all || (signal == Signal::SIGKILL && !state.own_pid_namespace)
     };
     let state = match signallable(root, id) {
-        Err(ContainerError::NotRunning { .. }) if all => root.read_state(id)?,
+        Err(err @ ContainerError::NotRunning { .. }) => {
+            let state = root.read_state(id)?;
+            if !everyone(&state) {
+                return Err(err);
+            }
+            state
+        }
         other => other?,
     };
     if everyone(&state) {
