@@ -399,6 +399,9 @@ fn events_stats_prints_memory_use_in_runcs_shape() {
     });
     run_detached(&env, &bundle, &id);
     let out = env.berth(&["events", "--stats", &id]).ok().to_string();
+    // In runc's order: readers (runc's events.bats among them) match the line's beginning.
+    let start = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{");
+    assert!(out.starts_with(&start), "{out}");
     let event: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(event["type"], "stats");
     assert_eq!(event["id"], id.as_str());
