@@ -331,13 +331,6 @@ fn build(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
 
-    let start_error = nix::fcntl::open(
-        &dir.start_error_path(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(sys(id, "make the start error file"))?;
-
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
         join_cgroups,
@@ -361,8 +354,9 @@ fn build(
         hooks_point,
         create_container_hooks: create_container,
         start_container_hooks: start_container,
-        fifo,
-        start_error,
+        fifo: Some(fifo),
+        built_only: false,
+        state: String::new(),
         seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),

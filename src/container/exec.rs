@@ -21,10 +21,11 @@ use super::{init_alive, status, sys, ContainerError};
 use crate::capabilities::CapSets;
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, Relay, WindowSize};
-use crate::namespaces::{self, Join, PidNamespaceVisit};
+use crate::namespaces::{self, Join};
 use crate::process::channel::{self, Channel, ChannelError, Message};
 use crate::process::clone::{clone, Cloned};
-use crate::process::exec::ExecPlan;
+use crate::process::exec::{ExecPlan, Terminal};
+use crate::process::program::SeccompAt;
 use crate::process::{ExtraFds, ProcessPlan};
 use crate::state::{write_atomic, Root, State, Status, CONFIG_FILE};
 
@@ -272,19 +273,31 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         Some(path) => Some(console::connect_socket(path)?),
         None => None,
     };
+    // A pty berth relays starts with the size of the terminal berth runs in.
+    let console_size = console_socket
+        .is_none()
+        .then(console::caller_window_size)
+        .flatten()
+        .or_else(|| WindowSize::from_spec(&process));
+    let outside = plan.outside();
+    // The setup process joins the pid namespace for its children, of which the process is one.
+    let may_wait = unsealed.is_some() || pid_ns.is_none();
+    let mut join = join;
+    join.extend(pid_ns);
     let exec_plan = ExecPlan {
         join,
         join_cgroups: Vec::new(),
         process: plan,
-        terminal,
-        // A pty berth relays starts with the size of the terminal berth runs in.
-        console_size: console_socket
-            .is_none()
-            .then(console::caller_window_size)
-            .flatten()
-            .or_else(|| WindowSize::from_spec(&process)),
+        terminal: match terminal {
+            true => Terminal::New(console_size),
+            false => Terminal::None,
+        },
         seccomp,
+        seccomp_at: SeccompAt::Prepare,
         root: chroot,
+        wait_go: outside.has_scheduler(),
+        session_keyring: None,
+        start: None,
     };
     let starting = Starting {
         opts,
@@ -293,13 +306,14 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         cgroup,
         console_socket,
         oom_score_adj: process.oom_score_adj(),
-        outside: exec_plan.process.outside(),
+        outside,
         affinity: crate::process::settings::ExecAffinity::from_spec(
             process.exec_cpu_affinity().as_ref(),
         )
         .map_err(crate::process::ProcessError::from)?,
+        may_wait,
     };
-    let (pid, console) = start(&starting, exec_plan, pid_ns)?;
+    let (pid, console) = start(&starting, exec_plan)?;
     drop(unsealed);
     if let Some(path) = &opts.pid_file {
         if let Err(e) = write_atomic(path, pid.as_raw().to_string().as_bytes()) {
@@ -329,14 +343,18 @@ struct Starting<'a> {
     outside: crate::process::Outside,
     /// `process.execCPUAffinity`.
     affinity: crate::process::settings::ExecAffinity,
+    /// Whether the seccomp filter may wait for the execve, where the profile forbids what the
+    /// fork needs (`process::exec`): nothing that could ptrace the process shares its pid
+    /// namespace, or it is berth's own.
+    may_wait: bool,
 }
 
-/// Clones the process into the container, places it in the cgroup, and waits until its program
-/// runs. On failure the process is killed and reaped: nothing else is touched.
+/// Clones the setup process (outside the container's pid namespace; see `process::exec`),
+/// places it in the cgroup, and waits until the process it forks into the container runs its
+/// program. On failure both are killed and reaped: nothing else is touched.
 fn start(
     starting: &Starting,
     mut plan: ExecPlan,
-    pid_ns: Option<Join>,
 ) -> Result<(Pid, Option<OwnedFd>), ContainerError> {
     let id = starting.opts.id.as_str();
     let cgroup = &starting.cgroup;
@@ -359,8 +377,13 @@ fn start(
     }
     let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
-    // The pid namespace is entered by berth itself, so the clone is born in it; then berth
-    // returns to its own.
+    plan.seccomp_at =
+        crate::process::exec::seccomp_at(&plan, theirs.as_raw_fd(), starting.may_wait).map_err(
+            |e| ExecError::Failed {
+                id: id.into(),
+                reason: e.to_string(),
+            },
+        )?;
     // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
     let own_cpus = match &starting.affinity.initial {
         Some(cpus) => {
@@ -372,11 +395,6 @@ fn start(
         }
         None => None,
     };
-    let pid_visit = pid_ns
-        .as_ref()
-        .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
-        .transpose()
-        .map_err(sys(id, "enter the container's pid namespace"))?;
     let cloned = clone(
         CloneFlags::empty(),
         cgroup_dir.as_ref().map(|fd| fd.as_fd()),
@@ -385,35 +403,47 @@ fn start(
         drop(ours);
         crate::process::exec::run(plan, theirs)
     }
-    if let Some(visit) = pid_visit {
-        visit
-            .leave()
-            .map_err(sys(id, "return to berth's pid namespace"))?;
-    }
     if let Some(own) = own_cpus {
         let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
-    let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
+    let Cloned::Parent {
+        pid: setup,
+        in_cgroup,
+    } = cloned.map_err(sys(id, "clone the process"))?
+    else {
         unreachable!("the child never returns")
     };
     drop(theirs);
     drop(plan);
     let moved = (own_cgroup || !has_v1) && (in_cgroup || cgroup.unified_dir().is_none());
-    let result = watch_start(starting, pid, moved, &ours);
+    let mut forked = None;
+    let result = watch_start(starting, setup, moved, &ours, &mut forked);
+    // The setup process leaves once it has forked, or failed.
     if result.is_err() {
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
+        let _ = nix::sys::signal::kill(setup, Signal::SIGKILL);
     }
-    result.map(|master| (pid, master))
+    let _ = nix::sys::wait::waitpid(setup, None);
+    match result {
+        Ok(master) => Ok((forked.expect("a process that ran its program"), master)),
+        Err(err) => {
+            if let Some(pid) = forked {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            Err(err)
+        }
+    }
 }
 
-/// Places the process in the cgroup, lets it go on, and follows it until its program runs:
-/// a terminal it sends goes on to the console socket, or back to the caller to relay.
+/// Places the setup process in the cgroup, lets it go on, and follows it until the process it
+/// forks (`forked`) runs its program: a terminal it sends goes on to the console socket, or back
+/// to the caller to relay.
 fn watch_start(
     starting: &Starting,
-    pid: Pid,
+    setup: Pid,
     in_cgroup: bool,
     channel: &Channel,
+    forked: &mut Option<Pid>,
 ) -> Result<Option<OwnedFd>, ContainerError> {
     let Starting {
         opts,
@@ -424,6 +454,7 @@ fn watch_start(
         oom_score_adj,
         outside,
         affinity,
+        ..
     } = starting;
     let id = opts.id.as_str();
     let failed = |reason: String| -> ContainerError {
@@ -434,22 +465,24 @@ fn watch_start(
         .into()
     };
     let lost = || failed("the process went away before its program ran".into());
+    // What the setup process has, the process it forks inherits.
     if !in_cgroup {
-        cgroups::manager(cgroup).add_process(pid.as_raw())?;
+        cgroups::manager(cgroup).add_process(setup.as_raw())?;
     }
     if let Some(score) = oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
+        std::fs::write(format!("/proc/{setup}/oom_score_adj"), score.to_string())
             .map_err(|e| failed(format!("cannot set process.oomScoreAdj to {score}: {e}")))?;
     }
     outside
-        .apply(pid.as_raw())
+        .apply_io_priority(setup.as_raw())
         .map_err(|e| failed(e.to_string()))?;
     if let Some(cpus) = &affinity.last {
-        crate::process::settings::set_affinity(pid.as_raw(), cpus)
+        crate::process::settings::set_affinity(setup.as_raw(), cpus)
             .map_err(|e| failed(e.to_string()))?;
     }
     channel.send(&Message::Go).map_err(|_| lost())?;
     let mut master = None;
+    let mut listener = None;
     loop {
         match channel.recv_with_fd() {
             Ok((Message::Console(name), Some(fd))) => {
@@ -460,20 +493,43 @@ fn watch_start(
                     _ => master = Some(fd),
                 }
             }
-            Ok((Message::Fd, Some(listener))) => {
-                send_seccomp_listener(config, state, pid, &listener)?
-            }
+            Ok((Message::Fd, Some(fd))) => listener = Some(fd),
             Ok((Message::Ready, _)) => break,
             Ok((Message::Error(reason), _)) => return Err(failed(reason)),
             _ => return Err(lost()),
         }
     }
-    // Only execve itself can fail now; on success the channel closes with the exec.
-    match channel.recv() {
-        Err(ChannelError::Closed) => Ok(master),
-        Ok(Message::Error(reason)) => Err(failed(reason)),
-        _ => Err(lost()),
+    // The setup process forks the process into the container, which may hand the channel to
+    // the container: from here only a pid berth can check, and error text, are taken.
+    loop {
+        match channel.recv() {
+            Ok(Message::Pid(n)) if forked.is_none() && is_forked(n, setup) => {
+                let pid = Pid::from_raw(n);
+                *forked = Some(pid);
+                if let Some(listener) = listener.take() {
+                    send_seccomp_listener(config, state, pid, &listener)?;
+                }
+                if outside.has_scheduler() {
+                    outside
+                        .apply_scheduler(n)
+                        .map_err(|e| failed(e.to_string()))?;
+                    channel.send(&Message::Go).map_err(|_| lost())?;
+                }
+            }
+            // Not the process the setup process forked: someone else's word.
+            Ok(Message::Pid(_)) => {}
+            Ok(Message::Error(reason)) => return Err(failed(reason)),
+            // Closed once the setup process is gone and the forked one runs its program.
+            Err(ChannelError::Closed) if forked.is_some() => return Ok(master),
+            _ => return Err(lost()),
+        }
     }
+}
+
+/// Whether `pid` is the process the setup process forked: berth's own child (CLONE_PARENT),
+/// and not the setup process.
+fn is_forked(pid: i32, setup: Pid) -> bool {
+    pid != setup.as_raw() && super::parent_of(pid) == Some(std::process::id() as i32)
 }
 
 /// Hands the process's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.

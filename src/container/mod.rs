@@ -125,6 +125,12 @@ pub fn process_start_time(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// The parent of process `pid`, from /proc/PID/stat.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// Whether the container's init is the process recorded at create (not a reused pid) and alive.
 pub fn init_alive(state: &State) -> bool {
     match process_start_time(state.pid) {

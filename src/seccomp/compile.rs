@@ -1273,18 +1273,21 @@ mod tests {
         let new_user = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
         assert!(!docker.allows(libc::SYS_clone, [new_user, 0, 0, 0, 0, 0]));
         assert!(docker.allows(libc::SYS_setsid, [0; 6]));
-        let tiocsctty = [0, libc::TIOCSCTTY as u64, 0, 0, 0, 0];
+        let tiocsctty = [0, libc::TIOCSCTTY, 0, 0, 0, 0];
         assert!(docker.allows(libc::SYS_ioctl, tiocsctty));
-        // Logged counts as let through; an errno, a kill or a notification do not.
+        // Logged, and left to the agent, count as let through; an errno or a kill do not.
         let filter = compiled(json!({
             "defaultAction": "SCMP_ACT_ERRNO",
+            "listenerPath": "/run/agent.sock",
             "syscalls": [
                 {"names": ["getpid"], "action": "SCMP_ACT_LOG"},
                 {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["execve"], "action": "SCMP_ACT_NOTIFY"},
                 {"names": ["getppid"], "action": "SCMP_ACT_KILL_PROCESS"}
             ]
         }));
         assert!(filter.allows(libc::SYS_getpid, [0; 6]));
+        assert!(filter.allows(libc::SYS_execve, [0; 6]));
         assert!(filter.allows(libc::SYS_write, [1, 0, 0, 0, 0, 0]));
         assert!(!filter.allows(libc::SYS_getppid, [0; 6]));
         assert!(!filter.allows(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]));

@@ -70,8 +70,9 @@ impl Filter {
     }
 
     /// Whether the filter lets syscall `nr` with `args`, made on this machine's architecture,
-    /// through (allowed, or allowed and logged), as the kernel would run it. berth asks before it
-    /// relies on a syscall that a process makes after its filter is in.
+    /// through, as the kernel would run it: allowed, allowed and logged, or left to the seccomp
+    /// agent (SCMP_ACT_NOTIFY), which decides it as it decides the container's own calls. berth
+    /// asks before it relies on a syscall that a process makes after its filter is in.
     pub fn allows(&self, nr: libc::c_long, args: [u64; 6]) -> bool {
         // struct seccomp_data: nr, arch, instruction_pointer, args[6].
         let mut data = [0u8; 64];
@@ -83,7 +84,7 @@ impl Filter {
         const ACTION: u32 = 0xffff_0000;
         matches!(
             bpf::run(&self.program, &data).map(|action| action & ACTION),
-            Some(libc::SECCOMP_RET_ALLOW | libc::SECCOMP_RET_LOG)
+            Some(libc::SECCOMP_RET_ALLOW | libc::SECCOMP_RET_LOG | libc::SECCOMP_RET_USER_NOTIF)
         )
     }
 
