@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-use nix::mount::MsFlags;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
@@ -205,15 +204,13 @@ pub fn mount_dev_console(kernel: &dyn Kernel, slave: &OwnedFd) -> Result<(), Con
         other => other,
     }
     .map_err(ConsoleError::DevConsole)?;
-    let fd_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    // Descriptor to descriptor: /proc may have no `self` for this process (a container built
+    // from outside its pid namespace, `process::init`).
+    let slave = kernel
+        .clone_mount(slave.as_fd(), false)
+        .map_err(ConsoleError::DevConsole)?;
     kernel
-        .mount(
-            Some(&fd_path(slave)),
-            &fd_path(&console),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )
+        .move_mount(slave.as_fd(), console.as_fd())
         .map_err(ConsoleError::DevConsole)
 }
 

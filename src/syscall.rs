@@ -126,6 +126,9 @@ pub trait Kernel {
     /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `source` (and of the
     /// mounts below it when `recursive`), which nothing can reach until it is moved somewhere.
     fn open_tree(&self, source: &Path, recursive: bool) -> Result<OwnedFd, Errno>;
+    /// The same for the mount of what `source` is open on (AT_EMPTY_PATH): no path is looked
+    /// up, so neither a swapped path nor a /proc without `self` gets in the way.
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno>;
     /// fsopen(2): a context to make a new filesystem of type `fstype` in.
     fn fsopen(&self, fstype: &str) -> Result<OwnedFd, Errno>;
     fn fsconfig(&self, context: BorrowedFd, command: FsConfig) -> Result<(), Errno>;
@@ -231,6 +234,18 @@ impl Kernel for Linux {
         }
         // SAFETY: a NUL-terminated path that outlives the call.
         new_fd(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
+    }
+
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+        let mut flags =
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as libc::c_uint;
+        }
+        // SAFETY: a descriptor and an empty NUL-terminated path that outlive the call.
+        new_fd(unsafe {
+            libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags)
+        })
     }
 
     fn fsopen(&self, fstype: &str) -> Result<OwnedFd, Errno> {
@@ -468,6 +483,13 @@ impl Kernel for Recorder {
 
     fn open_tree(&self, source: &Path, recursive: bool) -> Result<OwnedFd, Errno> {
         let source = shown(source);
+        let rec = if recursive { " AT_RECURSIVE" } else { "" };
+        self.record(format!("open_tree {source}{rec}"))?;
+        self.named_fd(source)
+    }
+
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+        let source = self.fd_name(source);
         let rec = if recursive { " AT_RECURSIVE" } else { "" };
         self.record(format!("open_tree {source}{rec}"))?;
         self.named_fd(source)
