@@ -98,6 +98,8 @@ pub enum FsConfig<'a> {
     Flag(&'a str),
     /// An option with a value (`mode=755`).
     String(&'a str, &'a str),
+    /// An option whose value is a descriptor (procfs's `pidns`).
+    Fd(&'a str, BorrowedFd<'a>),
     /// Make the filesystem from the options given.
     Create,
 }
@@ -255,10 +257,11 @@ impl Kernel for Linux {
     }
 
     fn fsconfig(&self, context: BorrowedFd, command: FsConfig) -> Result<(), Errno> {
-        let (cmd, key, value) = match command {
-            FsConfig::Flag(key) => (libc::FSCONFIG_SET_FLAG, Some(key), None),
-            FsConfig::String(key, value) => (libc::FSCONFIG_SET_STRING, Some(key), Some(value)),
-            FsConfig::Create => (libc::FSCONFIG_CMD_CREATE, None, None),
+        let (cmd, key, value, aux) = match command {
+            FsConfig::Flag(key) => (libc::FSCONFIG_SET_FLAG, Some(key), None, 0),
+            FsConfig::String(key, value) => (libc::FSCONFIG_SET_STRING, Some(key), Some(value), 0),
+            FsConfig::Fd(key, fd) => (libc::FSCONFIG_SET_FD, Some(key), None, fd.as_raw_fd()),
+            FsConfig::Create => (libc::FSCONFIG_CMD_CREATE, None, None, 0),
         };
         let key = key.map(|k| c_string(k.as_bytes())).transpose()?;
         let value = value.map(|v| c_string(v.as_bytes())).transpose()?;
@@ -271,7 +274,7 @@ impl Kernel for Linux {
                 cmd,
                 ptr(&key),
                 ptr(&value),
-                0,
+                aux,
             )
         };
         Errno::result(rc).map(drop)
@@ -504,6 +507,7 @@ impl Kernel for Recorder {
         let what = match command {
             FsConfig::Flag(key) => key.to_string(),
             FsConfig::String(key, value) => format!("{key}={value}"),
+            FsConfig::Fd(key, fd) => format!("{key}={}", self.fd_name(fd)),
             FsConfig::Create => "create".to_string(),
         };
         self.record(format!("fsconfig {} {what}", self.fd_name(context)))

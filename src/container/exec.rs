@@ -299,12 +299,21 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         session_keyring: None,
         start: None,
     };
-    let starting = Starting {
-        opts,
-        state: &state,
-        config: &config,
-        cgroup,
-        console_socket,
+    let failed = |reason: String| -> ContainerError {
+        ExecError::Failed {
+            id: id.into(),
+            reason,
+        }
+        .into()
+    };
+    let listener = |pid: Pid, listener: &OwnedFd| -> Result<(), ContainerError> {
+        let oci = super::oci_state(&state, Status::Running);
+        send_seccomp_listener(&config, &state, oci, pid, listener)
+    };
+    let launch = Launch {
+        id,
+        cgroup: &cgroup,
+        console_socket: console_socket.as_ref().zip(opts.console_socket.as_deref()),
         oom_score_adj: process.oom_score_adj(),
         outside,
         affinity: crate::process::settings::ExecAffinity::from_spec(
@@ -312,8 +321,10 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         )
         .map_err(crate::process::ProcessError::from)?,
         may_wait,
+        listener: &listener,
+        failed: &failed,
     };
-    let (pid, console) = start(&starting, exec_plan)?;
+    let (pid, console) = super::exec::launch(&launch, exec_plan)?;
     drop(unsealed);
     if let Some(path) = &opts.pid_file {
         if let Err(e) = write_atomic(path, pid.as_raw().to_string().as_bytes()) {
@@ -330,34 +341,40 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     Ok(Spawned { pid, console })
 }
 
-/// What berth holds while the process starts.
-struct Starting<'a> {
-    opts: &'a ExecOptions,
-    state: &'a State,
-    config: &'a Spec,
+/// How berth starts a process from outside its pid namespace (`process::exec`) and follows it:
+/// for `exec`, and for `create` where the pid namespace is joined by path.
+pub(super) struct Launch<'a> {
+    pub id: &'a str,
     /// The cgroup the process goes in.
-    cgroup: CgroupConfig,
-    console_socket: Option<UnixStream>,
-    oom_score_adj: Option<i32>,
+    pub cgroup: &'a CgroupConfig,
+    /// Where a terminal the process makes goes: the console socket (with its path), or else
+    /// back to the caller.
+    pub console_socket: Option<(&'a UnixStream, &'a Path)>,
+    pub oom_score_adj: Option<i32>,
     /// The I/O priority and scheduling berth sets on the process.
-    outside: crate::process::Outside,
+    pub outside: crate::process::Outside,
     /// `process.execCPUAffinity`.
-    affinity: crate::process::settings::ExecAffinity,
+    pub affinity: crate::process::settings::ExecAffinity,
     /// Whether the seccomp filter may wait for the execve, where the profile forbids what the
     /// fork needs (`process::exec`): nothing that could ptrace the process shares its pid
     /// namespace, or it is berth's own.
-    may_wait: bool,
+    pub may_wait: bool,
+    /// Hands the seccomp notify listener of the process with this pid on.
+    pub listener: &'a dyn Fn(Pid, &OwnedFd) -> Result<(), ContainerError>,
+    /// The command's error for a failure with this reason.
+    pub failed: &'a dyn Fn(String) -> ContainerError,
 }
 
 /// Clones the setup process (outside the container's pid namespace; see `process::exec`),
 /// places it in the cgroup, and waits until the process it forks into the container runs its
-/// program. On failure both are killed and reaped: nothing else is touched.
-fn start(
-    starting: &Starting,
+/// program (or, created, waits for `start`). Returns that process and the pty master the caller
+/// keeps. On failure both are killed and reaped: nothing else is touched.
+pub(super) fn launch(
+    starting: &Launch,
     mut plan: ExecPlan,
 ) -> Result<(Pid, Option<OwnedFd>), ContainerError> {
-    let id = starting.opts.id.as_str();
-    let cgroup = &starting.cgroup;
+    let id = starting.id;
+    let cgroup = starting.cgroup;
     // Born in the cgroup2 directory, the process moves itself into the v1 ones (see
     // `cgroups::open_v1_tasks`): berth moving it costs an RCU grace period.
     let own_cgroup = cgroup.systemd.is_none();
@@ -439,31 +456,21 @@ fn start(
 /// forks (`forked`) runs its program: a terminal it sends goes on to the console socket, or back
 /// to the caller to relay.
 fn watch_start(
-    starting: &Starting,
+    starting: &Launch,
     setup: Pid,
     in_cgroup: bool,
     channel: &Channel,
     forked: &mut Option<Pid>,
 ) -> Result<Option<OwnedFd>, ContainerError> {
-    let Starting {
-        opts,
-        state,
-        config,
+    let Launch {
         cgroup,
         console_socket,
         oom_score_adj,
         outside,
         affinity,
+        failed,
         ..
     } = starting;
-    let id = opts.id.as_str();
-    let failed = |reason: String| -> ContainerError {
-        ExecError::Failed {
-            id: id.into(),
-            reason,
-        }
-        .into()
-    };
     let lost = || failed("the process went away before its program ran".into());
     // What the setup process has, the process it forks inherits.
     if !in_cgroup {
@@ -482,18 +489,16 @@ fn watch_start(
     }
     channel.send(&Message::Go).map_err(|_| lost())?;
     let mut master = None;
-    let mut listener = None;
     loop {
         match channel.recv_with_fd() {
-            Ok((Message::Console(name), Some(fd))) => {
-                match (console_socket, &opts.console_socket) {
-                    (Some(socket), Some(path)) => {
-                        console::send_master(socket, path, fd.as_fd(), &name)?
-                    }
-                    _ => master = Some(fd),
-                }
-            }
-            Ok((Message::Fd, Some(fd))) => listener = Some(fd),
+            Ok((Message::Console(name), Some(fd))) => match console_socket {
+                Some((socket, path)) => console::send_master(socket, path, fd.as_fd(), &name)?,
+                None => master = Some(fd),
+            },
+            // At once: the process may make calls the agent answers before it runs its
+            // program. Its pid is the setup process's, which installed the filter (see
+            // process::exec); the process it forks shares it.
+            Ok((Message::Fd, Some(fd))) => (starting.listener)(setup, &fd)?,
             Ok((Message::Ready, _)) => break,
             Ok((Message::Error(reason), _)) => return Err(failed(reason)),
             _ => return Err(lost()),
@@ -506,9 +511,6 @@ fn watch_start(
             Ok(Message::Pid(n)) if forked.is_none() && is_forked(n, setup) => {
                 let pid = Pid::from_raw(n);
                 *forked = Some(pid);
-                if let Some(listener) = listener.take() {
-                    send_seccomp_listener(config, state, pid, &listener)?;
-                }
                 if outside.has_scheduler() {
                     outside
                         .apply_scheduler(n)
@@ -519,7 +521,8 @@ fn watch_start(
             // Not the process the setup process forked: someone else's word.
             Ok(Message::Pid(_)) => {}
             Ok(Message::Error(reason)) => return Err(failed(reason)),
-            // Closed once the setup process is gone and the forked one runs its program.
+            // Closed once the setup process is gone and the forked one runs its program (or,
+            // created, let go of the channel to wait for `start`).
             Err(ChannelError::Closed) if forked.is_some() => return Ok(master),
             _ => return Err(lost()),
         }
@@ -532,10 +535,12 @@ fn is_forked(pid: i32, setup: Pid) -> bool {
     pid != setup.as_raw() && super::parent_of(pid) == Some(std::process::id() as i32)
 }
 
-/// Hands the process's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.
-fn send_seccomp_listener(
+/// Hands the seccomp notify listener of process `pid` to the agent at
+/// `linux.seccomp.listenerPath`, with the container's state `oci`.
+pub(super) fn send_seccomp_listener(
     config: &Spec,
     state: &State,
+    oci: serde_json::Value,
     pid: Pid,
     listener: &OwnedFd,
 ) -> Result<(), ContainerError> {
@@ -544,7 +549,6 @@ fn send_seccomp_listener(
     else {
         return Ok(());
     };
-    let oci = super::oci_state(state, Status::Running);
     let mut process_state = oci_spec::runtime::ContainerProcessState::default();
     process_state.set_version(state.oci_version.clone());
     process_state.set_pid(pid.as_raw());
@@ -707,8 +711,10 @@ fn cgroup_for(container: &CgroupConfig, sub: Option<&str>) -> Result<CgroupConfi
 }
 
 /// The container's namespaces that differ from berth's, opened through its init: the pid one
-/// apart (berth enters it for the clone), the others for the process to join.
-fn container_namespaces(state: &State) -> Result<(Vec<Join>, Option<Join>), ContainerError> {
+/// apart (the setup process joins it for its children only), the others for the process to join.
+pub(super) fn container_namespaces(
+    state: &State,
+) -> Result<(Vec<Join>, Option<Join>), ContainerError> {
     let mut join = Vec::new();
     let mut pid_ns = None;
     let kinds = [

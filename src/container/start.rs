@@ -3,7 +3,7 @@
 //! poststart one does (runtime-spec 1.3; before it, a warning), `start` fails and the container
 //! is destroyed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -53,10 +53,14 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         "reach the waiting init through the exec fifo",
     ))?;
     nix::unistd::write(&fd, START).map_err(sys(&state.id, "start the init"))?;
+    // Released: the init goes on whatever becomes of this command, and the container's status
+    // is no longer `created` (which the fifo's name says), even while its program starts before
+    // the state is written.
+    let _ = std::fs::remove_file(&fifo);
     wait_for_exec(&fd);
     // The init is gone instead of running its program: it left the reason in the fifo, whose
     // buffer lasts while this end is open.
-    let failure = read_back(&fifo);
+    let failure = read_back(&fd);
     drop(fd);
     if !failure.is_empty() {
         let reason = match failure.as_slice() {
@@ -68,7 +72,6 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
             reason,
         });
     }
-    let _ = std::fs::remove_file(&fifo);
     state.status = Status::Running;
     dir.write_state(state)?;
     let poststart = state
@@ -89,9 +92,11 @@ const START: &[u8] = b"0";
 
 /// What is left in the fifo once no reader is: nothing after the program ran, why it did not
 /// otherwise (or the start byte, unread, when the init died first).
-fn read_back(fifo: &std::path::Path) -> Vec<u8> {
+fn read_back(writer: &OwnedFd) -> Vec<u8> {
+    // The fifo's name is gone: reopened for reading through the writer's descriptor.
+    let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
     let Ok(reader) = nix::fcntl::open(
-        fifo,
+        path.as_str(),
         OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     ) else {

@@ -5,6 +5,7 @@ pub mod channel;
 pub mod clone;
 pub mod exec;
 pub mod init;
+pub mod procfs;
 pub mod program;
 pub mod seal;
 pub mod settings;
