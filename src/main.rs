@@ -13,9 +13,9 @@ use clap::{Args as _, FromArgMatches as _, Subcommand, ValueEnum};
 // comment here would replace berth's description in `--help`.)
 #[derive(clap::Args)]
 struct Cli {
-    /// Folder for the containers' state
-    #[arg(long, global = true, default_value = berth::state::DEFAULT_ROOT)]
-    root: PathBuf,
+    /// Folder for the containers' state [default: /run/berth as root, else $XDG_RUNTIME_DIR/berth]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Write log lines to this file
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -28,9 +28,12 @@ struct Cli {
     /// Manage cgroups through systemd (cgroupsPath is then slice:prefix:name)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for compatibility with runc's command line
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    /// Manage cgroups as an ordinary user may: auto (when not root), true or false
+    #[arg(long, value_name = "auto|true|false")]
     rootless: Option<String>,
+    /// The CRIU binary `checkpoint` and `restore` run (`criu swrk`)
+    #[arg(long, global = true, default_value = "criu")]
+    criu: PathBuf,
     /// Print the version, the commit and the runtime-spec version
     #[arg(short = 'v', long)]
     version: bool,
@@ -77,14 +80,18 @@ enum Command {
     Update(commands::update::Args),
     /// Print a container's resource use and OOM kills as JSON events
     Events(commands::events::Args),
+    /// Save a running container with CRIU (and remove it unless --leave-running)
+    Checkpoint(commands::checkpoint::Args),
+    /// Make a container again from a checkpoint; wait for it unless --detach
+    Restore(commands::restore::Args),
 }
 
 /// Parses the command line. Only the parser of the subcommand named is built: clap building all
-/// sixteen costs about 150 KiB of resident memory on every call, and berth's peak memory is
+/// eighteen costs about 150 KiB of resident memory on every call, and berth's peak memory is
 /// mostly its code. `--help`, no subcommand, or an unknown one get the whole tree, so clap's
 /// help and suggestions stay as they are.
 fn parse() -> (Cli, Option<Command>) {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args: Vec<OsString> = std::env::args_os().map(engine_spelling).collect();
     let top = Cli::augment_args(
         clap::Command::new("berth")
             .about("A low-level OCI container runtime with host and bridge networking")
@@ -102,12 +109,21 @@ fn parse() -> (Cli, Option<Command>) {
     (cli, command)
 }
 
+/// A flag as berth spells it, for the one engines spell otherwise: containerd's runc shim
+/// (go-runc) passes `restore -no-subreaper`, with one dash, which Go's flag parsers accept.
+fn engine_spelling(arg: OsString) -> OsString {
+    match arg.to_str() {
+        Some("-no-subreaper") => OsString::from("--no-subreaper"),
+        _ => arg,
+    }
+}
+
 /// The first word that is neither a global flag nor a global flag's value.
 fn subcommand_name(args: &[OsString]) -> Option<String> {
     let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
     while let Some(word) = words.next() {
         match word.as_ref() {
-            "--root" | "--log" | "--log-format" => {
+            "--root" | "--log" | "--log-format" | "--rootless" | "--criu" => {
                 words.next();
             }
             flag if flag.starts_with('-') => {}
@@ -138,6 +154,8 @@ fn one_subcommand(name: &str) -> Option<clap::Command> {
         "ps" => ("ps", ps::Args::augment_args),
         "update" => ("update", update::Args::augment_args),
         "events" => ("events", events::Args::augment_args),
+        "checkpoint" => ("checkpoint", checkpoint::Args::augment_args),
+        "restore" => ("restore", restore::Args::augment_args),
         _ => return None,
     };
     let sub = augment(clap::Command::new(name));
@@ -165,7 +183,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let root = match berth::state::Root::from_flag(&cli.root) {
+    let rootless = match berth::rootless::parse_flag(cli.rootless.as_deref().unwrap_or("auto")) {
+        Ok(flag) => berth::rootless::rootless_cgroups(flag),
+        Err(err) => {
+            berth::logging::report_error(&err.to_string());
+            return ExitCode::from(1);
+        }
+    };
+    let root = match &cli.root {
+        Some(path) => berth::state::Root::from_flag(path),
+        None => berth::state::Root::default_for_caller(),
+    };
+    let root = match root {
         Ok(root) => root,
         Err(err) => {
             berth::logging::report_error(&err.to_string());
@@ -181,6 +210,8 @@ fn main() -> ExitCode {
     let global = commands::Global {
         root,
         systemd_cgroup: cli.systemd_cgroup,
+        rootless_cgroups: rootless,
+        criu: cli.criu,
     };
     let result = match command {
         Command::Create(args) => commands::create::run(&global, args),
@@ -199,6 +230,8 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(&global, args),
         Command::Update(args) => commands::update::run(&global, args),
         Command::Events(args) => commands::events::run(&global, args),
+        Command::Checkpoint(args) => commands::checkpoint::run(&global, args),
+        Command::Restore(args) => commands::restore::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -228,6 +261,22 @@ fn error_text(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn global_values_are_not_the_subcommand() {
+        let words = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        for args in [
+            &["berth", "--rootless", "false", "run", "x"][..],
+            &["berth", "--rootless=auto", "--root", "/r", "run"],
+            &["berth", "--debug", "--log", "f", "run"],
+        ] {
+            assert_eq!(
+                subcommand_name(&words(args)).as_deref(),
+                Some("run"),
+                "{args:?}"
+            );
+        }
+    }
 
     #[test]
     fn causes_are_named_once() {

@@ -52,12 +52,20 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             network,
             systemd_cgroup: global.systemd_cgroup,
+            rootless_cgroups: global.rootless_cgroups,
             keep_console: false,
         })
     }
 }
 
 pub fn run(global: &Global, args: CreateArgs) -> super::Result {
-    super::sealed(container::create(&global.root, &args.options(global)?))?;
+    let opts = args.options(global)?;
+    let created = super::sealed(container::create(&global.root, &opts))?;
+    berth::logging::info(&format!(
+        "created container {:?} from bundle {}, init pid {}",
+        opts.id,
+        opts.bundle.display(),
+        created.pid
+    ));
     Ok(0)
 }

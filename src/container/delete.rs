@@ -56,7 +56,7 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
     // often (a fixed 1 ms was a third of `delete --force` of a running container).
     let mut delay = Duration::from_micros(50);
     loop {
-        let pids = manager.pids().unwrap_or_default();
+        let pids = super::processes(state).unwrap_or_default();
         if pids.is_empty() && !super::init_alive(state) {
             break;
         }

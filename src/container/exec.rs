@@ -162,6 +162,13 @@ pub enum ExecError {
     Usage(String),
     #[error("cannot exec in container {id:?}: {reason}")]
     Failed { id: String, reason: String },
+    #[error(
+        "cannot exec in container {id:?} before it starts: berth runs as an ordinary user, and \
+         the container's init, a clone of berth until then, is kept non-dumpable so that no \
+         process can reach berth's binary through it, which also keeps its namespaces from the \
+         user; start it first"
+    )]
+    BeforeStart { id: String },
 }
 
 /// Runs the process. Detached, returns 0 once its program runs; otherwise its exit status.
@@ -735,7 +742,21 @@ pub(super) fn container_namespaces(
             path: path.clone(),
             source,
         };
-        let theirs = File::open(&path).map_err(open_error)?;
+        let theirs = match File::open(&path) {
+            Ok(file) => file,
+            // (see ExecError::BeforeStart)
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && crate::rootless::ids().0 != 0
+                    && state.status == Status::Created =>
+            {
+                return Err(ExecError::BeforeStart {
+                    id: state.id.clone(),
+                }
+                .into())
+            }
+            Err(e) => return Err(open_error(e).into()),
+        };
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map_err(open_error)?;
         let same = theirs
             .metadata()

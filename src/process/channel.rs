@@ -25,6 +25,9 @@ pub enum Message {
     Pid(i32),
     /// berth → init: go on (uid/gid maps written, cgroup joined).
     Go,
+    /// init → berth: in its new user namespace and dumpable for the moment, so an ordinary
+    /// user may write its uid and gid maps.
+    MapIds,
     /// berth → init: the hooks ran; here is the state for the createContainer hooks.
     State(String),
     /// init → berth: a descriptor follows (a seccomp listener).
@@ -44,6 +47,7 @@ impl Message {
             Message::Ready => (b'R', b""),
             Message::Pid(_) => (b'P', b""),
             Message::Go => (b'G', b""),
+            Message::MapIds => (b'M', b""),
             Message::State(json) => (b'S', json.as_bytes()),
             Message::Fd => (b'F', b""),
             Message::Console(name) => (b'C', name.as_bytes()),
@@ -69,6 +73,7 @@ impl Message {
                 body.try_into().map_err(|_| ChannelError::Garbled)?,
             )),
             b'G' => Message::Go,
+            b'M' => Message::MapIds,
             b'S' => Message::State(text()),
             b'F' => Message::Fd,
             b'C' => Message::Console(text()),
@@ -219,6 +224,7 @@ mod tests {
             Message::Ready,
             Message::Pid(4242),
             Message::Go,
+            Message::MapIds,
             Message::State("{\"id\":\"x\"}".into()),
             Message::Built,
         ];

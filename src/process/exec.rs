@@ -104,6 +104,8 @@ pub enum ExecError {
     Root(Errno),
     #[error("cannot fork the process into the container's pid namespace: {0}")]
     Fork(Errno),
+    #[error("cannot start a session: {0}")]
+    Session(Errno),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
     #[error("linux.seccomp forbids {call}, which berth needs after the filter is in place to start the process inside the container's pid namespace; {why}")]
@@ -137,8 +139,11 @@ fn calls_after_filter(plan: &ExecPlan, channel: i32) -> Vec<Call> {
         call("execve", libc::SYS_execve, [0; 6]),
         call("exit_group", libc::SYS_exit_group, [0; 6]),
     ];
-    if !matches!(plan.terminal, Terminal::None) {
+    let terminal = !matches!(plan.terminal, Terminal::None);
+    if terminal || plan.start.is_some() {
         calls.push(call("setsid", libc::SYS_setsid, [0; 6]));
+    }
+    if terminal {
         let tiocsctty = [0, libc::TIOCSCTTY, 0, 0, 0, 0];
         calls.push(call("ioctl TIOCSCTTY", libc::SYS_ioctl, tiocsctty));
     }
@@ -208,10 +213,21 @@ fn setup(kernel: &dyn Kernel, plan: ExecPlan, channel: Channel) -> Result<Infall
     }
 }
 
+/// The session of the container's process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// berth's caller's (an `exec` without a terminal).
+    Inherited,
+    /// One of its own (a created container's process, as an init has).
+    New,
+    /// One of its own, led with its terminal.
+    WithTerminal,
+}
+
 /// What the container's process takes from the plan.
 struct Rest {
     process: ProcessPlan,
-    session: bool,
+    session: Session,
     wait_go: bool,
     start: Option<StartPlan>,
 }
@@ -263,16 +279,24 @@ fn prepare(
     if let Some(name) = &session_keyring {
         super::init::join_session_keyring(name)?;
     }
+    if start.is_some() {
+        // As the init does: the host's /dev/null on stdio would be a file CRIU cannot
+        // checkpoint.
+        super::init::reopen_dev_null()
+            .map_err(|e| super::init::InitError::Sys("open the container's /dev/null", e))?;
+    }
     let session = match terminal {
-        Terminal::None => false,
+        // A created container's process leads a session of its own, as an init does.
+        Terminal::None if start.is_some() => Session::New,
+        Terminal::None => Session::Inherited,
         Terminal::New(size) => {
             let slave = console::hand_over(size, channel)?;
             console::use_as_stdio(&slave)?;
-            true
+            Session::WithTerminal
         }
         Terminal::Console => {
             console::use_as_stdio(&console::open_dev_console()?)?;
-            true
+            Session::WithTerminal
         }
     };
     // The container's process inherits all three: it makes no such call itself.
@@ -316,8 +340,12 @@ fn final_process(ready: program::Ready, rest: Rest, channel: Channel) -> ! {
         start,
     } = rest;
     let before = || -> Result<(), ExecError> {
-        if session {
-            console::new_session()?;
+        match session {
+            Session::Inherited => {}
+            Session::New => {
+                nix::unistd::setsid().map_err(ExecError::Session)?;
+            }
+            Session::WithTerminal => console::new_session()?,
         }
         if wait_go {
             match channel.read() {

@@ -45,6 +45,10 @@ pub struct InitPlan {
     pub wait_go: bool,
     /// Whether the container has a user namespace (new or joined).
     pub userns: bool,
+    /// Whether the process is dumpable while berth writes the maps of its new user namespace:
+    /// an ordinary user may not write them otherwise (see `idmap`). No process of the
+    /// container exists yet at that moment; it is made non-dumpable again right after.
+    pub dumpable_for_maps: bool,
     /// Whether the init is pid 1 of a pid namespace made for the container.
     pub own_pid_namespace: bool,
     pub new_netns: bool,
@@ -169,10 +173,12 @@ fn build<'a>(
         kernel
             .unshare(plan.unshare - deferred)
             .map_err(|e| InitError::Sys("unshare namespaces", e))?;
+        dumpable_for_maps(plan.dumpable_for_maps, true)?;
         channel
             .send(&Message::HooksPoint)
             .map_err(|_| InitError::Channel("asking for uid and gid maps"))?;
         wait_for_go(channel, "waiting for uid and gid maps")?;
+        dumpable_for_maps(plan.dumpable_for_maps, false)?;
         become_root_in_userns()?;
         kernel
             .unshare(deferred)
@@ -197,9 +203,16 @@ fn build<'a>(
         }
     } else {
         namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        if plan.dumpable_for_maps {
+            dumpable_for_maps(true, true)?;
+            channel
+                .send(&Message::MapIds)
+                .map_err(|_| InitError::Channel("asking for uid and gid maps"))?;
+        }
         if plan.wait_go {
             wait_for_go(channel, "waiting for uid maps and the cgroup")?;
         }
+        dumpable_for_maps(plan.dumpable_for_maps, false)?;
         if plan.userns {
             become_root_in_userns()?;
         }
@@ -259,11 +272,17 @@ fn build<'a>(
         if !plan.built_only {
             console::attach_stdio(&slave)?;
         }
+    } else if !plan.built_only {
+        // A session of its own, as runc's and crun's inits have (console::setup makes one for a
+        // terminal): a session led from outside the container's pid namespace keeps CRIU from
+        // checkpointing it.
+        nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
     rootfs::finish(kernel, &plan.rootfs)?;
     let Some(labels) = labels else {
         return Ok(None);
     };
+    reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
     // What the program inherits: no signal ignored or caught (berth ignores SIGPIPE), the ones
     // a created container ends on caught. execve resets caught ones by itself, so nothing is
     // left to do about dispositions once the filter is in.
@@ -271,6 +290,23 @@ fn build<'a>(
     end_on_signals_while_created();
     let ready = program::prepare(&plan.process, seccomp, SeccompAt::Prepare, labels, channel)?;
     Ok(Some(ready))
+}
+
+/// Makes this process dumpable (`on`) or not again, when `wanted`: see
+/// `InitPlan::dumpable_for_maps`.
+fn dumpable_for_maps(wanted: bool, on: bool) -> Result<(), InitError> {
+    if !wanted {
+        return Ok(());
+    }
+    nix::sys::prctl::set_dumpable(on).map_err(|e| {
+        InitError::Sys(
+            match on {
+                true => "become dumpable for the uid and gid maps",
+                false => "become non-dumpable again",
+            },
+            e,
+        )
+    })
 }
 
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives
@@ -400,6 +436,39 @@ pub(super) fn join_session_keyring(name: &str) -> Result<(), InitError> {
         Ok(_) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => Ok(()),
         Err(e) => Err(InitError::Sys("join a new session keyring", e)),
     }
+}
+
+/// Replaces standard streams that are the host's `/dev/null` (engines give one for stdin) with
+/// the container's own, as runc does: a file of the host's, outside every mount of the
+/// container, is one CRIU cannot checkpoint.
+pub(super) fn reopen_dev_null() -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let null = match nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(null) => null,
+        // No /dev/null in this container (a /dev of its own without it): nothing to reopen.
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let ours = nix::sys::stat::fstat(null.as_fd())?;
+    for fd in 0..3 {
+        // SAFETY: 0, 1 and 2 stay open for the life of the process; borrowed only for fstat.
+        let stream = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(stat) = nix::sys::stat::fstat(stream) else {
+            continue;
+        };
+        let is_null = stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == ours.st_rdev;
+        if is_null && (stat.st_dev, stat.st_ino) != (ours.st_dev, ours.st_ino) {
+            // SAFETY: dup2 over a standard stream of ours with a descriptor we own.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(Errno::last());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings `lo` up in the new network namespace, as runc does for a namespace of its own.

@@ -7,6 +7,7 @@
 mod files;
 mod format;
 mod info;
+mod ipc;
 mod names;
 mod net;
 mod probe;
@@ -93,6 +94,8 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("ls", "DIR", files::ls),
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
+    ("msgq-send", "KEY TEXT", ipc::send),
+    ("msgq-recv", "KEY", ipc::receive),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
     ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
