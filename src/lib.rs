@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod checkpoint;
 pub mod console;
 pub mod container;
+pub mod fault;
 pub mod hooks;
 pub mod idmap;
 pub mod logging;

@@ -1,6 +1,11 @@
 //! The state folder: `--root` (default `/run/berth`, mode 0700) holds one folder per container with
 //! its state JSON (written atomically), a copy of its config, the exec fifo while it is `created`,
 //! and a lock that serialises commands on one container.
+//!
+//! Crash safety: every file is written as `NAME.tmp` and renamed, so readers see a whole file or
+//! none; a `.tmp` that a killed berth left lies in the container's folder and goes with it at
+//! `delete --force` (a folder with no state, from a `create` killed before its first write, is
+//! removed the same way).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -402,6 +407,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
     drop(file);
+    crate::fault::point("state:tmp");
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 

@@ -257,6 +257,7 @@ fn build(
     };
     dir.write_state(&state)?;
     dir.write_config(&bundle.raw)?;
+    crate::fault::point("create:state");
 
     made.cgroup = Some(cgroup.clone());
     if opts.rootless_cgroups && cgroup.systemd.is_none() {
@@ -293,8 +294,10 @@ fn build(
     } else {
         manager.apply(&resources.0, &resources.1)?;
     }
+    crate::fault::point("create:cgroup");
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
+    crate::fault::point("create:reserve");
 
     // A new time namespace is made by berth itself for its children, with the offsets in, before
     // the clone: a process born in it (or cloned with CLONE_NEWTIME) would freeze them at zero.
@@ -490,6 +493,7 @@ fn build(
     drop(plan);
     drop(theirs);
     made.children.push(first);
+    crate::fault::point("create:clone");
     if parent_moves(in_cgroup) {
         manager.add_process(first.as_raw())?;
     }
@@ -562,6 +566,7 @@ fn build(
         Err(network::NetworkError::Namespace { .. }) => return Err(init_failed(id, &ours, pid)),
         Err(err) => return Err(err.into()),
     };
+    crate::fault::point("create:attach");
     state.network = Some(serde_json::to_value(&net_state).expect("network state serialises"));
     state.pid_start = process_start_time(state.pid)
         .map(|(_, start)| start)
@@ -628,6 +633,7 @@ fn build(
     };
     state.status = Status::Created;
     dir.write_state(&state)?;
+    crate::fault::point("create:created");
     if let Some(path) = &opts.pid_file {
         write_atomic(path, pid.as_raw().to_string().as_bytes()).map_err(|e| match e {
             crate::state::StateError::Io { source, .. } => ContainerError::PidFile {

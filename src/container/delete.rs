@@ -72,13 +72,16 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(10));
     }
+    crate::fault::point("delete:kill");
     manager.remove()?;
+    crate::fault::point("delete:cgroup");
     if let Some(mount) = &state.host_mount {
         crate::rootfs::detach_root(&crate::syscall::Linux, mount)?;
     }
     if let Some(root) = dir.path.parent() {
         crate::network::release(root, &state.id)?;
     }
+    crate::fault::point("delete:network");
     let poststop = state
         .hooks
         .as_ref()

@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use firewall::FirewallError;
+pub use firewall::{FirewallError, Iptables};
 pub use inspect::inspect_settings;
 pub use ipam::Ipv4Net;
 pub use netdevices::NetDevice;
