@@ -393,9 +393,26 @@ fn nothing_that_could_ptrace_enters_the_pid_namespace_of_a_created_container() {
 
 /// The folder the prober shares with the test: the path of a file only the host has (the
 /// prober reports reaching it), and the host's mount namespace.
+/// The host's file the prober looks for through every process it sees.
+fn marker(env: &Env) -> PathBuf {
+    env.scratch.join("only-the-host-has-this")
+}
+
+/// No file of the host's was made through a process of berth's: the prober tries to make
+/// `MARKER.written` beside the marker through each one's root, working directory and descriptors.
+#[track_caller]
+fn assert_no_host_file_written(env: &Env) {
+    let written = marker(env).with_extension("written");
+    assert!(
+        !written.exists(),
+        "the prober made {} on the host",
+        written.display()
+    );
+}
+
 fn probe_dir(env: &Env) -> PathBuf {
     let dir = shared(env);
-    let marker = env.scratch.join("only-the-host-has-this");
+    let marker = marker(env);
     std::fs::write(&marker, "host").unwrap();
     std::fs::write(dir.join("marker"), marker.to_str().unwrap()).unwrap();
     let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
@@ -558,6 +575,7 @@ fn probe_execs(name: &str, caps: Caps) {
         "the prober saw none of the exec'd processes: {report:?}"
     );
     assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
+    assert_no_host_file_written(&env);
     assert!(
         failed.is_empty(),
         "{} execs failed, the first: {}",
@@ -617,6 +635,7 @@ fn probe_created(name: &str, caps: Caps) {
         "the prober never held the created init: {report:?}"
     );
     assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
+    assert_no_host_file_written(&env);
     assert!(
         failed.is_empty(),
         "{} execs failed, the first: {}",

@@ -4,12 +4,13 @@
 //!
 //! For each process it sees (again whenever the file it runs changes) it tries:
 //! - `/proc/PID/root` and `/proc/PID/cwd`: to open, through them, a file only the host has
-//!   (`DIR/marker` holds its absolute path);
+//!   (`DIR/marker` holds its absolute path), and to make a new one beside it, `MARKER.written`;
 //! - `/proc/PID/ns/mnt`: whether it is the host's mount namespace (`DIR/host-mnt` holds the
 //!   host's link text, `mnt:[N]`);
 //! - `/proc/PID/environ`: whether it shows the environment of berth's caller (`DIR/secret`
 //!   holds a value the test put there);
-//! - `/proc/PID/fd/N` for N from 3 up: what each is; through a directory, the host's file;
+//! - `/proc/PID/fd/N` for N from 3 up: what each is; through a directory, the host's file (read,
+//!   and `MARKER.written` made);
 //! - PTRACE_SEIZE, then PTRACE_INTERRUPT: once the process is stopped under its control, its
 //!   capability sets, no_new_privs, seccomp mode, mount namespace and program; then it detaches.
 //!
@@ -17,8 +18,9 @@
 //! stops when `DIR/stop` appears, and writes `DIR/report`, one count a line:
 //! - `processes N`, `foreign N` (of them, those running a program that is not one of the
 //!   container's: a runtime before it runs the container's program), `attached N`;
-//! - `reached HOW N`: the host's file opened through `root`, `cwd` or `fd`, `host-mnt` for
-//!   a process in the host's mount namespace, `environ` for the caller's environment;
+//! - `reached HOW N`: the host's file opened through `root`, `cwd` or `fd`, a file of the
+//!   host's written through them (`write-root`, `write-cwd`, `write-fd`), `host-mnt` for a
+//!   process in the host's mount namespace, `environ` for the caller's environment;
 //! - `attach CAPBND CAPPRM CAPEFF NNP SECCOMP HOSTMNT EXE N`: each state in which it held a
 //!   process (capability sets in hex as /proc shows them; `EXE` is `own` or `foreign`);
 //! - `fd KIND TARGET N`: each descriptor it found that is a directory (`dir`), a regular file
@@ -34,6 +36,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::{Failure, Outcome};
+
+/// How the prober tries to make a file of the host's.
+const WRITE: libc::c_int = libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC;
 
 /// Enough `..` to climb from any directory to the top of its mount namespace.
 const CLIMB: &str = "../../../../../../../../../../../../../../../../../../../../../../../../";
@@ -119,6 +124,12 @@ impl Probe {
         if open(&through_cwd, libc::O_RDONLY).is_ok() {
             self.count("reached cwd".into());
         }
+        if open(&format!("{through_root}.written"), WRITE).is_ok() {
+            self.count("reached write-root".into());
+        }
+        if open(&format!("{through_cwd}.written"), WRITE).is_ok() {
+            self.count("reached write-cwd".into());
+        }
         if self.in_host_mnt(pid) {
             self.count("reached host-mnt".into());
         }
@@ -171,6 +182,14 @@ impl Probe {
                     // SAFETY: the descriptor was just opened and nothing else owns it.
                     drop(unsafe { OwnedFd::from_raw_fd(fd) });
                     self.count("reached fd".into());
+                }
+                let written = CString::new(format!("{CLIMB}{}.written", self.marker)).unwrap();
+                // SAFETY: as above.
+                let fd = unsafe { libc::openat(file.as_raw_fd(), written.as_ptr(), WRITE, 0o644) };
+                if fd >= 0 {
+                    // SAFETY: the descriptor was just opened and nothing else owns it.
+                    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                    self.count("reached write-fd".into());
                 }
             }
             if kind == "ns" && target == self.host_mnt {
@@ -261,8 +280,8 @@ fn kind_of(file: &OwnedFd, target: &str) -> &'static str {
 
 fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `path` is a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+    // SAFETY: `path` is a valid C string; the mode is read only with O_CREAT.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
