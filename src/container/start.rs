@@ -52,11 +52,10 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         &state.id,
         "reach the waiting init through the exec fifo",
     ))?;
-    nix::unistd::write(&fd, START).map_err(sys(&state.id, "start the init"))?;
-    // Released: the init goes on whatever becomes of this command, and the container's status
-    // is no longer `created` (which the fifo's name says), even while its program starts before
-    // the state is written.
+    // The fifo's name goes before the init is released: `state` reads "created" while it
+    // exists, and the program may already be running (and be seen) before the wait below ends.
     let _ = std::fs::remove_file(&fifo);
+    nix::unistd::write(&fd, START).map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
     // The init is gone instead of running its program: it left the reason in the fifo, whose
     // buffer lasts while this end is open.

@@ -332,7 +332,7 @@ fn fork() -> Result<Option<i32>, Errno> {
 
 /// The container's process: its terminal, berth's `Go`, `start` for a created container, then
 /// its program. Errors go to berth over the channel (to `start` through the fifo).
-fn final_process(ready: program::Ready, rest: Rest, channel: Channel) -> ! {
+fn final_process(mut ready: program::Ready, rest: Rest, channel: Channel) -> ! {
     let Rest {
         process,
         session,
@@ -369,7 +369,7 @@ fn final_process(ready: program::Ready, rest: Rest, channel: Channel) -> ! {
     // A created container's process talks to `start` only, through the fifo.
     drop(channel);
     let started = super::init::wait_for_start(&start.fifo).and_then(|()| {
-        super::init::run_start_hooks(&start.hooks, &start.state, ready.env())?;
+        super::init::run_start_hooks(&start.hooks, &start.state, &mut ready)?;
         Ok(program::exec_program(ready, &process)?)
     });
     let Err(err) = started;

@@ -24,7 +24,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::Hook;
 
 use super::channel::{Channel, ChannelError, Message};
-use super::program::{self, become_root_in_userns, ProgramError, SeccompAt};
+use super::program::{self, become_root_in_userns, ProgramError, Ready, SeccompAt};
 use super::ProcessPlan;
 use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{self, Join};
@@ -112,7 +112,7 @@ pub fn run(mut plan: InitPlan, channel: Channel) -> ! {
             unsafe { libc::_exit(1) }
         }
     };
-    let Some(ready) = ready else {
+    let Some(mut ready) = ready else {
         // Built only: berth opens our namespaces, starts the container's process, then closes
         // the channel, which lets us go.
         let code = match channel.send(&Message::Built).map(|()| channel.recv()) {
@@ -133,7 +133,7 @@ pub fn run(mut plan: InitPlan, channel: Channel) -> ! {
         .as_ref()
         .expect("an init that waits for start has the fifo");
     let started = wait_for_start(fifo).and_then(|()| {
-        run_start_hooks(&plan.start_container_hooks, &plan.state, ready.env())?;
+        run_start_hooks(&plan.start_container_hooks, &plan.state, &mut ready)?;
         Ok(program::exec(ready, &plan.process)?)
     });
     let Err(err) = started;
@@ -312,14 +312,18 @@ fn dumpable_for_maps(wanted: bool, on: bool) -> Result<(), InitError> {
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives
 /// them: the state says `created` (the program has not run yet) and carries the init's pid as
 /// the container sees it, and a hook with no env of its own gets the program's environment.
+/// They run as the program will, seccomp filter included: their path resolves in the image,
+/// which may have replaced them.
 pub(super) fn run_start_hooks(
     hooks: &[Hook],
     state: &str,
-    env: &[CString],
+    ready: &mut Ready,
 ) -> Result<(), InitError> {
     if hooks.is_empty() {
         return Ok(());
     }
+    ready.install_seccomp_now()?;
+    let env = ready.env();
     let state = match serde_json::from_str::<serde_json::Value>(state) {
         Ok(mut value) => {
             value["status"] = "created".into();
