@@ -228,8 +228,10 @@ fn build<'a>(
     // the container for `start`: not the caller's other descriptors, nor berth's copies of the
     // cgroup folders and files it held at the clone (runc's create.bats looks for leaks so).
     drop(std::mem::take(&mut plan.join));
+    // (The pid namespace a joined container's /proc is mounted for is still to be used.)
     let mut keep = vec![channel.as_raw_fd()];
     keep.extend(plan.fifo.as_ref().map(|fifo| fifo.as_raw_fd()));
+    keep.extend(plan.rootfs.proc_pid_ns);
     super::exec::close_from(3 + plan.process.preserve_fds.max(0), &keep);
     // Until its execve the init runs berth's code, from berth's own binary unless the container
     // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
