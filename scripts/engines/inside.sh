@@ -101,8 +101,10 @@ make_host() {
     readlink /proc/self/ns/mnt >"$work/mnt-ns"
     mount -t tmpfs -o mode=755 tmpfs /run
     # The cgroup hierarchies on a tmpfs of this namespace, so that folders engines make for
-    # controllers the host has not mounted go with it (see cgroup-view.sh).
-    if [[ $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
+    # controllers the host has not mounted go with it (see cgroup-view.sh). The sid lane has one
+    # from enter-sid-root already, with crun's hidden cgroup.controllers, which a second view
+    # would drop.
+    if [[ $lane == bookworm && $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
         mkdir -p "$work/cgroup-view"
         cgroup_view "$work/cgroup-view"
         mount --move "$work/cgroup-view" /sys/fs/cgroup
