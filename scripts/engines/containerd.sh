@@ -203,6 +203,10 @@ containerd_shim_steps() {
         "$run --detach \$IMAGE s-pause helper pause && wait_for RUNNING task_status s-pause >/dev/null && events_of s-pause bash -c '\$CTR task pause s-pause && \$CTR task resume s-pause' | tail -n 1; \$CTR task kill -s KILL s-pause; wait_for STOPPED task_status s-pause >/dev/null; \$CTR task delete s-pause >/dev/null; \$CTR container rm s-pause"
     step "the OOM killer: TaskOOM before TaskExit" 0 '^status 137 .*/tasks/oom /tasks/exit ' \
         "events_of s-oom $run --rm --memory-limit 33554432 \$IMAGE s-oom helper alloc 64 | tr '\\n' ' '"
+    # CVE-2019-5736: a created init, and an exec'd process before its execve, show the shim's
+    # binary as their exe; the shim runs from a read-only view of it (berth::process::seal).
+    step "CAP_SYS_PTRACE: the shim's binary cannot be opened for writing" 0 '^Read-only file system$' \
+        "$run --detach --cap-add CAP_SYS_PTRACE \$IMAGE s-seal helper pause && wait_for RUNNING task_status s-seal >/dev/null && shim=\$(shim_pid s-seal) && { (exec 3>>/proc/\$shim/exe) 2>&1 | grep -o 'Read-only file system'; }; \$CTR task kill -s KILL s-seal; wait_for STOPPED task_status s-seal >/dev/null; \$CTR task delete s-seal >/dev/null; \$CTR container rm s-seal"
     step "the shim killed: containerd's cleanup leaves nothing" 0 '^task gone: 0$' \
         "$run --detach \$IMAGE s-kill sh -c 'sleep 1000 & exec helper pause' && wait_for RUNNING task_status s-kill >/dev/null && shim_killed s-kill; c=\$?; \$CTR container rm s-kill; exit \$c"
     step "run --detach, then containerd restarts" 0 '' \
