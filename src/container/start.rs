@@ -52,6 +52,9 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         &state.id,
         "reach the waiting init through the exec fifo",
     ))?;
+    // The fifo's name goes before the init is released: `state` reads "created" while it
+    // exists, and the program may already be running (and be seen) before the wait below ends.
+    let _ = std::fs::remove_file(&fifo);
     nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
     drop(fd);
@@ -64,7 +67,6 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
             reason: String::from_utf8_lossy(&failure).trim().to_string(),
         });
     }
-    let _ = std::fs::remove_file(&fifo);
     state.status = Status::Running;
     dir.write_state(state)?;
     let poststart = state
