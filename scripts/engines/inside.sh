@@ -154,10 +154,12 @@ inside_main() {
         echo "engine-tests: == $engine"
         "${engine}_start"
         # The reference runtimes and berth as the runtime binary; containerd also through
-        # berth's own shim (in the bookworm lane: the sid lane does not have it yet).
+        # berth's own shim, in both lanes, and Docker 28 (sid) through it as a runtimeType.
         local runtimes=("${references[@]}" berth) shim_lanes=0
-        [[ $engine == containerd && $lane == bookworm ]] && shim_lanes=1
-        ((shim_lanes)) && runtimes+=(shim)
+        [[ $engine == containerd ]] && shim_lanes=1
+        if ((shim_lanes)) || [[ $engine == docker && $lane == sid ]]; then
+            runtimes+=(shim)
+        fi
         for rt in "${runtimes[@]}"; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done
