@@ -18,7 +18,7 @@ use crate::syscall::{Atime, Attr, FsConfig, Kernel, MountAttr};
 
 /// pivot_root refuses a new root whose parent mount is shared; make that parent private.
 pub(super) fn make_parent_private(kernel: &dyn Kernel, rootfs: &Path) -> Result<(), RootfsError> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mountinfo = crate::procfs::read("/proc/self/mountinfo").unwrap_or_default();
     let mut best: Option<(&str, bool)> = None;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
