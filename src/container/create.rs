@@ -52,6 +52,27 @@ pub struct Created {
     pub pid: Pid,
     /// The pty master, when the container has a terminal and `keep_console` was asked for.
     pub console: Option<OwnedFd>,
+    /// The channel to an init that goes on to its program once created ([`Then::Start`]).
+    pub(super) channel: Option<Channel>,
+    /// The container's mount namespace, held for `run` in the foreground ([`Then::Watch`]).
+    pub(super) mount_ns: Option<OwnedFd>,
+}
+
+/// What the init does once the container is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Then {
+    /// Waits for `start` on the exec fifo.
+    Wait,
+    /// Waits for `Go` on the channel, which `run` sends at once, then runs the startContainer
+    /// hooks and the program: no exec fifo to open and write and poll, no start error file. The
+    /// channel closes at the program's execve, or brings the reason it could not run. (The exec
+    /// fifo is still made, unopened: while it is there the container is `created`.)
+    Start,
+    /// As `Start`, and berth holds the container's mount namespace (`run` in the foreground).
+    /// The last process to leave a mount namespace tears its mounts down, which waits for an RCU
+    /// grace period (0.05 to 5 ms here): held, the program's exit does not wait for it, and berth
+    /// lets it go on another thread while it removes the container.
+    Watch,
 }
 
 /// What has been made so far, to undo on failure.
@@ -63,6 +84,15 @@ struct Made {
     /// Whether ports or an address may be held in the network store.
     network: bool,
 }
+
+/// The state, the init, the pty master, the channel and the mount namespace `build` returns.
+type Built = (
+    State,
+    Pid,
+    Option<OwnedFd>,
+    Option<Channel>,
+    Option<OwnedFd>,
+);
 
 /// What `create` works out before it makes anything, so bad input leaves nothing behind.
 struct Checked {
@@ -76,6 +106,15 @@ struct Checked {
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
+    create_then(root, opts, Then::Wait)
+}
+
+/// Creates a container whose init, once created, does `then`.
+pub(super) fn create_then(
+    root: &Root,
+    opts: &CreateOptions,
+    then: Then,
+) -> Result<Created, ContainerError> {
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
@@ -127,12 +166,14 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
-    match build(root, &dir, opts, checked, &mut made) {
-        Ok((state, pid, console)) => Ok(Created {
+    match build(root, &dir, opts, checked, then, &mut made) {
+        Ok((state, pid, console, channel, mount_ns)) => Ok(Created {
             dir,
             state,
             pid,
             console,
+            channel,
+            mount_ns,
         }),
         Err(err) => {
             undo(root, dir, made);
@@ -170,8 +211,9 @@ fn build(
     dir: &ContainerDir,
     opts: &CreateOptions,
     checked: Checked,
+    then: Then,
     made: &mut Made,
-) -> Result<(State, Pid, Option<OwnedFd>), ContainerError> {
+) -> Result<Built, ContainerError> {
     let id = opts.id.as_str();
     let Checked {
         bundle,
@@ -221,13 +263,27 @@ fn build(
         own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
     };
     dir.write_state(&state)?;
-    dir.write_config(&bundle.raw)?;
 
     let manager = cgroups::manager(&cgroup);
     made.cgroup = Some(cgroup.clone());
-    manager.create()?;
-    // Limits and device rules are in place before the init exists.
-    manager.apply(&resources.0, &resources.1)?;
+    let userns = namespaces.has_user();
+    // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
+    // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
+    // systemd or a user namespace, berth moves it as before.
+    let own_cgroup = cgroup.systemd.is_none() && !userns;
+    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
+    // Then berth makes the v1 cgroups and applies the limits while the init sets up its mounts
+    // (it has two CPUs to do it on), and the init joins them before the first step that needs
+    // them (`InitPlan::cgroups_later`). Otherwise the limits and device rules are in place
+    // before the init exists.
+    let v1_later = own_cgroup && has_v1;
+    let mut cgroups_later = v1_later;
+    if v1_later {
+        cgroups::create_part(&cgroup, true)?;
+    } else {
+        manager.create()?;
+        manager.apply(&resources.0, &resources.1)?;
+    }
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
 
@@ -236,33 +292,21 @@ fn build(
     let new_time = namespaces.new & CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
     namespaces.new -= new_time;
     let new = namespaces.new;
-    let userns = namespaces.has_user();
     // With a user namespace, namespaces given by path must be joined before the new ones are
     // made, so the new ones belong to the new user namespace: that takes one more process.
     let two_stage = userns && !namespaces.join.is_empty();
-    // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
-    // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
-    // systemd or a user namespace, berth moves it as before.
-    let own_cgroup = cgroup.systemd.is_none() && !userns;
     let cgroup_dir = match cgroup.layout {
         Some(Layout::Unified) => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
         Some(Layout::Hybrid) if own_cgroup => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
         _ => None,
     };
-    let join_cgroups = match own_cgroup {
-        true => cgroups::open_v1_tasks(&cgroup)?,
-        false => Vec::new(),
-    };
-    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     // Whether berth must move the init after the clone (its cgroup namespace waits for that).
     let parent_moves = |born_in_v2: bool| {
         (has_v1 && !own_cgroup) || (cgroup.unified_dir().is_some() && !born_in_v2)
     };
     let (mut clone_flags, mut unshare) = if two_stage {
         (CloneFlags::empty(), new)
-    } else if new.contains(CloneFlags::CLONE_NEWCGROUP)
-        && (cgroup_dir.is_none() || !join_cgroups.is_empty())
-    {
+    } else if new.contains(CloneFlags::CLONE_NEWCGROUP) && (cgroup_dir.is_none() || v1_later) {
         // The cgroup namespace is rooted where the process is when it is made: after the move.
         (
             new - CloneFlags::CLONE_NEWCGROUP,
@@ -306,23 +350,31 @@ fn build(
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
 
-    let fifo_path = dir.fifo_path();
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
-        .map_err(sys(id, "make the exec fifo"))?;
-    // Read-write, so the init's read blocks until `start` writes rather than seeing end-of-file.
-    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys(id, "open the exec fifo"))?;
-
-    let start_error = nix::fcntl::open(
-        &dir.start_error_path(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(sys(id, "make the start error file"))?;
+    let (fifo, start_error) = match then {
+        Then::Wait => {
+            let fifo_path = dir.fifo_path();
+            nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+                .map_err(sys(id, "make the exec fifo"))?;
+            // Read-write, so the init's read blocks until `start` writes rather than seeing
+            // end-of-file.
+            let fifo =
+                nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(sys(id, "open the exec fifo"))?;
+            let start_error = nix::fcntl::open(
+                &dir.start_error_path(),
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(sys(id, "make the start error file"))?;
+            (Some(fifo), Some(start_error))
+        }
+        Then::Start | Then::Watch => (None, None),
+    };
 
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
-        join_cgroups,
+        join_cgroups: Vec::new(),
+        cgroups_later,
         unshare,
         two_stage,
         wait_go,
@@ -374,6 +426,9 @@ fn build(
                 unshare |= clone_flags & CloneFlags::CLONE_NEWCGROUP;
                 clone_flags -= CloneFlags::CLONE_NEWCGROUP;
                 plan.unshare = unshare;
+                // berth moves it into every hierarchy before it goes on.
+                cgroups_later = false;
+                plan.cgroups_later = false;
             }
             clone(clone_flags, None)
         }
@@ -404,8 +459,29 @@ fn build(
     drop(plan);
     drop(theirs);
     made.children.push(first);
+    // Opened now, while the init surely lives: a program that runs at once may be gone soon.
+    let mount_ns = match then == Then::Watch && !two_stage && new.contains(CloneFlags::CLONE_NEWNS)
+    {
+        true => open_namespace(first, "mnt"),
+        false => None,
+    };
+    if v1_later {
+        cgroups::create_part(&cgroup, false)?;
+        manager.apply(&resources.0, &resources.1)?;
+    }
     if parent_moves(in_cgroup) {
         manager.add_process(first.as_raw())?;
+    }
+    if cgroups_later {
+        let tasks = cgroups::open_v1_tasks(&cgroup)?;
+        let raw: Vec<_> = tasks.iter().map(|fd| fd.as_raw_fd()).collect();
+        ours.send_with_fds(&Message::Cgroups, &raw)
+            .map_err(|_| init_failed(id, &ours, first))?;
+    }
+    dir.write_config(&bundle.raw)?;
+    if then != Then::Wait {
+        nix::unistd::mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622))
+            .map_err(sys(id, "make the exec fifo"))?;
     }
     let linux_maps = |l: &oci_spec::runtime::Linux| {
         (
@@ -516,7 +592,18 @@ fn build(
             other => other.into(),
         })?;
     }
-    Ok((state, pid, console))
+    let channel = (then != Then::Wait).then_some(ours);
+    Ok((state, pid, console, channel, mount_ns))
+}
+
+/// The namespace `kind` of process `pid`, open; `None` if it cannot be (the hold is a speed-up).
+fn open_namespace(pid: Pid, kind: &str) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        format!("/proc/{pid}/ns/{kind}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// Hands the init's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.

@@ -4,8 +4,8 @@
 
 use nix::sys::signalfd::SignalFd;
 
-use super::create::{create, CreateOptions, Created};
-use super::start::start_locked;
+use super::create::{create_then, CreateOptions, Created, Then};
+use super::start::{start_by_channel, start_locked};
 use super::{sys, ContainerError};
 use crate::console::Relay;
 use crate::state::{Root, StateError};
@@ -13,14 +13,15 @@ use crate::state::{Root, StateError};
 /// Runs a container. Detached, returns 0 once it runs; otherwise returns its exit status.
 pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, ContainerError> {
     if detach {
-        return start_or_remove(create(root, opts)?).map(|_| 0);
+        return start_or_remove(create_then(root, opts, Then::Start)?).map(|_| 0);
     }
     super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
     let opts = CreateOptions {
         keep_console: true,
         ..opts.clone()
     };
-    let mut created = create(root, &opts)?;
+    let mut created = create_then(root, &opts, Then::Watch)?;
+    let mount_ns = created.mount_ns.take();
     // The caller's terminal goes raw before the program starts, and back when berth is done.
     let watched = (|| -> Result<(SignalFd, Option<Relay>), ContainerError> {
         let signals = super::wait::watch_signals().map_err(sys(&opts.id, "watch signals"))?;
@@ -43,19 +44,35 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     drop(dir);
     let code = super::wait::foreground(pid, &signals, relay.as_mut());
     drop(relay);
-    match root.open_container(&opts.id) {
+    // The container's mounts are torn down on another thread while this one removes the
+    // container (see `Then::Watch`); without a thread, here and now.
+    let unmounting = mount_ns.and_then(|ns| {
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || drop(ns))
+            .ok()
+    });
+    let removed = match root.open_container(&opts.id) {
         // Unless someone deleted it meanwhile (and perhaps made another under the same id).
         Ok(dir) if dir.read_state().is_ok_and(|now| now.pid == state.pid) => {
-            super::delete::destroy(dir, &state)?
+            super::delete::destroy(dir, &state)
         }
-        Ok(_) | Err(StateError::NotExist(_)) => {}
-        Err(err) => return Err(err.into()),
+        Ok(_) | Err(StateError::NotExist(_)) => Ok(()),
+        Err(err) => Err(err.into()),
+    };
+    if let Some(unmounting) = unmounting {
+        let _ = unmounting.join();
     }
-    Ok(code)
+    removed.map(|()| code)
 }
 
+/// Starts the container (through the channel: `run` makes no exec fifo), or removes it.
 fn start_or_remove(mut created: Created) -> Result<Created, ContainerError> {
-    match start_locked(&created.dir, &mut created.state) {
+    let started = match created.channel.take() {
+        Some(channel) => start_by_channel(&created.dir, &mut created.state, channel),
+        None => start_locked(&created.dir, &mut created.state),
+    };
+    match started {
         Ok(()) => Ok(created),
         Err(err) => {
             let _ = super::delete::destroy(created.dir, &created.state);

@@ -11,6 +11,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::{oci_state, status, sys, ContainerError};
+use crate::process::channel::{Channel, Message};
 use crate::state::{ContainerDir, Root, State, Status};
 
 pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
@@ -65,6 +66,32 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         });
     }
     let _ = std::fs::remove_file(&fifo);
+    running(dir, state)
+}
+
+/// Starts a container whose init waits for `Go` on the channel (`run`): the channel then closes
+/// at the program's execve (it is close-on-exec), or brings the reason the init could not run
+/// it (a startContainer hook failed).
+pub fn start_by_channel(
+    dir: &ContainerDir,
+    state: &mut State,
+    channel: Channel,
+) -> Result<(), ContainerError> {
+    // A send to an init that died fails; what it said, if anything, is read below.
+    let _ = channel.send(&Message::Go);
+    if let Ok(Message::Error(reason)) = channel.recv() {
+        return Err(ContainerError::StartFailed {
+            id: state.id.clone(),
+            reason,
+        });
+    }
+    drop(channel);
+    let _ = std::fs::remove_file(dir.fifo_path());
+    running(dir, state)
+}
+
+/// Records the container running, then runs the poststart hooks.
+fn running(dir: &ContainerDir, state: &mut State) -> Result<(), ContainerError> {
     state.status = Status::Running;
     dir.write_state(state)?;
     let poststart = state

@@ -24,6 +24,10 @@ pub struct InitPlan {
     pub join: Vec<Join>,
     /// The `tasks` files of the container's v1 cgroups, which the init moves itself into first.
     pub join_cgroups: Vec<OwnedFd>,
+    /// Whether berth makes the v1 cgroups while the init sets up: it sends their `tasks` files
+    /// (`Message::Cgroups`), which the init waits for and joins (and then makes its cgroup
+    /// namespace) just before the first step that needs them.
+    pub cgroups_later: bool,
     /// Namespaces made after joining (the two-stage path) or after the cgroup move.
     pub unshare: CloneFlags,
     /// Whether the process must fork once more to become pid 1 of a pid namespace it unshared.
@@ -44,11 +48,14 @@ pub struct InitPlan {
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
-    /// The exec fifo, open read-write: reading blocks until `start` writes a byte.
-    pub fifo: OwnedFd,
+    /// The exec fifo, open read-write: reading blocks until `start` writes a byte. None when
+    /// berth starts the container at once (`run`): then `Go` on the channel starts it, and
+    /// berth learns the program runs when the channel closes at its execve.
+    pub fifo: Option<OwnedFd>,
     /// A file in the container's state folder (close-on-exec, like the fifo): after `start`,
     /// why the program could not run (a startContainer hook failed), for `start` to report.
-    pub start_error: OwnedFd,
+    /// Without a fifo the reason goes over the channel instead.
+    pub start_error: Option<OwnedFd>,
     /// The name of a new session keyring, so containers do not share the host's keys.
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
@@ -151,7 +158,7 @@ fn init(
         if plan.userns {
             become_root_in_userns()?;
         }
-        if !plan.unshare.is_empty() {
+        if !plan.unshare.is_empty() && !plan.cgroups_later {
             kernel
                 .unshare(plan.unshare)
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
@@ -177,7 +184,11 @@ fn init(
             .setdomainname(name)
             .map_err(|e| InitError::Sys("set the domain name", e))?;
     }
-    rootfs::prepare(kernel, &plan.rootfs)?;
+    let mut join_cgroups = || match plan.cgroups_later {
+        true => join_cgroups_later(kernel, plan.unshare, channel),
+        false => Ok(()),
+    };
+    rootfs::prepare_joining(kernel, &plan.rootfs, &mut join_cgroups)?;
     let mut state = String::new();
     if plan.hooks_point {
         channel
@@ -191,12 +202,22 @@ fn init(
     }
     // The host's /proc is still /proc here: the container's cannot stand in for it.
     let labels = plan.process.labels.open()?;
-    rootfs::switch_root(kernel, &plan.rootfs)?;
-    if plan.terminal {
-        let slave = console::setup(plan.console_size, channel)?;
-        console::mount_dev_console(kernel, &slave)?;
-    }
-    rootfs::finish(kernel, &plan.rootfs)?;
+    let old_root = rootfs::pivot(kernel, &plan.rootfs)?;
+    std::thread::scope(|scope| {
+        // Detaching the old root waits for an RCU grace period (0.05 to 6 ms here, the more the
+        // busier the machine): a thread of its own does it while this one masks paths.
+        let mut detaching = old_root.map(|old_root| detach_aside(scope, old_root, &plan.rootfs));
+        let mut detached = || match detaching.take() {
+            Some(detaching) => detaching.finish(),
+            None => Ok(()),
+        };
+        if plan.terminal {
+            let slave = console::setup(plan.console_size, channel)?;
+            console::mount_dev_console(kernel, &slave)?;
+        }
+        rootfs::finish_joining(kernel, &plan.rootfs, &mut detached)?;
+        detached()
+    })?;
     let process = &plan.process;
     let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
@@ -204,14 +225,23 @@ fn init(
         .send(&Message::Ready)
         .map_err(|_| InitError::Channel("reporting the container created"))?;
     // From here berth's `create` may have returned: `start` reports failures (start_error).
-    let started = wait_for_start(&plan.fifo).and_then(|()| {
+    let started = match &plan.fifo {
+        Some(fifo) => wait_for_start(fifo),
+        None => wait_for_go(channel, "waiting for start"),
+    }
+    .and_then(|()| {
         run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
-    // `start` reports it; the container's stderr only if that file cannot take it.
+    // `start` reports it (or `run`, through the channel); the container's stderr only if that
+    // cannot take it.
     let text = err.to_string();
-    if nix::unistd::write(&plan.start_error, text.as_bytes()).is_err() {
+    let told = match &plan.start_error {
+        Some(file) => nix::unistd::write(file, text.as_bytes()).is_ok(),
+        None => channel.send(&Message::Error(text.clone())).is_ok(),
+    };
+    if !told {
         eprintln!(
             "{}",
             crate::logging::stderr_line(crate::logging::Level::Error, &text)
@@ -219,6 +249,76 @@ fn init(
     }
     // SAFETY: the container's program could not start; leave without running destructors.
     unsafe { libc::_exit(127) }
+}
+
+/// The old root being detached on a thread of its own, or, when no thread could be made (a pids
+/// limit), still to detach.
+enum Detaching<'scope> {
+    Aside(std::thread::ScopedJoinHandle<'scope, Result<(), InitError>>),
+    Here(rootfs::OldRoot, &'scope RootfsPlan),
+}
+
+fn detach_aside<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    old_root: rootfs::OldRoot,
+    plan: &'scope RootfsPlan,
+) -> Detaching<'scope> {
+    let old_root = std::sync::Arc::new(old_root);
+    let theirs = old_root.clone();
+    let spawned = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn_scoped(scope, move || {
+            let kernel = Linux;
+            // Its own working folder: detaching the old root moves into it.
+            kernel
+                .unshare(CloneFlags::CLONE_FS)
+                .map_err(|e| InitError::Sys("unshare the working folder", e))?;
+            Ok(rootfs::detach_old_root(&kernel, &theirs, &plan.rootfs)?)
+        });
+    match spawned {
+        Ok(handle) => Detaching::Aside(handle),
+        Err(_) => match std::sync::Arc::try_unwrap(old_root) {
+            Ok(old_root) => Detaching::Here(old_root, plan),
+            Err(_) => unreachable!("the thread was not made, so holds no copy"),
+        },
+    }
+}
+
+impl Detaching<'_> {
+    /// Returns once the old root is detached.
+    fn finish(self) -> Result<(), InitError> {
+        match self {
+            // (A panic aborts the process: no Err comes from `join`.)
+            Detaching::Aside(handle) => handle
+                .join()
+                .unwrap_or(Err(InitError::Sys("detach the old root", Errno::ECHILD))),
+            Detaching::Here(old_root, plan) => {
+                Ok(rootfs::detach_old_root(&Linux, &old_root, &plan.rootfs)?)
+            }
+        }
+    }
+}
+
+/// Waits for the `tasks` files of the v1 cgroups berth made meanwhile, moves in, then makes the
+/// namespaces that must come after the move (the cgroup namespace is rooted where the process is).
+fn join_cgroups_later(
+    kernel: &dyn Kernel,
+    unshare: CloneFlags,
+    channel: &Channel,
+) -> Result<(), InitError> {
+    let tasks = match channel.recv_with_fds() {
+        Ok((Message::Cgroups, tasks)) => tasks,
+        _ => return Err(InitError::Channel("waiting for the container's cgroups")),
+    };
+    crate::cgroups::join_self(&tasks)
+        .map_err(|e| InitError::Sys("join the container's cgroups", e))?;
+    drop(tasks);
+    if !unshare.is_empty() {
+        kernel
+            .unshare(unshare)
+            .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
+    }
+    Ok(())
 }
 
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives

@@ -12,7 +12,7 @@ mod mount;
 mod plan;
 mod resolve;
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -84,6 +84,20 @@ pub enum RootfsError {
 /// Builds the root filesystem before the switch: propagation, the root bind mount, the spec's
 /// mounts, `/dev`, and the sysctls. Runs in the init, in its mount namespace.
 pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    prepare_joining(kernel, plan, &mut || Ok(()))
+}
+
+/// [`prepare`], calling `join_cgroups` once, before the first step that needs the container's
+/// cgroups: a cgroup mount (of the container's cgroups, in its cgroup namespace), or the device
+/// nodes (the devices cgroup decides which may be made). berth makes the v1 cgroups while the
+/// init mounts what comes before.
+pub fn prepare_joining<E: From<RootfsError>>(
+    kernel: &dyn Kernel,
+    plan: &RootfsPlan,
+    join_cgroups: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<(), E> {
+    let mut join = Some(join_cgroups);
+    let mut join = move || join.take().map_or(Ok(()), |join| join());
     let mount_err = |what: &str, target: &Path| {
         let what = what.to_string();
         let target = target.display().to_string();
@@ -124,9 +138,13 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
         source,
     })?;
     for mount in &plan.mounts {
+        if mount.kind == MountKind::Cgroup {
+            join()?;
+        }
         mount::mount_one(kernel, &root, plan, mount)?;
     }
     if plan.setup_dev {
+        join()?;
         device::make_devices(kernel, &root, plan)?;
     }
     for (key, value) in &plan.sysctl {
@@ -139,17 +157,32 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
     Ok(())
 }
 
+fn pivot_error(rootfs: &Path, step: &'static str) -> impl FnOnce(Errno) -> RootfsError {
+    let rootfs = rootfs.to_path_buf();
+    move |source| RootfsError::Pivot {
+        rootfs,
+        step,
+        source,
+    }
+}
+
 /// Switches the root: pivot_root into the root filesystem and detach the old root, or under
 /// `--no-pivot` move the root filesystem over `/` and chroot into it.
 pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
-    let err = |step: &'static str| {
-        let rootfs = plan.rootfs.clone();
-        move |source| RootfsError::Pivot {
-            rootfs,
-            step,
-            source,
-        }
-    };
+    match pivot(kernel, plan)? {
+        Some(old_root) => detach_old_root(kernel, &old_root, &plan.rootfs),
+        None => Ok(()),
+    }
+}
+
+/// The old root after pivot_root: on top of the new one until [`detach_old_root`] takes it away.
+pub struct OldRoot(OwnedFd);
+
+/// [`switch_root`] but the old root's detaching, which the caller does with [`detach_old_root`]
+/// (and may do on another thread meanwhile: it waits for an RCU grace period, and paths
+/// resolved from `/` already lead into the new root). `None` under `--no-pivot`.
+pub fn pivot(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<Option<OldRoot>, RootfsError> {
+    let err = |step: &'static str| pivot_error(&plan.rootfs, step);
     let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
     if plan.no_pivot {
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
@@ -163,31 +196,48 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
             )
             .map_err(err("move mount"))?;
         kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
-    } else {
-        let old_root = open_dir(Path::new("/")).map_err(err("open /"))?;
-        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
-        kernel
-            .pivot_root(Path::new("."), Path::new("."))
-            .map_err(err("pivot_root"))?;
-        // The old root now sits on top of the new one: detach it without touching the host.
-        // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
-        // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
-        kernel
-            .fchdir(old_root.as_raw_fd())
-            .map_err(err("chdir to old root"))?;
-        kernel
-            .mount(
-                None,
-                Path::new("."),
-                None,
-                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(err("old root propagation"))?;
-        kernel
-            .umount2(Path::new("."), MntFlags::MNT_DETACH)
-            .map_err(err("detach old root"))?;
+        let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
+        kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
+        return Ok(None);
     }
+    let old_root = open_dir(Path::new("/")).map_err(err("open /"))?;
+    kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+    kernel
+        .pivot_root(Path::new("."), Path::new("."))
+        .map_err(err("pivot_root"))?;
+    // The working folder is the new root; `/` leads there too, the old root on top of it
+    // notwithstanding (a lookup does not cross a mount on its starting point).
+    let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
+    kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
+    Ok(Some(OldRoot(old_root)))
+}
+
+/// Detaches the old root that [`pivot`] left on top of the new one, without touching the host.
+/// Its working folder becomes the old root: a caller on a thread of its own unshares its
+/// working folder first (`CLONE_FS`).
+pub fn detach_old_root(
+    kernel: &dyn Kernel,
+    old_root: &OldRoot,
+    rootfs: &Path,
+) -> Result<(), RootfsError> {
+    let err = |step: &'static str| pivot_error(rootfs, step);
+    kernel
+        .fchdir(old_root.0.as_raw_fd())
+        .map_err(err("chdir to old root"))?;
+    // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
+    // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
+    kernel
+        .mount(
+            None,
+            Path::new("."),
+            None,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(err("old root propagation"))?;
+    kernel
+        .umount2(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(err("detach old root"))?;
     let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
     kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
     Ok(())
@@ -195,6 +245,16 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
 
 /// After the switch: masked and read-only paths, the read-only root, the root's propagation.
 pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    finish_joining(kernel, plan, &mut || Ok(()))
+}
+
+/// [`finish`], calling `detached` once the old root must be gone: before the root's
+/// propagation changes (a recursive change would reach the old root's mounts), or at the end.
+pub fn finish_joining<E: From<RootfsError>>(
+    kernel: &dyn Kernel,
+    plan: &RootfsPlan,
+    detached: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<(), E> {
     let root = open_dir(Path::new("/")).map_err(|source| RootfsError::Pivot {
         rootfs: plan.rootfs.clone(),
         step: "open new /",
@@ -214,6 +274,7 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
                 source,
             })?;
     }
+    detached()?;
     if let Some(propagation) = plan.propagation {
         kernel
             .mount(None, Path::new("/"), None, propagation, None)
