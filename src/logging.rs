@@ -93,6 +93,12 @@ pub fn log(level: Level, msg: &str) {
     }
 }
 
+/// A line for the log file only (never stderr): what a command did, so that an engine's
+/// `--log` shows every container berth made and removed, not only failures.
+pub fn info(msg: &str) {
+    log(Level::Info, msg);
+}
+
 pub fn warn(msg: &str) {
     log(Level::Warn, msg);
 }

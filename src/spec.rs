@@ -79,9 +79,9 @@ pub enum SpecError {
     #[error("process.rlimits: the soft limit of {0} is above its hard limit")]
     RlimitOrder(String),
     #[error(
-        "linux.namespaces must include a mount namespace: berth builds the root filesystem in it"
+        "linux.namespaces has a user namespace but no mount namespace: berth could mount nothing for the container in the host's"
     )]
-    NoMountNamespace,
+    UserWithoutMount,
     #[error("hooks.{0}[{1}].path {2:?} must be absolute")]
     HookPath(&'static str, usize, String),
     #[error("hooks.{0}[{1}].timeout is {2}: it must be greater than zero")]
@@ -282,13 +282,11 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
             ));
         }
     }
-    let mount_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|list| list.iter().any(|ns| ns.typ() == LinuxNamespaceType::Mount));
-    if !mount_ns {
-        return Err(SpecError::NoMountNamespace);
+    // Without a mount namespace the container runs in berth's (see rootfs::host), where a
+    // process in a user namespace may mount nothing.
+    let types = namespace_types(spec);
+    if types.contains(&LinuxNamespaceType::User) && !types.contains(&LinuxNamespaceType::Mount) {
+        return Err(SpecError::UserWithoutMount);
     }
     check_namespaces(spec)?;
     check_time_offsets(spec)?;

@@ -120,6 +120,10 @@ pub struct State {
     /// Whether the init has a pid namespace of its own (then its death ends every process in it).
     #[serde(default)]
     pub own_pid_namespace: bool,
+    /// Without a mount namespace of its own: the mount berth made for the root filesystem in
+    /// the host's, which `delete` detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// Checks a container id: it becomes a folder name, so no separators, no `..`, no leading dot.

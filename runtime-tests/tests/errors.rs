@@ -312,3 +312,48 @@ fn a_failure_says_error_on_stderr_and_in_every_log_format() {
     );
     env.assert_root_empty();
 }
+
+#[test]
+fn the_log_file_names_each_container_made_started_and_removed() {
+    need_root!();
+    let env = Env::new("errors-info");
+    let log = env.scratch.join("berth.log");
+    let l = log.to_str().unwrap();
+    let id = env.id("info");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let b = bundle.to_str().unwrap();
+    let json = ["--log", l, "--log-format", "json"];
+    let with_log = |args: &[&str]| env.berth(&[&json[..], args].concat());
+    with_log(&["create", "--bundle", b, &id]).ok();
+    let pid = env.pid(&id);
+    with_log(&["start", &id]).ok();
+    with_log(&["kill", &id, "KILL"]).ok();
+    env.wait_for_status(&id, "stopped");
+    // What engines read back as errors is unchanged: these lines are info, and stderr is empty.
+    let deleted = with_log(&["delete", &id]);
+    assert_eq!(deleted.ok(), "");
+    assert_eq!(deleted.stderr, "");
+    let lines: Vec<(String, String)> = read(&log)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("each log line is JSON");
+            (
+                v["level"].as_str().unwrap().to_string(),
+                v["msg"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let info = |msg: String| ("info".to_string(), msg);
+    assert_eq!(
+        lines,
+        vec![
+            info(format!(
+                "created container {id:?} from bundle {b}, init pid {pid}"
+            )),
+            info(format!("started container {id:?}")),
+            info(format!("sent signal SIGKILL to container {id:?}")),
+            info(format!("deleted container {id:?}")),
+        ]
+    );
+    env.assert_root_empty();
+}

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_tests::{
-    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, wait_until, workspace, Env,
-    NetNs,
+    berth_bin, drop_namespace, need_root, process_gone, read, rootfs, run_to_files, wait_until,
+    workspace, Env, NetNs, Run,
 };
 use serde_json::{json, Value};
 
@@ -358,20 +358,43 @@ fn nft_ruleset(env: &Env) -> String {
     on_host(env, "nft", &["list", "ruleset"])
 }
 
-/// Asserts that the throwaway host holds nothing of berth's network: no veth, no `docker0`
-/// (berth made it there), no nftables table, no lease, port reservation or bridge record.
+/// Asserts that the throwaway host holds nothing of berth's containers: no veth (the kernel
+/// removes each with its container's namespace, within milliseconds), no lease, port
+/// reservation, map element or address claim, and `route_localnet` off. `docker0` and berth's
+/// table may stay, idle, as Docker keeps `docker0`: with no port attached.
 #[track_caller]
 fn assert_no_network_left(env: &Env) {
-    let links = link_names(&host_ip(env, &["link"]));
-    assert!(
-        !links
-            .iter()
-            .any(|name| name.starts_with("veth") || name == "docker0"),
-        "links left on the host: {links:?}"
-    );
+    let veths = || {
+        link_names(&host_ip(env, &["link"]))
+            .into_iter()
+            .filter(|name| name.starts_with("veth"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !veths().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(veths(), Vec::<String>::new(), "veths left on the host");
+    // settles the leases of veths the kernel removed after their container's delete
+    env.berth(&["delete", "--force", "settle"]).ok();
+    if link_names(&host_ip(env, &["link"])).contains(&"docker0".to_string()) {
+        let ports = host_ip(env, &["link", "show", "master", "docker0"]);
+        assert_eq!(ports, json!([]), "ports left on docker0");
+        let claims = host_ip(
+            env,
+            &["neigh", "show", "dev", "docker0", "nud", "permanent"],
+        );
+        assert_eq!(claims, json!([]), "address claims left on docker0");
+        let localnet = on_host(
+            env,
+            "cat",
+            &["/proc/sys/net/ipv4/conf/docker0/route_localnet"],
+        );
+        assert_eq!(localnet.trim(), "0", "route_localnet left on");
+    }
     let rules = nft_ruleset(env);
-    assert!(!rules.contains("berth"), "nftables rules left: {rules}");
-    for sub in ["leases", "ports", "bridges"] {
+    assert!(!rules.contains("elements"), "map elements left: {rules}");
+    for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
     }
 }
@@ -1769,4 +1792,137 @@ fn the_demo_runs_start_to_end() {
     let lab = lab.trim_end_matches(|c: char| !c.is_alphanumeric());
     let lab = lab.split('/').take(3).collect::<Vec<_>>().join("/");
     assert!(!Path::new(&lab).exists(), "{lab} is left");
+}
+
+/// Another `--root` in the same throwaway host; its containers are deleted when it is dropped.
+struct OtherRoot<'a> {
+    env: &'a Env,
+    root: PathBuf,
+}
+
+impl OtherRoot<'_> {
+    fn berth(&self, args: &[&str]) -> Run {
+        let mut command = self.env.command(berth_bin());
+        command.arg("--root").arg(&self.root).args(args);
+        run_to_files(&mut command, &self.env.scratch)
+    }
+}
+
+impl Drop for OtherRoot<'_> {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !id.starts_with('.') {
+                let _ = self.berth(&["delete", "--force", &id]);
+            }
+        }
+    }
+}
+
+#[test]
+fn two_roots_on_one_bridge_never_hand_out_one_address() {
+    need_root!();
+    let env = Env::with_netns("two-roots");
+    let other = OtherRoot {
+        env: &env,
+        root: env.scratch.join("other-root"),
+    };
+    let bundle = |id: &str| env.bundle(id, &["/bin/helper", "pause"], |_| {});
+    let address_in = |run: Run| {
+        let out: Value = serde_json::from_str(run.ok()).unwrap();
+        in_default_subnet(out[0]["NetworkSettings"]["IPAddress"].as_str().unwrap())
+    };
+    let start = |id: &str, own: bool| {
+        let b = bundle(id);
+        let args = [
+            "run",
+            "-d",
+            "--network",
+            "bridge",
+            "--bundle",
+            b.to_str().unwrap(),
+            id,
+        ];
+        match own {
+            true => env.berth(&args).ok().to_string(),
+            false => other.berth(&args).ok().to_string(),
+        };
+    };
+
+    // Twelve creates at once, alternately under each root.
+    let ids: Vec<(String, bool)> = (0..12)
+        .map(|n| (env.id(&format!("r{n}")), n % 2 == 0))
+        .collect();
+    std::thread::scope(|scope| {
+        for (id, own) in &ids {
+            scope.spawn(|| start(id, *own));
+        }
+    });
+    let inspect = |id: &str, own: bool| match own {
+        true => address_in(env.berth(&["inspect", id])),
+        false => address_in(other.berth(&["inspect", id])),
+    };
+    let mut seen = HashSet::new();
+    for (id, own) in &ids {
+        assert!(
+            seen.insert(inspect(id, *own)),
+            "{id} got an address twice: {seen:?}"
+        );
+    }
+
+    // The first root's containers all go; docker0 stays for the other's, and the first root's
+    // next containers take none of the other's addresses.
+    for (id, own) in &ids {
+        if *own {
+            env.berth(&["delete", "--force", id]).ok();
+        }
+    }
+    let theirs: HashSet<Ipv4Addr> = ids
+        .iter()
+        .filter(|(_, own)| !own)
+        .map(|(id, own)| inspect(id, *own))
+        .collect();
+    for n in 0..6 {
+        let id = env.id(&format!("again{n}"));
+        start(&id, true);
+        let address = inspect(&id, true);
+        assert!(
+            !theirs.contains(&address),
+            "{address} is the other root's too"
+        );
+    }
+    // The other root's containers still reach the gateway through berth's table.
+    let (id, _) = ids.iter().find(|(_, own)| !own).unwrap();
+    let pid = other.berth(&["state", id]).ok().to_string();
+    let pid = serde_json::from_str::<Value>(&pid).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let ping = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n"])
+        .arg(rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "1", "-W", "2", "172.17.0.1"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    for (id, own) in &ids {
+        if !*own {
+            other.berth(&["delete", "--force", id]).ok();
+        }
+    }
+    for n in 0..6 {
+        env.berth(&["delete", "--force", &env.id(&format!("again{n}"))])
+            .ok();
+    }
+    // once the kernel removed the veths, each root's next command settles its leases
+    wait_until("the veths to go", || {
+        !link_names(&host_ip(&env, &["link"]))
+            .iter()
+            .any(|name| name.starts_with("veth"))
+    });
+    other.berth(&["delete", "--force", "settle"]).ok();
+    assert_no_network_left(&env);
 }

@@ -58,6 +58,13 @@ impl CreateArgs {
 }
 
 pub fn run(global: &Global, args: CreateArgs) -> super::Result {
-    container::create(&global.root, &args.options(global)?)?;
+    let opts = args.options(global)?;
+    let created = super::sealed(container::create(&global.root, &opts))?;
+    berth::logging::info(&format!(
+        "created container {:?} from bundle {}, init pid {}",
+        opts.id,
+        opts.bundle.display(),
+        created.pid
+    ));
     Ok(0)
 }

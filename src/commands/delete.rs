@@ -13,5 +13,6 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> super::Result {
     berth::container::delete(&global.root, &args.id, args.force)?;
+    berth::logging::info(&format!("deleted container {:?}", args.id));
     Ok(0)
 }

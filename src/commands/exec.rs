@@ -63,7 +63,7 @@ pub fn run(global: &Global, args: Args) -> super::Result {
     let result = options(args)
         .map_err(ContainerError::from)
         .and_then(|opts| container::exec(&global.root, &opts, detach));
-    match result {
+    match super::sealed(result) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         // As runc: 255 tells berth's own failure from the statuses of programs.
         Err(err) => {

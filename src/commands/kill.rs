@@ -17,5 +17,6 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> super::Result {
     let signal = berth::container::parse_signal(&args.signal)?;
     berth::container::kill(&global.root, &args.id, signal, args.all)?;
+    berth::logging::info(&format!("sent signal {signal} to container {:?}", args.id));
     Ok(0)
 }

@@ -17,6 +17,8 @@ pub mod start;
 pub mod state;
 pub mod update;
 
+use berth::container::exposure::ExposureError;
+use berth::container::ContainerError;
 use berth::state::Root;
 
 /// What `berth --version` prints, in runc's shape (engines show its first line).
@@ -36,3 +38,18 @@ pub struct Global {
 }
 
 pub type Result = anyhow::Result<u8>;
+
+/// Passes on the result of a container operation, but when the container's processes need berth
+/// to run from a sealed view of its binary and it does not (`container::exposure`, which asks
+/// before anything is made), re-executes berth from one: the command starts again, protected.
+pub fn sealed<T>(
+    result: std::result::Result<T, ContainerError>,
+) -> std::result::Result<T, ContainerError> {
+    match result {
+        Err(ContainerError::Exposure(ExposureError::Unsealed)) => {
+            berth::logging::debug("re-executing berth from a sealed view of its binary");
+            Err(ExposureError::Seal(berth::process::seal::reexec()).into())
+        }
+        other => other,
+    }
+}

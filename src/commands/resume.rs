@@ -10,5 +10,6 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> super::Result {
     berth::container::resume(&global.root, &args.id)?;
+    berth::logging::info(&format!("resumed container {:?}", args.id));
     Ok(0)
 }

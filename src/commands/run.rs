@@ -14,6 +14,10 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> super::Result {
     let detach = args.detach;
-    let code = berth::container::run(&global.root, &args.create.options(global)?, detach)?;
+    let code = super::sealed(berth::container::run(
+        &global.root,
+        &args.create.options(global)?,
+        detach,
+    ))?;
     Ok(code.clamp(0, 255) as u8)
 }

@@ -24,6 +24,7 @@ use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
 use crate::state::{write_atomic, ContainerDir, Root, State, Status};
+use crate::syscall::Linux;
 use crate::{network, seccomp};
 
 /// What `create` and `run` are asked to do, typed: the command line's flags, or what an embedder
@@ -83,6 +84,8 @@ struct Made {
     children: Vec<Pid>,
     /// Whether ports or an address may be held in the network store.
     network: bool,
+    /// The root filesystem's mount in the host's mount namespace, without one of its own.
+    host_mount: Option<crate::rootfs::HostMount>,
 }
 
 /// The state, the init, the pty master, the channel and the mount namespace `build` returns.
@@ -118,6 +121,8 @@ pub(super) fn create_then(
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
+    // Before anything is made: berth may have to start again from a sealed view of its binary.
+    super::exposure::before_create(root, &bundle.spec)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
     let seccomp = match bundle
         .spec
@@ -196,6 +201,11 @@ fn undo(root: &Root, dir: ContainerDir, made: Made) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
         }
     }
+    if let Some(mount) = made.host_mount {
+        if let Err(err) = crate::rootfs::detach_root(&Linux, &mount) {
+            crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
+        }
+    }
     if made.network {
         if let Err(err) = network::release_failed_create(&root.path, &dir.id) {
             crate::logging::warn(&format!("cleaning up container {:?}: {err}", dir.id));
@@ -261,6 +271,7 @@ fn build(
         network: None,
         hooks: spec.hooks().clone(),
         own_pid_namespace: namespaces.new.contains(CloneFlags::CLONE_NEWPID),
+        host_mount: None,
     };
     dir.write_state(&state)?;
 
@@ -349,6 +360,13 @@ fn build(
         userns,
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
+    if rootfs.host_mount_ns {
+        // Made by berth, recorded before the init exists, so delete can always undo it.
+        let mount = crate::rootfs::bind_root(&Linux, &bundle.rootfs)?;
+        made.host_mount = Some(mount.clone());
+        state.host_mount = Some(mount);
+        dir.write_state(&state)?;
+    }
 
     let (fifo, start_error) = match then {
         Then::Wait => {
@@ -379,6 +397,7 @@ fn build(
         two_stage,
         wait_go,
         userns,
+        own_pid_namespace: new.contains(CloneFlags::CLONE_NEWPID),
         new_netns: new.contains(CloneFlags::CLONE_NEWNET),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),

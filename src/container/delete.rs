@@ -12,7 +12,12 @@ use crate::state::{ContainerDir, Root, State, StateError, Status};
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<(), ContainerError> {
     let dir = match root.open_container(id) {
         Ok(dir) => dir,
-        Err(StateError::NotExist(_)) if force => return Ok(()),
+        Err(StateError::NotExist(_)) if force => {
+            // nothing of it under --root; the network store settles what it still holds of
+            // containers gone before (a veth the kernel removed since)
+            crate::network::release(&root.path, id)?;
+            return Ok(());
+        }
         Err(err) => return Err(err.into()),
     };
     let state = match dir.read_state() {
@@ -68,6 +73,9 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
         delay = (delay * 2).min(Duration::from_millis(10));
     }
     manager.remove()?;
+    if let Some(mount) = &state.host_mount {
+        crate::rootfs::detach_root(&crate::syscall::Linux, mount)?;
+    }
     if let Some(root) = dir.path.parent() {
         crate::network::release(root, &state.id)?;
     }

@@ -242,12 +242,32 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             plan.caps.ambient |= added;
         }
     }
+    let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
+    // In berth's own mount namespace the container's root is the init's chroot: taken before
+    // container_namespaces checks that the init is still the container's.
+    let chroot = match &state.host_mount {
+        Some(_) => Some(
+            open_path(Path::new(&format!("/proc/{}/root", state.pid)))
+                .map_err(sys(id, "open the container's root"))?,
+        ),
+        None => None,
+    };
+    let (join, pid_ns) = container_namespaces(&state)?;
+    // Before the console socket is connected: berth may have to start again from a sealed view
+    // of its binary. Held until the process runs its program (see exposure).
+    let own_user_namespace = join.iter().any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
+    let unsealed = super::exposure::before_exec(
+        root,
+        &state,
+        &config,
+        &plan.caps,
+        own_user_namespace,
+        pid_ns.as_ref().map(|j| j.fd.as_fd()),
+    )?;
     let seccomp = match config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::seccomp::compile(profile)?),
         None => None,
     };
-    let cgroup = cgroup_for(&state.cgroup, opts.cgroup.as_deref())?;
-    let (join, pid_ns) = container_namespaces(&state)?;
     let console_socket = match &opts.console_socket {
         Some(path) => Some(console::connect_socket(path)?),
         None => None,
@@ -264,6 +284,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             .flatten()
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
+        root: chroot,
     };
     let starting = Starting {
         opts,
@@ -279,6 +300,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         .map_err(crate::process::ProcessError::from)?,
     };
     let (pid, console) = start(&starting, exec_plan, pid_ns)?;
+    drop(unsealed);
     if let Some(path) = &opts.pid_file {
         if let Err(e) = write_atomic(path, pid.as_raw().to_string().as_bytes()) {
             // The program runs already: it is ours to end, not the container.

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod events;
 pub mod exec;
+pub mod exposure;
 pub mod kill;
 pub mod pause;
 pub mod ps;
@@ -57,6 +58,8 @@ pub enum ContainerError {
     Console(#[from] crate::console::ConsoleError),
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
+    #[error(transparent)]
+    Exposure(#[from] exposure::ExposureError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
     #[error("cannot {what} for container {id:?}: {source}")]

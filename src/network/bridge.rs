@@ -1,7 +1,28 @@
 //! The work behind `reserve`, `attach` and `release`: port reservations (host and bridge
 //! mode), address leases, the bridge with its veth pairs, and teardown by container id.
+//!
+//! What lives how long, and why (measured on Linux 6.18, see README "What bridge mode costs"):
+//! - Per container: its lease, port records, the DNAT map elements, the neighbour entry that
+//!   claims its address, and its veth. All of it goes at `delete`; the veth goes with the
+//!   container's network namespace (the kernel removes it; deleting it here waits 17 to 22 ms
+//!   for RCU grace periods).
+//! - Per bridge: the bridge berth made and its nftables table stay once the last container is
+//!   gone, as Docker keeps `docker0` and its chains. Deleting the bridge waits 33 to 48 ms for
+//!   RCU grace periods, and any nf_tables deletion one more (about 15 ms, paid when the
+//!   netlink socket closes, since Linux flushes the transaction's pending destruction there);
+//!   an idle bridge with no port carries no traffic and its table matches nothing. What would
+//!   act on traffic with no container left goes with the last container: `route_localnet`
+//!   (ports on 127.0.0.1) and the accept rules in a host firewall that drops forwarding.
+//!
+//! Crash safety: a record is written before the kernel state it stands for (a lease before
+//! the veth, a port record before its map element), except the neighbour entry that claims an
+//! address, which comes first so that two berths never write a lease for one address; the
+//! lease follows within microseconds. The kernel's own changes are atomic (one netlink request
+//! or one nf_tables transaction each). So whatever berth was doing when it was killed, the
+//! records say what may exist, and `release` (at `delete --force`, or through `reclaim` at the
+//! next `create`) undoes it, each step finding "already gone" fine.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -13,7 +34,7 @@ use super::ipam::{self, Direction};
 use super::netlink::Netlink;
 use super::ports::held_ports;
 use super::store::{BridgeRecord, LeaseRecord, Owner, PortRecord, Store};
-use super::{Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation};
+use super::{Ipv4Net, Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation};
 
 pub(super) const MTU: u32 = 1500;
 const CONTAINER_INTERFACE: &str = "eth0";
@@ -37,21 +58,25 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
     let store = Store::lock(root)?;
     reclaim(&store)?;
     check_ports_free(&store, &req.ports)?;
+    let owner = Owner::current();
     let lease = match req.mode {
-        Mode::Bridge => Some(choose_lease(&store, root, id, req)?),
+        Mode::Bridge => Some(claim_lease(&store, root, id, req, owner)?),
         _ => None,
     };
-
-    let owner = Owner::current();
+    if lease.is_some() && !req.ports.is_empty() {
+        if let Err(e) = enable_localnet(&store, &req.bridge) {
+            let leases: Vec<LeaseRecord> = store
+                .leases()?
+                .into_iter()
+                .filter(|record| record.id == id && record.released_at.is_none())
+                .collect();
+            let _ = release_records(&store, &leases, &[]);
+            return Err(e);
+        }
+    }
     let published_to = lease
         .as_ref()
         .map(|lease| (lease.bridge.clone(), lease.address));
-    let lease_record = lease.clone().map(|lease| LeaseRecord {
-        id: id.to_string(),
-        owner,
-        lease,
-        released_at: None,
-    });
     let port_records: Vec<PortRecord> = req
         .ports
         .iter()
@@ -62,31 +87,24 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
             published_to: published_to.clone(),
         })
         .collect();
-    if let Err(e) = write_records(&store, lease_record.as_ref(), &port_records) {
+    if let Err(e) = port_records
+        .iter()
+        .try_for_each(|port| store.put_port(port))
+    {
         // a refusal leaves nothing behind; the write error is the one to report
-        for port in &port_records {
-            let _ = store.remove_port(&port.mapping);
-        }
-        if let Some(record) = &lease_record {
-            let _ = store.remove_lease(&record.lease);
-        }
+        let leases: Vec<LeaseRecord> = store
+            .leases()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|record| record.id == id && record.released_at.is_none())
+            .collect();
+        let _ = release_records(&store, &leases, &port_records);
         return Err(e);
     }
     Ok(Reservation {
         ports: req.ports.clone(),
         lease,
     })
-}
-
-fn write_records(
-    store: &Store,
-    lease: Option<&LeaseRecord>,
-    ports: &[PortRecord],
-) -> Result<(), NetworkError> {
-    if let Some(lease) = lease {
-        store.put_lease(lease)?;
-    }
-    ports.iter().try_for_each(|port| store.put_port(port))
 }
 
 /// Refuses a port that another berth container holds or that has a listener on the host.
@@ -115,50 +133,77 @@ fn check_ports_free(store: &Store, ports: &[PortMapping]) -> Result<(), NetworkE
     Ok(())
 }
 
-/// Picks the container's address: not leased, not on the bridge, not a neighbour seen on it.
-/// On a bridge berth did not make (a running Docker's `docker0`), from the top of the subnet
-/// down, clear of Docker's addresses, which it hands out from the bottom up.
-fn choose_lease(
+/// Leases the container an address on its bridge, which is made if it is missing: not leased
+/// here, not on the bridge, not a neighbour seen on it; on a bridge berth did not make (a
+/// running Docker's `docker0`), from the top of the subnet down, clear of Docker's addresses,
+/// which it hands out from the bottom up.
+///
+/// The address is claimed in the kernel first, with a permanent neighbour entry made only if
+/// none exists: another `--root` on the same bridge keeps its leases in a store of its own,
+/// but sees that entry among the bridge's neighbours, and of two berths racing for one address
+/// only one makes it. The lease record follows.
+fn claim_lease(
     store: &Store,
     root: &Path,
     id: &str,
     req: &NetworkRequest,
+    owner: Owner,
 ) -> Result<Lease, NetworkError> {
+    let mut host = Netlink::open()?;
+    let bridge = ensure_bridge(store, &mut host, &req.bridge, req.subnet)?;
     let mut taken: HashSet<Ipv4Addr> = store
         .leases()?
         .into_iter()
         .filter(|record| record.lease.bridge == req.bridge)
         .map(|record| record.lease.address)
         .collect();
-    let mut host = Netlink::open()?;
-    let bridge = host.link(&req.bridge)?;
-    if let Some(link) = &bridge {
-        taken.extend(host.addresses(link.index)?.into_iter().map(|(ip, _)| ip));
-        taken.extend(host.neighbours(link.index)?);
-    }
+    taken.extend(host.addresses(bridge)?.into_iter().map(|(ip, _)| ip));
+    taken.extend(host.neighbours(bridge)?);
     let host_veth = free_veth_name(store, &mut host, root, id)?;
     let made_by_berth = store
         .bridge(&req.bridge)?
         .is_some_and(|record| record.made_by_berth);
-    let direction = if bridge.is_some() && !made_by_berth {
-        Direction::Down
-    } else {
-        Direction::Up
+    let direction = match made_by_berth {
+        true => Direction::Up,
+        false => Direction::Down,
     };
-    let address = ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
-        NetworkError::SubnetExhausted {
-            subnet: req.subnet,
-            bridge: req.bridge.clone(),
+    loop {
+        let address = ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
+            NetworkError::SubnetExhausted {
+                subnet: req.subnet,
+                bridge: req.bridge.clone(),
+            }
+        })?;
+        let mac = ipam::mac_for(address);
+        match host.claim_neighbour(bridge, &req.bridge, address, mac) {
+            Ok(()) => {}
+            // another berth claimed it since the neighbours were read
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                taken.insert(address);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         }
-    })?;
-    Ok(Lease {
-        bridge: req.bridge.clone(),
-        subnet: req.subnet,
-        address,
-        gateway: req.subnet.gateway(),
-        mac: ipam::format_mac(&ipam::mac_for(address)),
-        host_veth,
-    })
+        let lease = Lease {
+            bridge: req.bridge.clone(),
+            subnet: req.subnet,
+            address,
+            gateway: req.subnet.gateway(),
+            mac: ipam::format_mac(&mac),
+            host_veth,
+        };
+        let record = LeaseRecord {
+            id: id.to_string(),
+            owner,
+            lease: lease.clone(),
+            released_at: None,
+        };
+        if let Err(e) = store.put_lease(&record) {
+            let _ = host.delete_neighbour(bridge, &req.bridge, address);
+            return Err(e);
+        }
+        return Ok(lease);
+    }
 }
 
 /// The first of the container's candidate veth names that neither another lease nor an
@@ -200,7 +245,7 @@ pub fn veth_name(root: &Path, id: &str, attempt: u32) -> String {
 }
 
 pub fn attach(
-    root: &Path,
+    _root: &Path,
     lease: &Lease,
     ports: &[PortMapping],
     pid: i32,
@@ -211,14 +256,16 @@ pub fn attach(
         source,
     })?;
     let mut host = Netlink::open()?;
-    let bridge_index = {
-        let store = Store::lock(root)?;
-        ensure_bridge(&store, &mut host, lease)?
-    };
+    let bridge = host
+        .link(&lease.bridge)?
+        .ok_or_else(|| NetworkError::Bridge {
+            bridge: lease.bridge.clone(),
+            reason: "it is gone since the container's address was leased".to_string(),
+        })?;
     let mac = ipam::mac_for(lease.address);
     host.create_veth(
         &lease.host_veth,
-        bridge_index,
+        bridge.index,
         MTU,
         CONTAINER_INTERFACE,
         mac,
@@ -246,54 +293,75 @@ pub fn attach(
     }
     inside.add_default_route(eth0.index, CONTAINER_INTERFACE, lease.gateway)?;
 
-    write_sysctl(Path::new("/proc/sys/net/ipv4/ip_forward"))?;
+    write_sysctl(Path::new("/proc/sys/net/ipv4/ip_forward"), "1")?;
     if !ports.is_empty() {
-        // lets 127.0.0.1:HOSTPORT, DNATed to the container, leave through the bridge
-        let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", lease.bridge);
-        write_sysctl(Path::new(&localnet))?;
         firewall::publish(&lease.bridge, lease.address, ports)?;
     }
     Ok(())
 }
 
-/// Sets a boolean sysctl to 1 unless it is already.
-fn write_sysctl(path: &Path) -> Result<(), NetworkError> {
+/// Sets a sysctl to `value` unless it has it already.
+fn write_sysctl(path: &Path, value: &str) -> Result<(), NetworkError> {
     let sysctl_error = |source| NetworkError::Sysctl {
         path: path.to_path_buf(),
         source,
     };
     let current = fs::read_to_string(path).map_err(sysctl_error)?;
-    if current.trim() != "1" {
-        fs::write(path, "1").map_err(sysctl_error)?;
+    if current.trim() != value {
+        fs::write(path, value).map_err(sysctl_error)?;
     }
     Ok(())
 }
 
+/// Turns on `route_localnet` on the bridge, which lets 127.0.0.1:HOSTPORT, DNATed to a
+/// container, leave through it; recorded first, so that it is turned off again whatever
+/// happens next.
+fn enable_localnet(store: &Store, name: &str) -> Result<(), NetworkError> {
+    let mut record = store.bridge(name)?.ok_or_else(|| NetworkError::Bridge {
+        bridge: name.to_string(),
+        reason: "berth has no record of it".to_string(),
+    })?;
+    if !record.localnet {
+        record.localnet = true;
+        store.put_bridge(name, &record)?;
+    }
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
+    write_sysctl(Path::new(&path), "1")
+}
+
 /// Makes the bridge if it is missing (up, MTU 1500, a fixed MAC), gives it the gateway address,
-/// and installs its NAT rules once; returns its index. Called with the store locked, so
-/// concurrent creates make the bridge once.
+/// and makes its nftables table once; returns its index. Called with the store locked, so the
+/// creates of one `--root` make the bridge once; a bridge another `--root` made at the same
+/// moment is taken as found.
 pub(super) fn ensure_bridge(
     store: &Store,
     host: &mut Netlink,
-    lease: &Lease,
+    name: &str,
+    subnet: Ipv4Net,
 ) -> Result<u32, NetworkError> {
-    let name = &lease.bridge;
     let mut record = store.bridge(name)?;
     let link = match host.link(name)? {
         Some(link) => link,
         None => {
-            host.create_bridge(name, MTU, random_mac()?)?;
-            // written at once, so a berth killed from here on still knows whose bridge it is
-            let made = BridgeRecord {
-                made_by_berth: true,
-                gateway_added: false,
-                subnet: lease.subnet,
-                nat: false,
-            };
-            store.put_bridge(name, &made)?;
-            record = Some(made);
+            let made = host.create_bridge(name, MTU, random_mac()?);
+            match made {
+                Ok(()) => {
+                    // written at once, so a berth killed from here on still knows whose it is
+                    let made = BridgeRecord {
+                        made_by_berth: true,
+                        gateway_added: false,
+                        subnet,
+                        nat: false,
+                        localnet: false,
+                    };
+                    store.put_bridge(name, &made)?;
+                    record = Some(made);
+                }
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
             host.link(name)?.ok_or_else(|| NetworkError::Bridge {
-                bridge: name.clone(),
+                bridge: name.to_string(),
                 reason: "it vanished right after it was made".to_string(),
             })?
         }
@@ -302,26 +370,29 @@ pub(super) fn ensure_bridge(
     let mut record = record.unwrap_or(BridgeRecord {
         made_by_berth: false,
         gateway_added: false,
-        subnet: lease.subnet,
+        subnet,
         nat: false,
+        localnet: false,
     });
     if !link.up {
         host.set_up(link.index, name)?;
     }
-    let prefix_len = lease.subnet.prefix_len();
-    if !host
-        .addresses(link.index)?
-        .contains(&(lease.gateway, prefix_len))
-    {
-        host.add_address(link.index, name, lease.gateway, prefix_len)?;
-        record.gateway_added = !record.made_by_berth;
+    let gateway = subnet.gateway();
+    let prefix_len = subnet.prefix_len();
+    if !host.addresses(link.index)?.contains(&(gateway, prefix_len)) {
+        match host.add_address(link.index, name, gateway, prefix_len) {
+            Ok(()) => record.gateway_added = !record.made_by_berth,
+            // another --root added it meanwhile
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    // the record says what berth made; the table is checked too, should someone have flushed
-    // the ruleset since (one netlink round trip)
-    if !record.nat || !firewall::exists(name)? {
-        firewall::setup_bridge(name, lease.subnet)?;
-        record.nat = true;
+    // the table is looked for each time (one netlink round trip): another --root may have
+    // made it, or someone flushed the ruleset since
+    if !firewall::exists(name)? {
+        firewall::setup_bridge(name, subnet)?;
     }
+    record.nat = true;
     if before.as_ref() != Some(&record) {
         store.put_bridge(name, &record)?;
     }
@@ -346,12 +417,14 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     let Some(store) = Store::lock_existing(root)? else {
         return Ok(());
     };
-    // a released lease of an earlier container with the same id is not this one's
-    let leases: Vec<LeaseRecord> = store
+    // released leases of earlier containers whose veth is gone are settled on the way
+    let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
         .leases()?
         .into_iter()
-        .filter(|record| record.id == id && record.released_at.is_none())
-        .collect();
+        .partition(|record| record.released_at.is_some());
+    settle_released(&store, &released)?;
+    // a released lease of an earlier container with the same id is not this one's
+    let leases: Vec<LeaseRecord> = held.into_iter().filter(|r| r.id == id).collect();
     let ports: Vec<PortRecord> = store
         .ports()?
         .into_iter()
@@ -399,9 +472,22 @@ fn settle_released(store: &Store, released: &[LeaseRecord]) -> Result<(), Networ
             }
             host.delete_link(&record.lease.host_veth)?;
         }
-        store.remove_lease(&record.lease)?;
+        forget_lease(store, &mut host, record)?;
     }
     Ok(())
+}
+
+/// Removes a lease's claim on its address, then the lease.
+fn forget_lease(
+    store: &Store,
+    host: &mut Netlink,
+    record: &LeaseRecord,
+) -> Result<(), NetworkError> {
+    let lease = &record.lease;
+    if let Some(bridge) = host.link(&lease.bridge)? {
+        host.delete_neighbour(bridge.index, &lease.bridge, lease.address)?;
+    }
+    store.remove_lease(lease)
 }
 
 fn now_millis() -> u64 {
@@ -410,15 +496,13 @@ fn now_millis() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
-/// Undoes what the records stand for, then forgets them: published ports first, then veths,
-/// then the records, then any bridge no berth container uses any more.
+/// Undoes what the records stand for, then forgets them: published ports first, then veths
+/// and leases, then what the bridge holds only while containers use it.
 ///
 /// The containers' processes are gone by now, so their network namespaces are going and the
 /// kernel removes each veth with its namespace. Deleting a veth makes the kernel wait for RCU
-/// grace periods (15 to 30 ms here), so while other containers use the bridge a veth still
-/// there is left to the kernel and its lease kept as released, its address taken until
-/// [`settle_released`] sees the veth gone. The last container on a bridge deletes its veth
-/// and any released ones at once, so that the bridge can go with nothing left behind.
+/// grace periods (17 to 22 ms here), so a veth still there is left to the kernel and its lease
+/// kept as released, its address taken until [`settle_released`] sees the veth gone.
 fn release_records(
     store: &Store,
     leases: &[LeaseRecord],
@@ -439,85 +523,87 @@ fn release_records(
             firewall::unpublish(bridge, *address, mappings)?;
         }
     }
-
     for port in ports {
         store.remove_port(&port.mapping)?;
     }
 
     let mut host = None;
-    let before = store.leases()?;
-    // a lease not being released and not released before: a container still on the bridge
-    let in_use = |record: &LeaseRecord| {
-        record.released_at.is_none() && !leases.iter().any(|gone| gone.lease == record.lease)
-    };
     for record in leases {
         let host = match &mut host {
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
-        let shared = before
-            .iter()
-            .any(|other| other.lease.bridge == record.lease.bridge && in_use(other));
-        if shared && host.link(&record.lease.host_veth)?.is_some() {
+        if host.link(&record.lease.host_veth)?.is_some() {
             store.put_lease(&LeaseRecord {
                 released_at: Some(now_millis()),
                 ..record.clone()
             })?;
         } else {
-            host.delete_link(&record.lease.host_veth)?;
-            store.remove_lease(&record.lease)?;
+            forget_lease(store, host, record)?;
         }
     }
 
-    let bridges: BTreeSet<&String> = leases
+    let bridges: HashSet<&String> = leases
         .iter()
         .map(|record| &record.lease.bridge)
         .chain(published.keys().map(|(bridge, _)| bridge))
         .collect();
-    let remaining = store.leases()?;
     for bridge in bridges {
-        let on_bridge = || remaining.iter().filter(|r| &r.lease.bridge == bridge);
-        if on_bridge().any(|record| record.released_at.is_none()) {
-            continue;
-        }
         let host = match &mut host {
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
-        for released in on_bridge() {
-            host.delete_link(&released.lease.host_veth)?;
-            store.remove_lease(&released.lease)?;
-        }
-        teardown_bridge(store, host, bridge)?;
+        settle_bridge(store, host, bridge)?;
     }
     Ok(())
 }
 
-/// Removes berth's NAT rules of a bridge no berth container uses, and the bridge itself if
-/// berth made it and nothing is attached; on a bridge it did not make, the gateway address it
-/// added.
-fn teardown_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), NetworkError> {
-    let Some(record) = store.bridge(name)? else {
+/// Takes back what a bridge holds only for its containers: `route_localnet` once no port is
+/// published through it, and, once no container of this `--root` uses it, the gateway address
+/// berth put on a bridge it did not make. The bridge and its table stay (see the module's
+/// opening comment).
+fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), NetworkError> {
+    let Some(mut record) = store.bridge(name)? else {
         return Ok(());
     };
-    if record.nat {
-        firewall::teardown_bridge(name)?;
-    }
-    if let Some(link) = host.link(name)? {
-        if record.made_by_berth {
-            let attached = host
-                .links()?
-                .iter()
-                .any(|other| other.controller == Some(link.index));
-            if !attached {
-                host.delete_link(name)?;
+    let before = record.clone();
+    let publishing = store
+        .ports()?
+        .iter()
+        .any(|port| port.published_to.as_ref().is_some_and(|(b, _)| b == name));
+    if record.localnet && !publishing {
+        // another --root may still publish through the same table
+        if firewall::published_count(name)? == 0 {
+            let path = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
+            match write_sysctl(Path::new(&path), "0") {
+                Ok(()) => {}
+                // the bridge is gone, and its setting with it
+                Err(NetworkError::Sysctl { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-        } else if record.gateway_added {
-            let gateway = record.subnet.gateway();
-            host.delete_address(link.index, name, gateway, record.subnet.prefix_len())?;
         }
+        record.localnet = false;
     }
-    store.remove_bridge(name)
+    let in_use = store
+        .leases()?
+        .iter()
+        .any(|lease| lease.lease.bridge == name && lease.released_at.is_none());
+    if record.gateway_added && !in_use {
+        if let Some(link) = host.link(name)? {
+            let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());
+            host.delete_address(link.index, name, gateway, prefix_len)?;
+        }
+        record.gateway_added = false;
+    }
+    if !record.made_by_berth && !record.gateway_added && !in_use {
+        // nothing of berth's on a bridge it did not make but its table
+        return store.remove_bridge(name);
+    }
+    if record != before {
+        store.put_bridge(name, &record)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

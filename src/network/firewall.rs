@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, MetaKey, NfTablesMessage,
     Operator, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementAttribute,
@@ -47,32 +47,57 @@ fn concat_type(types: &[u32]) -> u32 {
     types.iter().fold(0, |all, t| (all << 6) | t)
 }
 
-/// Makes the bridge's NAT table, replacing any left from an interrupted earlier attempt.
+/// Makes the bridge's table. It is one transaction, so a table that exists is whole: when
+/// another `--root` made it first (the kernel answers `EEXIST`), it is used as it is.
 pub fn setup_bridge(bridge: &str, subnet: Ipv4Net) -> Result<(), FirewallError> {
-    let mut changes = replace_table(Family::IPv4, &table(bridge));
+    let mut changes = vec![(
+        Family::IPv4,
+        new_table(&table(bridge)),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )];
     changes.extend(nat_table(bridge, subnet));
-    Nft::open()?.batch(changes, &|| {
+    match Nft::open()?.batch(changes, &|| {
         format!("make nftables table ip {}", table(bridge))
-    })?;
-    Ok(())
-}
-
-/// Removes the bridge's NAT table and everything published through it; nothing to remove is
-/// fine.
-pub fn teardown_bridge(bridge: &str) -> Result<(), FirewallError> {
-    let t = table(bridge);
-    // adding first makes the deletion succeed when the table is already gone
-    let changes = vec![
-        (Family::IPv4, new_table(&t), NLM_F_CREATE),
-        (Family::IPv4, delete_table(&t), 0),
-    ];
-    Nft::open()?.batch(changes, &|| format!("remove nftables table ip {t}"))?;
-    Ok(())
+    }) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Whether the bridge's NAT table exists.
 pub fn exists(bridge: &str) -> Result<bool, FirewallError> {
     Ok(Nft::open()?.table_exists(Family::IPv4, &table(bridge))?)
+}
+
+/// How many ports are published through the bridge's table, by any `--root`.
+pub fn published_count(bridge: &str) -> Result<usize, FirewallError> {
+    let t = table(bridge);
+    let message = NfTablesMessage::GetSetElement(SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(t.clone()),
+            SetElementList::Set(PORTS.to_string()),
+        ],
+    });
+    let answer = Nft::open()?.request(Family::IPv4, message, NLM_F_DUMP, &|| {
+        format!("list the ports of nftables table ip {t}")
+    });
+    let messages = match answer {
+        Ok(messages) => messages,
+        Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(messages
+        .iter()
+        .filter_map(|message| match message {
+            NfTablesMessage::NewSetElement(list) => Some(&list.attributes),
+            _ => None,
+        })
+        .flatten()
+        .map(|attribute| match attribute {
+            SetElementList::Elements(elements) => elements.len(),
+            _ => 0,
+        })
+        .sum())
 }
 
 /// DNATs each host port to `address` and the container port.
@@ -122,21 +147,6 @@ fn new_table(name: &str) -> NfTablesMessage {
     NfTablesMessage::NewTable(TableMessage {
         attributes: vec![TableAttribute::Name(name.to_string())],
     })
-}
-
-fn delete_table(name: &str) -> NfTablesMessage {
-    NfTablesMessage::DeleteTable(TableMessage {
-        attributes: vec![TableAttribute::Name(name.to_string())],
-    })
-}
-
-/// Add, delete, add: an empty table, whether or not one was there.
-fn replace_table(family: Family, name: &str) -> Vec<Change> {
-    vec![
-        (family, new_table(name), NLM_F_CREATE),
-        (family, delete_table(name), 0),
-        (family, new_table(name), NLM_F_CREATE),
-    ]
 }
 
 fn base_chain(

@@ -16,7 +16,9 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -520,6 +522,60 @@ impl Netlink {
             }
         }
         Ok(found)
+    }
+
+    fn neighbour_message(index: u32, address: Ipv4Addr, mac: Option<[u8; 6]>) -> NeighbourMessage {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.ifindex = index;
+        message.header.state = NeighbourState::Permanent;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                address,
+            )));
+        if let Some(mac) = mac {
+            message
+                .attributes
+                .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        }
+        message
+    }
+
+    /// Adds a permanent neighbour (ARP) entry for `address` at `mac` on link `index`, failing
+    /// with `EEXIST` when the address has an entry already: a claim on the address that every
+    /// berth sharing this network namespace sees.
+    pub fn claim_neighbour(
+        &mut self,
+        index: u32,
+        name: &str,
+        address: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        let message = Self::neighbour_message(index, address, Some(mac));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &|| format!("add neighbour {address} on {name}"),
+        )
+        .map(drop)
+    }
+
+    /// Removes the neighbour entry of `address` on link `index`; `false` when there was none.
+    pub fn delete_neighbour(
+        &mut self,
+        index: u32,
+        name: &str,
+        address: Ipv4Addr,
+    ) -> Result<bool, NetlinkError> {
+        let message = Self::neighbour_message(index, address, None);
+        match self.request(RouteNetlinkMessage::DelNeighbour(message), 0, &|| {
+            format!("delete neighbour {address} on {name}")
+        }) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Adds the default route via `gateway` out of link `index`.

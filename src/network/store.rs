@@ -9,6 +9,13 @@
 //! <root>/.network/devices/<container id>
 //! <root>/.network/netns/<container id>      (a bind mount holding a container's namespace)
 //! ```
+//!
+//! Crash safety: every record is written to `NAME.tmp` and renamed over `NAME` with the lock
+//! held, so a record is either whole or absent. A `.tmp` file can only be the leftover of a
+//! berth killed between the two, since no one else writes while the lock is held: whoever
+//! takes the lock next removes them ([`Store::lock`]). A whole record of a container that is
+//! gone (its state folder absent and its maker not running) is reclaimed by the next `create`
+//! in bridge or host mode (`bridge::reclaim`), and by `delete` through `release`.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -83,6 +90,9 @@ pub struct BridgeRecord {
     pub subnet: Ipv4Net,
     /// berth's firewall table for this bridge exists (masquerade and published ports).
     pub nat: bool,
+    /// berth turned on `route_localnet` on the bridge (for ports published on 127.0.0.1).
+    #[serde(default)]
+    pub localnet: bool,
 }
 
 /// The host interfaces berth moved into a container's network namespace (`linux.netDevices`),
@@ -158,11 +168,27 @@ impl Store {
                 source: errno.into(),
             }
         })?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             dir,
             _lock: lock,
-        })
+        };
+        store.remove_temporary_files()?;
+        Ok(store)
+    }
+
+    /// Removes the `.tmp` files of writes that a killed berth left half-way.
+    fn remove_temporary_files(&self) -> Result<(), NetworkError> {
+        let mut dirs = vec![self.dir.join("ports"), self.dir.join("bridges")];
+        dirs.extend(folders(&self.dir.join("leases"))?);
+        for dir in dirs {
+            for path in entries(&dir)? {
+                if path.extension().is_some_and(|ext| ext == "tmp") {
+                    remove(&path)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether container `id` still exists: its state folder is there, or the process that
@@ -173,7 +199,7 @@ impl Store {
 
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, NetworkError> {
         let mut records = Vec::new();
-        for bridge_dir in list(&self.dir.join("leases"))? {
+        for bridge_dir in folders(&self.dir.join("leases"))? {
             records.extend(read_all(&bridge_dir)?);
         }
         Ok(records)
@@ -273,8 +299,22 @@ fn make_dir(path: &Path) -> Result<(), NetworkError> {
         })
 }
 
-/// The entries of a folder, without the temporary files of interrupted writes.
+/// The records of a folder: its entries but the temporary files of interrupted writes.
 fn list(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
+    let mut paths = entries(dir)?;
+    paths.retain(|path| path.extension().is_none_or(|ext| ext != "tmp"));
+    Ok(paths)
+}
+
+/// The folders in a folder (one per bridge under `leases`).
+fn folders(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
+    let mut paths = entries(dir)?;
+    paths.retain(|path| path.is_dir());
+    Ok(paths)
+}
+
+/// Every entry of a folder, sorted; none when it is missing.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -291,9 +331,7 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
             path: dir.to_path_buf(),
             source,
         })?;
-        if !entry.file_name().to_string_lossy().ends_with(".tmp") {
-            paths.push(entry.path());
-        }
+        paths.push(entry.path());
     }
     paths.sort();
     Ok(paths)
@@ -399,6 +437,31 @@ mod tests {
         fs::write(root.join(".network/ports/tcp-1"), b"{").unwrap();
         let err = store.ports().unwrap_err().to_string();
         assert!(err.contains(".network/ports/tcp-1"), "{err}");
+        drop(store);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn temporary_files_of_a_killed_writer_go_with_the_next_lock() {
+        let root = temp_root("tmp");
+        let store = Store::lock(&root).unwrap();
+        fs::create_dir_all(root.join(".network/leases/docker0")).unwrap();
+        let left = [
+            ".network/ports/tcp-8080.tmp",
+            ".network/bridges/docker0.tmp",
+            ".network/leases/docker0/172.17.0.2.tmp",
+        ];
+        for path in left {
+            fs::write(root.join(path), b"{\"half").unwrap();
+        }
+        // a reader skips them while they are there
+        assert!(store.ports().unwrap().is_empty());
+        assert!(store.leases().unwrap().is_empty());
+        drop(store);
+        let store = Store::lock_existing(&root).unwrap().unwrap();
+        for path in left {
+            assert!(!root.join(path).exists(), "{path} is left");
+        }
         drop(store);
         fs::remove_dir_all(&root).unwrap();
     }

@@ -25,15 +25,15 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// execve the container's program (a process whose credentials change may become dumpable again
 /// when `fs.suid_dumpable` is 1: the init calls this again after each change).
 ///
-/// This is berth's protection against CVE-2019-5736. A container's process is a clone of berth,
-/// so until its execve `/proc/PID/exe` is berth's own binary, and `/proc/PID/{fd,root,cwd}` are
-/// berth's descriptors and the host's root. Once the init has dropped to the container's user and
-/// capabilities, every process of the container may ptrace-read it, so could open berth for
+/// This is berth's first protection against CVE-2019-5736. A container's process is a clone of
+/// berth, so until its execve `/proc/PID/exe` is berth's own binary, and `/proc/PID/{fd,root,cwd}`
+/// are berth's descriptors and the host's root. Once the init has dropped to the container's user
+/// and capabilities, every process of the container may ptrace-read it, so could open berth for
 /// writing through that link (or keep an O_PATH descriptor and reopen it once berth is no longer
 /// running, which ETXTBSY does not stop). The kernel lets no one but a holder of CAP_SYS_PTRACE
-/// over berth's user namespace resolve those links of a non-dumpable process (EACCES). A
-/// container granted that capability could ptrace the init outright, with any runtime; copying
-/// the binary to a sealed memfd (runc) costs a copy per command, this one system call.
+/// over berth's user namespace resolve those links of a non-dumpable process (EACCES). Where a
+/// process holding it could see berth's, berth starts them from a sealed view of its binary
+/// instead (`container::exposure` decides, `process::seal` does it).
 pub fn undumpable() -> Result<(), Errno> {
     nix::sys::prctl::set_dumpable(false)
 }

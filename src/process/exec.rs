@@ -30,6 +30,9 @@ pub struct ExecPlan {
     pub console_size: Option<WindowSize>,
     /// The container's seccomp filter.
     pub seccomp: Option<Filter>,
+    /// The init's root, for a container in berth's own mount namespace (`rootfs::host`): the
+    /// process chroots into it, as joining a mount namespace would move it there.
+    pub root: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ pub enum ExecError {
     Lsm(#[from] crate::lsm::LsmError),
     #[error("cannot join the container's cgroups: {0}")]
     Cgroup(Errno),
+    #[error("cannot enter the container's root: {0}")]
+    Root(Errno),
     #[error("lost contact with berth while {0}")]
     Channel(&'static str),
 }
@@ -64,6 +69,7 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         terminal,
         console_size,
         seccomp,
+        root,
     } = plan;
     crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
     drop(join_cgroups);
@@ -71,6 +77,12 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
     let labels = process.labels.open()?;
     let userns = self::join(kernel, &join)?;
     drop(join);
+    if let Some(root) = root {
+        kernel.fchdir(root.as_raw_fd()).map_err(ExecError::Root)?;
+        kernel
+            .chroot(std::path::Path::new("."))
+            .map_err(ExecError::Root)?;
+    }
     // Nothing of berth's but the channel stays open from here: no descriptor of the host can
     // become the process's working directory or reach its program.
     let mut keep = labels.fds();

@@ -36,6 +36,8 @@ pub struct InitPlan {
     pub wait_go: bool,
     /// Whether the container has a user namespace (new or joined).
     pub userns: bool,
+    /// Whether the init is pid 1 of a pid namespace made for the container.
+    pub own_pid_namespace: bool,
     pub new_netns: bool,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
@@ -164,6 +166,15 @@ fn init(
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Until its execve the init runs berth's code, from berth's own binary unless the container
+    // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
+    // meanwhile (container::exposure). Closed on exec.
+    let _held = match plan.own_pid_namespace {
+        true => {
+            Some(hold_pid_namespace().map_err(|e| InitError::Sys("lock the pid namespace", e))?)
+        }
+        false => None,
+    };
     // Changing user (into a user namespace) may have made this process dumpable again.
     super::clone::undumpable().map_err(|e| InitError::Sys("stay non-dumpable", e))?;
     // Device nodes and the files berth makes get exactly the modes asked for.
@@ -379,6 +390,19 @@ fn end_on_signals_while_created() {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
+}
+
+/// Takes a shared lock on this process's pid namespace (flock on its nsfs inode), kept by the
+/// descriptor returned.
+fn hold_pid_namespace() -> Result<OwnedFd, Errno> {
+    let ns = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: flock on a descriptor we own.
+    Errno::result(unsafe { libc::flock(ns.as_raw_fd(), libc::LOCK_SH) })?;
+    Ok(ns)
 }
 
 /// Blocks until `start` writes a byte into the exec fifo.

@@ -6,6 +6,7 @@ pub mod clone;
 pub mod exec;
 pub mod init;
 pub mod program;
+pub mod seal;
 pub mod settings;
 
 use std::ffi::CString;

@@ -7,6 +7,7 @@
 //! masked and read-only paths). `resolve` opens paths inside the root filesystem.
 
 mod device;
+mod host;
 mod mask;
 mod mount;
 mod plan;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+pub use host::{bind_root, detach_root, HostMount};
 pub use plan::{
     check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
     MountPlan, RootfsPlan, MOUNT_OPTIONS,
@@ -107,31 +109,35 @@ pub fn prepare_joining<E: From<RootfsError>>(
             source,
         }
     };
-    // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
-    // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
-    let root_propagation = match plan.propagation {
-        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    kernel
-        .mount(None, Path::new("/"), None, root_propagation, None)
-        .map_err(mount_err("propagation", Path::new("/")))?;
-    // pivot_root refuses a shared parent mount; after a recursive slave or private change no
-    // mount is shared, and reading mountinfo to check (0.1 ms) is left out.
-    let nothing_shared = root_propagation.contains(MsFlags::MS_REC)
-        && root_propagation.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE);
-    if !nothing_shared {
-        mount::make_parent_private(kernel, &plan.rootfs)?;
+    // In the host's mount namespace berth has made the root filesystem's mount already, and
+    // changes nothing else of the host's (see `host`).
+    if !plan.host_mount_ns {
+        // Keep our mounts from reaching the host, then give the root filesystem a mount of its own.
+        // An unbindable `/` would refuse that bind mount: unbindable is applied after the switch.
+        let root_propagation = match plan.propagation {
+            Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        kernel
+            .mount(None, Path::new("/"), None, root_propagation, None)
+            .map_err(mount_err("propagation", Path::new("/")))?;
+        // pivot_root refuses a shared parent mount; after a recursive slave or private change
+        // no mount is shared, and reading mountinfo to check (0.1 ms) is left out.
+        let nothing_shared = root_propagation.contains(MsFlags::MS_REC)
+            && root_propagation.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE);
+        if !nothing_shared {
+            mount::make_parent_private(kernel, &plan.rootfs)?;
+        }
+        kernel
+            .mount(
+                Some(&plan.rootfs),
+                &plan.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(mount_err("the root filesystem", &plan.rootfs))?;
     }
-    kernel
-        .mount(
-            Some(&plan.rootfs),
-            &plan.rootfs,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(mount_err("the root filesystem", &plan.rootfs))?;
     let root = open_dir(&plan.rootfs).map_err(|source| RootfsError::Pivot {
         rootfs: plan.rootfs.clone(),
         step: "open",
@@ -167,7 +173,8 @@ fn pivot_error(rootfs: &Path, step: &'static str) -> impl FnOnce(Errno) -> Rootf
 }
 
 /// Switches the root: pivot_root into the root filesystem and detach the old root, or under
-/// `--no-pivot` move the root filesystem over `/` and chroot into it.
+/// `--no-pivot` move the root filesystem over `/` and chroot into it; in the host's mount
+/// namespace, only chroot into it.
 pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
     match pivot(kernel, plan)? {
         Some(old_root) => detach_old_root(kernel, &old_root, &plan.rootfs),
@@ -180,21 +187,25 @@ pub struct OldRoot(OwnedFd);
 
 /// [`switch_root`] but the old root's detaching, which the caller does with [`detach_old_root`]
 /// (and may do on another thread meanwhile: it waits for an RCU grace period, and paths
-/// resolved from `/` already lead into the new root). `None` under `--no-pivot`.
+/// resolved from `/` already lead into the new root). `None` under `--no-pivot` and in the
+/// host's mount namespace.
 pub fn pivot(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<Option<OldRoot>, RootfsError> {
     let err = |step: &'static str| pivot_error(&plan.rootfs, step);
     let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
-    if plan.no_pivot {
+    if plan.host_mount_ns || plan.no_pivot {
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
-        kernel
-            .mount(
-                Some(Path::new(".")),
-                Path::new("/"),
-                None,
-                MsFlags::MS_MOVE,
-                None,
-            )
-            .map_err(err("move mount"))?;
+        // In the host's mount namespace, pivot_root or MS_MOVE would move the host's own root.
+        if !plan.host_mount_ns {
+            kernel
+                .mount(
+                    Some(Path::new(".")),
+                    Path::new("/"),
+                    None,
+                    MsFlags::MS_MOVE,
+                    None,
+                )
+                .map_err(err("move mount"))?;
+        }
         kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
         let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
         kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
@@ -382,6 +393,38 @@ mod tests {
                 "{calls:?}"
             );
         }
+    }
+
+    /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the
+    /// init changes nothing of the host's `/`, and chroots where it would pivot_root.
+    #[test]
+    fn in_the_hosts_mount_namespace_the_init_only_mounts_below_the_root_and_chroots() {
+        let tmp = TempDir::new("rootfs");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let spec = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "linux":{"namespaces":[{"type":"pid"}],"rootfsPropagation":"shared"},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#;
+        let mut plan = plan_for(spec, &rootfs);
+        assert!(plan.host_mount_ns);
+        plan.setup_dev = false;
+        let kernel = Recorder::default();
+        prepare(&kernel, &plan).unwrap();
+        switch_root(&kernel, &plan).unwrap();
+        let r = rootfs.display();
+        assert_eq!(
+            kernel.take(),
+            [
+                "fsopen proc".to_string(),
+                "fsconfig proc source=proc".into(),
+                "fsconfig proc create".into(),
+                "fsmount proc 0 atime=Relatime".into(),
+                format!("move_mount proc {r}/proc"),
+                format!("fchdir {r}"),
+                "chroot .".into(),
+                "fchdir /".into(),
+            ]
+        );
     }
 
     #[test]

@@ -115,7 +115,9 @@ pub(super) fn mount_one(
             (fstype.clone(), filesystem_target(root, mount, fstype)?)
         }
     };
-    if is_root(&target, root) {
+    let remount_only = mount.fs_flags.contains(MsFlags::MS_REMOUNT)
+        && matches!(mount.kind, MountKind::Filesystem { .. });
+    if !remount_only && is_root(&target, root) {
         return Err(RootfsError::OnRoot {
             what,
             target: shown,
@@ -126,9 +128,7 @@ pub(super) fn mount_one(
         MountKind::Bind { source, recursive } => {
             bind_tree(kernel, source, *recursive, &mount.attr).map_err(err)?
         }
-        MountKind::Filesystem { fstype, source }
-            if mount.fs_flags.contains(MsFlags::MS_REMOUNT) =>
-        {
+        MountKind::Filesystem { fstype, source } if remount_only => {
             return remount(kernel, &target, fstype, source, mount).map_err(err);
         }
         MountKind::Filesystem { fstype, source } => {

@@ -70,6 +70,9 @@ pub struct RootfsPlan {
     pub masked: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub no_pivot: bool,
+    /// Whether the container has no mount namespace of its own: it runs in the host's, where
+    /// berth has given the root filesystem a mount of its own (see `host`).
+    pub host_mount_ns: bool,
     pub cgroup: CgroupConfig,
     pub new_cgroupns: bool,
     /// In a user namespace mknod is refused: devices are bind-mounted from the host instead.
@@ -231,9 +234,8 @@ pub struct MountOptions {
     pub recursive: MountAttr,
     pub propagation: Vec<MsFlags>,
     pub copy_up: bool,
-    /// `idmap` and `ridmap`: id-mapped mounts, which berth does not make.
-    pub idmap: Option<String>,
-    /// The rest: the filesystem's own options.
+    /// The rest: the filesystem's own options (`idmap` and `mounts[].uidMappings` are refused by
+    /// `spec::check` before any of this).
     pub data: Vec<String>,
 }
 
@@ -245,7 +247,6 @@ pub fn parse_options(options: &[String]) -> MountOptions {
         recursive: MountAttr::default(),
         propagation: Vec::new(),
         copy_up: false,
-        idmap: None,
         data: Vec::new(),
     };
     for option in options {
@@ -274,8 +275,6 @@ pub fn parse_options(options: &[String]) -> MountOptions {
             }
         } else if option == "tmpcopyup" || option == "notmpcopyup" {
             parsed.copy_up = option == "tmpcopyup";
-        } else if option == "idmap" || option == "ridmap" {
-            parsed.idmap = Some(option.clone());
         } else {
             parsed.data.extend(split_data(option));
         }
@@ -354,16 +353,6 @@ pub fn mount_plan(
         reason,
     };
     let options = parse_options(mount.options().as_deref().unwrap_or_default());
-    if let Some(option) = &options.idmap {
-        return Err(bad(format!(
-            "option {option:?}: berth does not make id-mapped mounts"
-        )));
-    }
-    if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
-        return Err(bad(
-            "uidMappings and gidMappings: berth does not make id-mapped mounts".into(),
-        ));
-    }
     let fstype = mount.typ().clone().unwrap_or_default();
     let flags = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
     let kind = if fstype == "bind" || options.flags.contains(MsFlags::MS_BIND) {
@@ -513,6 +502,8 @@ impl RootfsPlan {
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             no_pivot,
+            host_mount_ns: !crate::spec::namespace_types(spec)
+                .contains(&oci_spec::runtime::LinuxNamespaceType::Mount),
             cgroup,
             new_cgroupns,
             in_userns,
@@ -550,8 +541,21 @@ pub(super) mod tests {
     use crate::testutil::TempDir;
 
     /// The plan for a spec given as JSON, with the root filesystem at `rootfs` in its bundle.
+    /// The plan for a spec given as JSON, with the root filesystem at `rootfs` in its bundle,
+    /// for a container with a mount namespace of its own unless the spec lists namespaces.
     pub(in crate::rootfs) fn plan_for(spec_json: &str, rootfs: &Path) -> RootfsPlan {
-        let spec: Spec = serde_json::from_str(spec_json).unwrap();
+        let mut spec: Spec = serde_json::from_str(spec_json).unwrap();
+        if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_none()
+        {
+            let mount = serde_json::from_str(r#"{"type":"mount"}"#).unwrap();
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_namespaces(Some(vec![mount]));
+            spec.set_linux(Some(linux));
+        }
         RootfsPlan::from_spec(
             &spec,
             rootfs.parent().unwrap(),
@@ -570,7 +574,7 @@ pub(super) mod tests {
     fn every_listed_option_is_applied_by_berth() {
         for option in MOUNT_OPTIONS {
             let parsed = parse_options(&[option.to_string()]);
-            assert!(parsed.data.is_empty() && parsed.idmap.is_none(), "{option}");
+            assert!(parsed.data.is_empty(), "{option}");
         }
         for option in ["mode=755", "idmap", "ridmap", "lowerdir=/a"] {
             assert!(!MOUNT_OPTIONS.contains(&option), "{option}");
@@ -688,16 +692,6 @@ pub(super) mod tests {
     #[test]
     fn options_berth_would_drop_are_refused_naming_the_mount() {
         let cases = [
-            (
-                r#"{"destination":"/d","type":"bind","source":"/s","options":["rbind","idmap"]}"#,
-                r#"mounts[3] (/d): option "idmap": berth does not make id-mapped mounts"#,
-            ),
-            (
-                r#"{"destination":"/d","type":"bind","source":"/s","options":["rbind"],
-                    "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
-                    "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#,
-                "mounts[3] (/d): uidMappings and gidMappings: berth does not make id-mapped mounts",
-            ),
             (
                 r#"{"destination":"/d","type":"none","source":"/s","options":["rbind","mode=755"]}"#,
                 r#"mounts[3] (/d): option "mode=755" is not one berth knows, and a bind mount shares its source's filesystem: it takes no filesystem options"#,

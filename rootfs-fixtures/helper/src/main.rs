@@ -7,10 +7,12 @@
 mod files;
 mod format;
 mod info;
+mod ipc;
 mod names;
 mod net;
 mod probes;
 mod process;
+mod steal;
 
 use std::fmt;
 use std::io;
@@ -91,10 +93,13 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("ls", "DIR", files::ls),
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
+    ("msgq-send", "KEY TEXT", ipc::send),
+    ("msgq-recv", "KEY", ipc::receive),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
     ("raw-syscall", "NR", probes::raw_syscall),
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
+    ("steal-exe", "DIR", steal::steal_exe),
 ];
 
 /// Runs `helper SUBCOMMAND ARGS...` (`args` includes the program name) and returns the exit status.

@@ -40,6 +40,7 @@ pub fn errno_name(errno: i32) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::ENOTEMPTY => "ENOTEMPTY",
         libc::ELOOP => "ELOOP",
+        libc::ENOMSG => "ENOMSG",
         libc::ENOTSOCK => "ENOTSOCK",
         libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
         libc::EOPNOTSUPP => "EOPNOTSUPP",

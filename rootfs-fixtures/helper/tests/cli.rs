@@ -173,3 +173,24 @@ fn listen_and_connect_over_loopback_in_a_throwaway_namespace() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("ECONNREFUSED"));
 }
+
+#[test]
+fn message_queues_are_seen_within_an_ipc_namespace_only() {
+    // One IPC namespace for the sender and the first reader, a fresh one for the second: the
+    // queue is there in the first, and ENOENT in the other.
+    let script = r#"
+        "$HELPER" msgq-send 4242 "from one process" || exit 1
+        unshare -i "$HELPER" msgq-recv 4242
+        "$HELPER" msgq-recv 4242
+        "$HELPER" msgq-recv 4242
+    "#;
+    let output = Command::new("unshare")
+        .args(["-i", "sh", "-c", script])
+        .env("HELPER", HELPER)
+        .output()
+        .expect("run unshare");
+    assert_eq!(stdout_of(&output), "sent\nfrom one process\n", "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("msgget 4242: ENOENT"), "{stderr}");
+    assert!(stderr.contains("msgrcv 4242: ENOMSG"), "{stderr}");
+}
