@@ -42,16 +42,15 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     } = start_or_remove(created)?;
     // Unlocked while it runs, so `kill`, `exec`, `pause` and `delete --force` can reach it.
     drop(dir);
+    // Made while the program runs: it tears the container's mounts down once it exits.
+    let unmounter = mount_ns.and_then(Unmounter::start);
     let code = super::wait::foreground(pid, &signals, relay.as_mut());
     drop(relay);
-    // The container's mounts are torn down on another thread while this one removes the
-    // container (see `Then::Watch`); without a thread, here and now.
-    let unmounting = mount_ns.and_then(|ns| {
-        std::thread::Builder::new()
-            .stack_size(64 << 10)
-            .spawn(move || drop(ns))
-            .ok()
-    });
+    // The container's mounts are torn down on the other thread while this one removes the
+    // container (see `Then::Watch`).
+    if let Some(unmounter) = &unmounter {
+        unmounter.go();
+    }
     let removed = match root.open_container(&opts.id) {
         // Unless someone deleted it meanwhile (and perhaps made another under the same id).
         Ok(dir) if dir.read_state().is_ok_and(|now| now.pid == state.pid) => {
@@ -60,10 +59,43 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
         Ok(_) | Err(StateError::NotExist(_)) => Ok(()),
         Err(err) => Err(err.into()),
     };
-    if let Some(unmounting) = unmounting {
-        let _ = unmounting.join();
+    if let Some(unmounter) = unmounter {
+        unmounter.finish();
     }
     removed.map(|()| code)
+}
+
+/// The thread that tears the container's mounts down (see `Then::Watch`): made while the
+/// program runs, it holds the container's mount namespace until told to let it go, once the
+/// program exited, and waits for the teardown (an RCU grace period) beside berth's own work.
+struct Unmounter {
+    go: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Unmounter {
+    /// None if no thread can be made: the namespace is let go at once, and the program's exit
+    /// tears the mounts down, as without the hold.
+    fn start(mount_ns: std::os::fd::OwnedFd) -> Option<Unmounter> {
+        let (go, told) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let _ = told.recv();
+                drop(mount_ns);
+            })
+            .ok()
+            .map(|thread| Unmounter { go, thread })
+    }
+
+    fn go(&self) {
+        let _ = self.go.send(());
+    }
+
+    /// Returns once the mounts are gone.
+    fn finish(self) {
+        let _ = self.thread.join();
+    }
 }
 
 /// Starts the container (through the channel: `run` makes no exec fifo), or removes it.

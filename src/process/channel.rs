@@ -6,8 +6,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recv, recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
 };
 
 /// The largest message: an error text or the state JSON.
@@ -155,10 +155,29 @@ impl Channel {
 
     /// Waits for the next message and the descriptors that came with it.
     pub fn recv_with_fds(&self) -> Result<(Message, Vec<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut reset = false;
-        let (len, fds) = loop {
+        let (len, fds, buf) = loop {
+            // The message's length first (MSG_TRUNC), without taking it (MSG_PEEK): most are a
+            // few bytes, and a buffer ready for the longest (64 KiB) is zeroed each time, which
+            // in the init, a copy of berth, is a page fault and a page copied per page.
+            let len = match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(0) => return Err(ChannelError::Closed),
+                Ok(len) => len,
+                Err(Errno::EINTR) => continue,
+                // A peer that exited with our last message unread leaves ECONNRESET pending ahead
+                // of what it sent before (its error, say): that is still queued, so read on.
+                Err(Errno::ECONNRESET) if !reset => {
+                    reset = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -176,11 +195,10 @@ impl Channel {
                             );
                         }
                     }
-                    break (msg.bytes, owned);
+                    let bytes = msg.bytes;
+                    break (bytes, owned, buf);
                 }
                 Err(Errno::EINTR) => continue,
-                // A peer that exited with our last message unread leaves ECONNRESET pending ahead
-                // of what it sent before (its error, say): that is still queued, so read on.
                 Err(Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }

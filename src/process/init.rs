@@ -214,21 +214,19 @@ fn init(
     // The host's /proc is still /proc here: the container's cannot stand in for it.
     let labels = plan.process.labels.open()?;
     let old_root = rootfs::pivot(kernel, &plan.rootfs)?;
-    std::thread::scope(|scope| {
-        // Detaching the old root waits for an RCU grace period (0.05 to 6 ms here, the more the
-        // busier the machine): a thread of its own does it while this one masks paths.
-        let mut detaching = old_root.map(|old_root| detach_aside(scope, old_root, &plan.rootfs));
-        let mut detached = || match detaching.take() {
-            Some(detaching) => detaching.finish(),
-            None => Ok(()),
-        };
-        if plan.terminal {
-            let slave = console::setup(plan.console_size, channel)?;
-            console::mount_dev_console(kernel, &slave)?;
-        }
-        rootfs::finish_joining(kernel, &plan.rootfs, &mut detached)?;
-        detached()
-    })?;
+    // Detaching the old root waits for an RCU grace period (0.05 to 6 ms here, the more the busier
+    // the machine): a thread of its own does it while this one masks paths.
+    let mut detaching = old_root.map(|old_root| Detaching::start(old_root, &plan.rootfs));
+    let mut detached = || match detaching.take() {
+        Some(detaching) => detaching.finish(),
+        None => Ok(()),
+    };
+    if plan.terminal {
+        let slave = console::setup(plan.console_size, channel)?;
+        console::mount_dev_console(kernel, &slave)?;
+    }
+    rootfs::finish_joining(kernel, &plan.rootfs, &mut detached)?;
+    detached()?;
     let process = &plan.process;
     let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
@@ -263,48 +261,91 @@ fn init(
 }
 
 /// The old root being detached on a thread of its own, or, when no thread could be made (a pids
-/// limit), still to detach.
-enum Detaching<'scope> {
-    Aside(std::thread::ScopedJoinHandle<'scope, Result<(), InitError>>),
-    Here(rootfs::OldRoot, &'scope RootfsPlan),
+/// limit), still to detach. The thread is a bare pthread: a Rust thread sets up a signal stack,
+/// a name and shared handles first, which took as long again as the detaching it overlaps.
+struct Detaching {
+    /// Read by the thread until it is joined; the result comes back in it.
+    job: Box<DetachJob>,
+    thread: Option<libc::pthread_t>,
 }
 
-fn detach_aside<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
+struct DetachJob {
     old_root: rootfs::OldRoot,
-    plan: &'scope RootfsPlan,
-) -> Detaching<'scope> {
-    let old_root = std::sync::Arc::new(old_root);
-    let theirs = old_root.clone();
-    let spawned = std::thread::Builder::new()
-        .stack_size(64 << 10)
-        .spawn_scoped(scope, move || {
-            let kernel = Linux;
-            // Its own working folder: detaching the old root moves into it.
-            kernel
-                .unshare(CloneFlags::CLONE_FS)
-                .map_err(|e| InitError::Sys("unshare the working folder", e))?;
-            Ok(rootfs::detach_old_root(&kernel, &theirs, &plan.rootfs)?)
-        });
-    match spawned {
-        Ok(handle) => Detaching::Aside(handle),
-        Err(_) => match std::sync::Arc::try_unwrap(old_root) {
-            Ok(old_root) => Detaching::Here(old_root, plan),
-            Err(_) => unreachable!("the thread was not made, so holds no copy"),
-        },
+    rootfs: std::path::PathBuf,
+    result: Option<Result<(), InitError>>,
+}
+
+impl DetachJob {
+    fn run(&mut self, own_working_folder: bool) {
+        let kernel = Linux;
+        self.result = Some((|| {
+            // A thread unshares its working folder first: detaching the old root moves into it.
+            if own_working_folder {
+                kernel
+                    .unshare(CloneFlags::CLONE_FS)
+                    .map_err(|e| InitError::Sys("unshare the working folder", e))?;
+            }
+            Ok(rootfs::detach_old_root(
+                &kernel,
+                &self.old_root,
+                &self.rootfs,
+            )?)
+        })());
     }
 }
 
-impl Detaching<'_> {
+extern "C" fn detach_thread(job: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `job` is the DetachJob of a Detaching, which leaves it alone until it has joined
+    // this thread, and joins it before it is dropped.
+    let job = unsafe { &mut *(job as *mut DetachJob) };
+    job.run(true);
+    std::ptr::null_mut()
+}
+
+impl Detaching {
+    fn start(old_root: rootfs::OldRoot, plan: &RootfsPlan) -> Detaching {
+        let mut job = Box::new(DetachJob {
+            old_root,
+            rootfs: plan.rootfs.clone(),
+            result: None,
+        });
+        let job_ptr = &mut *job as *mut DetachJob as *mut libc::c_void;
+        // SAFETY: attr is initialised before use and destroyed after; the thread gets a pointer
+        // to the boxed job, which stays put (the Box is not moved out of) until it is joined.
+        let thread = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = 0;
+            libc::pthread_attr_init(&mut attr);
+            libc::pthread_attr_setstacksize(&mut attr, 64 << 10);
+            let rc = libc::pthread_create(&mut thread, &attr, detach_thread, job_ptr);
+            libc::pthread_attr_destroy(&mut attr);
+            (rc == 0).then_some(thread)
+        };
+        Detaching { job, thread }
+    }
+
     /// Returns once the old root is detached.
-    fn finish(self) -> Result<(), InitError> {
-        match self {
-            // (A panic aborts the process: no Err comes from `join`.)
-            Detaching::Aside(handle) => handle
-                .join()
-                .unwrap_or(Err(InitError::Sys("detach the old root", Errno::ECHILD))),
-            Detaching::Here(old_root, plan) => {
-                Ok(rootfs::detach_old_root(&Linux, &old_root, &plan.rootfs)?)
+    fn finish(mut self) -> Result<(), InitError> {
+        match self.thread.take() {
+            // SAFETY: a thread made by `start`, joined once.
+            Some(thread) => unsafe {
+                libc::pthread_join(thread, std::ptr::null_mut());
+            },
+            None => self.job.run(false),
+        }
+        self.job
+            .result
+            .take()
+            .unwrap_or(Err(InitError::Sys("detach the old root", Errno::ECHILD)))
+    }
+}
+
+impl Drop for Detaching {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // SAFETY: a thread made by `start`, not joined yet: the job it reads must outlive it.
+            unsafe {
+                libc::pthread_join(thread, std::ptr::null_mut());
             }
         }
     }
