@@ -4,6 +4,7 @@
 pub mod bounded;
 pub mod capabilities;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod console;
 pub mod container;
 pub mod hooks;

@@ -220,12 +220,25 @@ fn calls_reach_the_runtime(node: &Node) -> Result<()> {
                         .any(|argv| argv.contains(" start ") && argv.contains(&log)),
                     "no start call for the {what}: {calls:?}"
                 );
-                // The runtime opened that log (it writes to it only when a call fails).
+                // berth writes what it did to that log (runc only its failures).
                 let bundle = state["bundle"].as_str().unwrap_or_default();
-                ensure!(
-                    Path::new(bundle).join("log.json").is_file(),
-                    "no log.json in the {what}'s bundle {bundle:?}, which the runtime's state names"
-                );
+                let logged = std::fs::read_to_string(Path::new(bundle).join("log.json"))
+                    .map_err(|e| anyhow!("no log.json in the {what}'s bundle {bundle:?}: {e}"))?;
+                if node.runtime.is_berth() {
+                    let infos: Vec<String> = logged
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .filter(|l| l["level"] == "info")
+                        .filter_map(|l| l["msg"].as_str().map(String::from))
+                        .collect();
+                    for did in ["created", "started"] {
+                        let start = format!("{did} container {id:?}");
+                        ensure!(
+                            infos.iter().any(|m| m.starts_with(&start)),
+                            "berth's log.json for the {what} has no line {start:?}:\n{logged}"
+                        );
+                    }
+                }
                 println!("    {what} {id}: {create}");
             }
             None => {

@@ -202,6 +202,13 @@ pub struct RuntimeCli {
 }
 
 impl RuntimeCli {
+    /// Whether this runtime is berth, which logs what it did (runc logs only failures).
+    pub fn is_berth(&self) -> bool {
+        self.binary
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("berth"))
+    }
+
     /// `RUNTIME --root ROOT state ID`, parsed.
     pub fn state(&self, id: &str) -> Result<serde_json::Value> {
         let root = self.root.to_string_lossy();

@@ -13,6 +13,14 @@ source "$engines_dir/containerd.sh"
 source "$engines_dir/docker.sh"
 # shellcheck source=scripts/engines/podman.sh
 source "$engines_dir/podman.sh"
+# shellcheck source=scripts/engines/checkpoint.sh
+source "$engines_dir/checkpoint.sh"
+
+# The references each step runs on before berth: runc, and in the sid lane crun too (whose own
+# failures are reported, not counted: it is a second opinion, not the one berth must match).
+lane=${ENGINE_TESTS_LANE:-bookworm}
+references=(runc)
+[[ $lane == sid ]] && references+=(crun)
 
 image=berth.test/busybox:latest
 # pid of each engine daemon we started, by name
@@ -89,6 +97,7 @@ make_host() {
     mount -t tmpfs -o mode=755 tmpfs /run
     local dir
     for dir in "${private_dirs[@]}"; do
+        mkdir -p "$dir"
         mount -t tmpfs -o mode=700 tmpfs "$dir"
     done
     ip link set lo up
@@ -96,6 +105,11 @@ make_host() {
     ip link set host0 up
     export TMPDIR="$work/tmp"
     mkdir -p "$TMPDIR"
+    # containerd finds the runtime type io.containerd.berth.v2 as containerd-shim-berth-v2 on its
+    # PATH.
+    mkdir -p "$work/bin"
+    ln -sf "$SHIM_BIN" "$work/bin/containerd-shim-berth-v2"
+    export PATH="$work/bin:$PATH"
 }
 
 # The wrapper an engine is given as its runtime: capture-runtime with its settings baked in.
@@ -103,8 +117,8 @@ make_host() {
 make_runtime_wrappers() {
     local engine=$1 rt real
     mkdir -p "$work/rt/$engine"
-    for rt in runc berth; do
-        real=$([[ $rt == runc ]] && command -v runc || echo "$BERTH_BIN")
+    for rt in "${references[@]}" berth; do
+        real=$([[ $rt == berth ]] && echo "$BERTH_BIN" || command -v "$rt")
         cat >"$work/rt/$engine/$rt" <<EOF
 #!/bin/sh
 CAPTURE_DIR='$work/calls/$engine/$rt' CAPTURE_RUNTIME='$real' exec '$engines_dir/capture-runtime' "\$@"
@@ -118,12 +132,25 @@ inside_main() {
     make_host
     local engine rt
     for engine in "$@"; do
+        if [[ $engine == checkpoint ]]; then
+            checkpoint_run
+            continue
+        fi
         make_runtime_wrappers "$engine"
         echo "engine-tests: == $engine"
         "${engine}_start"
-        for rt in runc berth; do
+        # The reference runtimes and berth as the runtime binary; containerd also through
+        # berth's own shim (in the bookworm lane: the sid lane does not have it yet).
+        local runtimes=("${references[@]}" berth) shim_lanes=0
+        [[ $engine == containerd && $lane == bookworm ]] && shim_lanes=1
+        ((shim_lanes)) && runtimes+=(shim)
+        for rt in "${runtimes[@]}"; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done
+        # Steps of what only a shim does, on berth's shim alone.
+        if ((shim_lanes)); then
+            run_steps "$engine" shim-only "${engine}_shim_steps"
+        fi
         compare_runtimes "$engine"
     done
     report

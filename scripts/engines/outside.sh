@@ -6,11 +6,18 @@
 # scripts/engine-tests.
 
 all_engines=(containerd docker podman)
+# The sid lane runs berth's own checkpoint tests as well (they need criu 4).
+sid_engines=(containerd docker podman checkpoint)
 
 install_engines() {
     # The install helper keeps the packages' scripts from starting containerd and dockerd on the
     # real host network (docker0, iptables rules) while they install.
     "$repo/scripts/install" --set engines || die "cannot install the engines"
+}
+
+# What the sid lane needs on the host itself: the image tools, the snapshot's tools, mmdebstrap.
+install_host_tools() {
+    "$repo/scripts/install" --set sid || die "cannot install the sid lane's tools"
 }
 
 # What the host looks like, to compare after the run: links, iptables chains, cgroup dirs.
@@ -38,18 +45,41 @@ make_images() {
 }
 
 outside_main() {
-    local engines=() name
+    local engines=() name lane=bookworm
+    if [[ ${1:-} == --sid ]]; then
+        lane=sid
+        shift
+    fi
+    local known=("${all_engines[@]}")
+    [[ $lane == sid ]] && known=("${sid_engines[@]}")
     for name in "$@"; do
-        [[ " ${all_engines[*]} " == *" $name "* ]] || die "unknown engine $name (known: ${all_engines[*]})"
+        [[ " ${known[*]} " == *" $name "* ]] || die "unknown engine $name (known: ${known[*]})"
         engines+=("$name")
     done
-    ((${#engines[@]})) || engines=("${all_engines[@]}")
+    ((${#engines[@]})) || engines=("${known[@]}")
 
     local started=$SECONDS
-    install_engines
+    local sid_root=''
+    if [[ $lane == sid ]]; then
+        # The engines are sid's, inside its root; the host only makes the images and checks.
+        install_host_tools
+        sid_root=$("$repo/scripts/engines/sid-root")
+    else
+        install_engines
+    fi
     export BERTH_BIN=${BERTH_BIN:-$repo/target/debug/berth}
     if [[ ! -x $BERTH_BIN ]]; then
         (cd "$repo" && cargo build --locked --bin berth)
+    fi
+    # berth's own containerd shim (runtime type io.containerd.berth.v2), found on containerd's PATH.
+    export SHIM_BIN=${SHIM_BIN:-$repo/target/debug/containerd-shim-berth-v2}
+    if [[ ! -x $SHIM_BIN ]]; then
+        (cd "$repo" && cargo build --locked -p containerd-shim-berth-v2)
+    fi
+    if [[ " ${engines[*]} " == *" checkpoint "* ]]; then
+        CHECKPOINT_TESTS=$(cd "$repo" && cargo test --locked -p runtime-tests --test checkpoint --no-run --message-format=json 2>/dev/null |
+            jq -r 'select(.reason == "compiler-artifact" and .target.name == "checkpoint" and .profile.test) | .executable')
+        export CHECKPOINT_TESTS
     fi
     local rootfs
     rootfs=$("$repo/rootfs-fixtures/make-rootfs")
@@ -75,8 +105,13 @@ outside_main() {
         fi
     done
     local status=0 inner i
-    ROOTFS=$rootfs unshare --net --mount --propagation private -- \
-        "$repo/scripts/engine-tests" --inside "${engines[@]}" &
+    local inside=("$repo/scripts/engine-tests" --inside "${engines[@]}")
+    if [[ $lane == sid ]]; then
+        # Sid as the host: the same steps, run by sid's engines (see enter-sid-root).
+        inside=("$repo/scripts/engines/enter-sid-root" --bind "$work" -- \
+            "$repo/scripts/engine-tests" --inside --sid "${engines[@]}")
+    fi
+    ROOTFS=$rootfs ENGINE_TESTS_LANE=$lane unshare --net --mount --propagation private -- "${inside[@]}" &
     inner=$!
     # Hold the inside's mount namespace open (fd 8) until the check below: a namespace that is
     # gone can see its inode number reused by someone else's, whose processes are not ours.
@@ -141,8 +176,15 @@ check_host_clean() {
         case $line in
         cgroup\ */docker | cgroup\ */libpod_parent | cgroup\ */berth-engines)
             local dir=${line#cgroup }
-            # Depth first: the containers' folders, then the engines' parents.
-            if ! find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null && [[ -d $dir ]]; then
+            # Depth first: the containers' folders, then the engines' parents; for up to 2 s, as
+            # processes killed a moment ago (conmon, shims) may not have left their cgroup yet.
+            local tries
+            for ((tries = 0; tries < 100; tries++)); do
+                find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+                [[ -d $dir ]] || break
+                sleep 0.02
+            done
+            if [[ -d $dir ]]; then
                 echo "engine-tests: LEFT a busy cgroup $dir ($(cat "$dir/cgroup.procs" 2>/dev/null | wc -l) processes)"
                 clean=1
             fi

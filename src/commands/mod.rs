@@ -1,5 +1,6 @@
 //! One module per subcommand: each parses its own flags and calls the library.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod resume;
 pub mod run;
 pub mod spec;
@@ -35,6 +37,8 @@ pub const VERSION: &str = concat!(
 pub struct Global {
     pub root: Root,
     pub systemd_cgroup: bool,
+    /// The CRIU binary (`--criu`).
+    pub criu: std::path::PathBuf,
 }
 
 pub type Result = anyhow::Result<u8>;

@@ -664,7 +664,7 @@ fn time_offsets(linux: Option<&oci_spec::runtime::Linux>) -> Vec<(String, i64, u
 }
 
 /// The name of the user running berth, as `list` shows it.
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::getuid().as_raw();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd

@@ -44,6 +44,17 @@ const CONTAINER_INTERFACE: &str = "eth0";
 pub(super) const VETH_LINGER: Duration = Duration::from_secs(1);
 
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
+    reserve_address(root, id, req, None)
+}
+
+/// `reserve`, with the bridge-mode address given (`wanted`: a restored container gets back the
+/// address it had) or picked (`None`).
+pub fn reserve_address(
+    root: &Path,
+    id: &str,
+    req: &NetworkRequest,
+    wanted: Option<Ipv4Addr>,
+) -> Result<Reservation, NetworkError> {
     if !matches!(req.mode, Mode::Host | Mode::Bridge) {
         return Ok(Reservation {
             ports: Vec::new(),
@@ -60,7 +71,7 @@ pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservatio
     check_ports_free(&store, &req.ports)?;
     let owner = Owner::current();
     let lease = match req.mode {
-        Mode::Bridge => Some(claim_lease(&store, root, id, req, owner)?),
+        Mode::Bridge => Some(claim_lease(&store, root, id, req, owner, wanted)?),
         _ => None,
     };
     if lease.is_some() && !req.ports.is_empty() {
@@ -142,12 +153,18 @@ fn check_ports_free(store: &Store, ports: &[PortMapping]) -> Result<(), NetworkE
 /// none exists: another `--root` on the same bridge keeps its leases in a store of its own,
 /// but sees that entry among the bridge's neighbours, and of two berths racing for one address
 /// only one makes it. The lease record follows.
+///
+/// A `wanted` address (a restore's) is claimed as it is, or refused when it is leased, on the
+/// bridge, or claimed in the kernel by another berth. A neighbour entry the kernel learnt for it
+/// (the checkpointed container's own, from traffic before the checkpoint) is no claim: it is
+/// replaced by the permanent one.
 fn claim_lease(
     store: &Store,
     root: &Path,
     id: &str,
     req: &NetworkRequest,
     owner: Owner,
+    wanted: Option<Ipv4Addr>,
 ) -> Result<Lease, NetworkError> {
     let mut host = Netlink::open()?;
     let bridge = ensure_bridge(store, &mut host, &req.bridge, req.subnet)?;
@@ -158,7 +175,21 @@ fn claim_lease(
         .map(|record| record.lease.address)
         .collect();
     taken.extend(host.addresses(bridge)?.into_iter().map(|(ip, _)| ip));
-    taken.extend(host.neighbours(bridge)?);
+    let taken_by = |address| NetworkError::AddressTaken {
+        address,
+        bridge: req.bridge.clone(),
+        subnet: req.subnet,
+    };
+    match wanted {
+        Some(address) => {
+            taken.extend(host.claimed_neighbours(bridge)?);
+            if taken.contains(&address) || !req.subnet.contains(address) {
+                return Err(taken_by(address));
+            }
+            host.delete_neighbour(bridge, &req.bridge, address)?;
+        }
+        None => taken.extend(host.neighbours(bridge)?),
+    }
     let host_veth = free_veth_name(store, &mut host, root, id)?;
     let made_by_berth = store
         .bridge(&req.bridge)?
@@ -168,16 +199,22 @@ fn claim_lease(
         false => Direction::Down,
     };
     loop {
-        let address = ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
-            NetworkError::SubnetExhausted {
-                subnet: req.subnet,
-                bridge: req.bridge.clone(),
-            }
-        })?;
+        let address = match wanted {
+            Some(address) => address,
+            None => ipam::pick_address(req.subnet, &taken, direction).ok_or_else(|| {
+                NetworkError::SubnetExhausted {
+                    subnet: req.subnet,
+                    bridge: req.bridge.clone(),
+                }
+            })?,
+        };
         let mac = ipam::mac_for(address);
         match host.claim_neighbour(bridge, &req.bridge, address, mac) {
             Ok(()) => {}
             // another berth claimed it since the neighbours were read
+            Err(e) if e.errno() == Some(libc::EEXIST) && wanted.is_some() => {
+                return Err(taken_by(address));
+            }
             Err(e) if e.errno() == Some(libc::EEXIST) => {
                 taken.insert(address);
                 continue;
@@ -296,6 +333,24 @@ pub fn attach(
     write_sysctl(Path::new("/proc/sys/net/ipv4/ip_forward"), "1")?;
     if !ports.is_empty() {
         firewall::publish(&lease.bridge, lease.address, ports)?;
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the network namespace of `pid`.
+pub fn loopback_up(pid: i32) -> Result<(), NetworkError> {
+    let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let netns = File::open(&netns_path).map_err(|source| NetworkError::Namespace {
+        path: netns_path.clone(),
+        source,
+    })?;
+    let mut inside = Netlink::open_in(&netns, &netns_path)?;
+    let lo = inside.link("lo")?.ok_or_else(|| NetworkError::Namespace {
+        path: netns_path.clone(),
+        source: std::io::Error::other("no lo in the container's namespace"),
+    })?;
+    if !lo.up {
+        inside.set_up(lo.index, "lo")?;
     }
     Ok(())
 }

@@ -230,6 +230,15 @@ pub enum NetworkError {
          {} to container port {}", mapping.host_port, mapping.container_port
     )]
     HostPortMismatch { mapping: PortMapping },
+    #[error(
+        "address {address} of {subnet} on bridge {bridge} is taken: the container cannot have \
+         it back"
+    )]
+    AddressTaken {
+        address: Ipv4Addr,
+        bridge: String,
+        subnet: Ipv4Net,
+    },
     #[error("no free address left in {subnet} on bridge {bridge}")]
     SubnetExhausted { subnet: Ipv4Net, bridge: String },
     #[error("network store {path}: {source}")]
@@ -259,6 +268,40 @@ pub enum NetworkError {
 pub fn reserve(root: &Path, id: &str, req: &NetworkRequest) -> Result<Reservation, NetworkError> {
     netdevices::check_present(root, &req.devices)?;
     bridge::reserve(root, id, req)
+}
+
+/// Claims again what a checkpointed container held (`previous`, from its state at checkpoint),
+/// for its restore: the same ports and, in bridge mode, the same address, so the same MAC. A
+/// port or the address held by someone else meanwhile is refused as in [`reserve`]; a refusal
+/// leaves nothing behind.
+pub fn reserve_again(
+    root: &Path,
+    id: &str,
+    req: &NetworkRequest,
+    previous: &NetworkState,
+) -> Result<Reservation, NetworkError> {
+    let wanted = previous
+        .lease
+        .as_ref()
+        .filter(|lease| lease.bridge == req.bridge && req.mode == Mode::Bridge)
+        .map(|lease| lease.address);
+    bridge::reserve_address(root, id, req, wanted)
+}
+
+/// Wires the fresh, empty network namespace CRIU made for a restored container whose first
+/// process is `pid`: `lo` up (CRIU restores none of the namespace's links), and in bridge mode
+/// everything [`attach`] does, with the address and MAC of the reservation.
+pub fn attach_restored(
+    root: &Path,
+    id: &str,
+    req: &NetworkRequest,
+    reservation: &Reservation,
+    pid: i32,
+) -> Result<NetworkState, NetworkError> {
+    if req.needs_new_netns() && reservation.lease.is_none() {
+        bridge::loopback_up(pid)?;
+    }
+    attach(root, id, req, reservation, pid)
 }
 
 /// Wires the container whose init is `pid`: in bridge mode, the bridge (made if missing), the

@@ -524,6 +524,35 @@ impl Netlink {
         Ok(found)
     }
 
+    /// The IPv4 neighbours on link `index` whose entries are permanent: the addresses berths
+    /// claimed (see [`Netlink::claim_neighbour`]), not those the kernel learnt from traffic.
+    pub fn claimed_neighbours(&mut self, index: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        let messages = self.request(
+            RouteNetlinkMessage::GetNeighbour(message),
+            NLM_F_DUMP,
+            &|| "list neighbours".to_string(),
+        )?;
+        let mut found = Vec::new();
+        for message in messages {
+            let RouteNetlinkMessage::NewNeighbour(neighbour) = message else {
+                continue;
+            };
+            if neighbour.header.ifindex != index
+                || neighbour.header.state != NeighbourState::Permanent
+            {
+                continue;
+            }
+            for attribute in &neighbour.attributes {
+                if let NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) = attribute {
+                    found.push(*ip);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn neighbour_message(index: u32, address: Ipv4Addr, mac: Option<[u8; 6]>) -> NeighbourMessage {
         let mut message = NeighbourMessage::default();
         message.header.family = AddressFamily::Inet;

@@ -224,9 +224,15 @@ fn init(
     if plan.terminal {
         let slave = console::setup(plan.console_size, channel)?;
         console::mount_dev_console(kernel, &slave)?;
+    } else {
+        // A session of its own, as runc's and crun's inits have (console::setup makes one for a
+        // terminal): a session led from outside the container's pid namespace keeps CRIU from
+        // checkpointing it.
+        nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
     rootfs::finish_joining(kernel, &plan.rootfs, &mut detached)?;
     detached()?;
+    reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
     let process = &plan.process;
     let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
@@ -469,6 +475,39 @@ fn join_session_keyring(name: &str) -> Result<(), InitError> {
         Ok(_) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => Ok(()),
         Err(e) => Err(InitError::Sys("join a new session keyring", e)),
     }
+}
+
+/// Replaces standard streams that are the host's `/dev/null` (engines give one for stdin) with
+/// the container's own, as runc does: a file of the host's, outside every mount of the
+/// container, is one CRIU cannot checkpoint.
+fn reopen_dev_null() -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let null = match nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(null) => null,
+        // No /dev/null in this container (a /dev of its own without it): nothing to reopen.
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let ours = nix::sys::stat::fstat(null.as_fd())?;
+    for fd in 0..3 {
+        // SAFETY: 0, 1 and 2 stay open for the life of the process; borrowed only for fstat.
+        let stream = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(stat) = nix::sys::stat::fstat(stream) else {
+            continue;
+        };
+        let is_null = stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == ours.st_rdev;
+        if is_null && (stat.st_dev, stat.st_ino) != (ours.st_dev, ours.st_ino) {
+            // SAFETY: dup2 over a standard stream of ours with a descriptor we own.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(Errno::last());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings `lo` up in the new network namespace, as runc does for a namespace of its own.

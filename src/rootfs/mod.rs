@@ -24,6 +24,8 @@ pub use plan::{
     check_mounts, mount_plan, parse_options, propagation_flag, DevicePlan, MountKind, MountOptions,
     MountPlan, RootfsPlan, MOUNT_OPTIONS,
 };
+/// For a restore, which makes the mount points of a checkpointed container (see `checkpoint`).
+pub(crate) use resolve::make_in_root;
 use resolve::open_dir;
 
 use crate::syscall::{Attr, Kernel, MountAttr};

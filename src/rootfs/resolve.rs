@@ -49,7 +49,7 @@ pub(super) fn open_if_present(root: &OwnedFd, path: &Path) -> Result<Option<Owne
 }
 
 /// Opens (making it if missing) the directory or file `path` inside `root`.
-pub(super) fn make_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd, Errno> {
+pub(crate) fn make_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd, Errno> {
     make_in_root_at(root, path, file, 0)
 }
 

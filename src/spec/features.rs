@@ -79,6 +79,11 @@ pub fn document(version: &str, commit: &str) -> Value {
         "annotations": {
             "io.berth.version": version,
             "io.berth.commit": commit,
+            // checkpoint and restore run CRIU (`criu swrk`, CRIU 4 or newer) with runc's flags,
+            // but for those below: they need CRIU's page server, or an LSM profile berth does
+            // not pass to CRIU.
+            "io.berth.checkpoint.enabled": "true",
+            "io.berth.checkpoint.refused": "--lazy-pages,--page-server,--status-fd,--lsm-profile,--lsm-mount-context",
         },
     })
 }
