@@ -13,9 +13,9 @@ use clap::{Args as _, FromArgMatches as _, Subcommand, ValueEnum};
 // comment here would replace berth's description in `--help`.)
 #[derive(clap::Args)]
 struct Cli {
-    /// Folder for the containers' state
-    #[arg(long, global = true, default_value = berth::state::DEFAULT_ROOT)]
-    root: PathBuf,
+    /// Folder for the containers' state [default: /run/berth as root, else $XDG_RUNTIME_DIR/berth]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Write log lines to this file
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -28,8 +28,8 @@ struct Cli {
     /// Manage cgroups through systemd (cgroupsPath is then slice:prefix:name)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for compatibility with runc's command line
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    /// Manage cgroups as an ordinary user may: auto (when not root), true or false
+    #[arg(long, value_name = "auto|true|false")]
     rootless: Option<String>,
     /// The CRIU binary `checkpoint` and `restore` run (`criu swrk`)
     #[arg(long, global = true, default_value = "criu")]
@@ -123,7 +123,7 @@ fn subcommand_name(args: &[OsString]) -> Option<String> {
     let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
     while let Some(word) = words.next() {
         match word.as_ref() {
-            "--root" | "--log" | "--log-format" | "--criu" => {
+            "--root" | "--log" | "--log-format" | "--rootless" | "--criu" => {
                 words.next();
             }
             flag if flag.starts_with('-') => {}
@@ -183,7 +183,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let root = match berth::state::Root::from_flag(&cli.root) {
+    let rootless = match berth::rootless::parse_flag(cli.rootless.as_deref().unwrap_or("auto")) {
+        Ok(flag) => berth::rootless::rootless_cgroups(flag),
+        Err(err) => {
+            berth::logging::report_error(&err.to_string());
+            return ExitCode::from(1);
+        }
+    };
+    let root = match &cli.root {
+        Some(path) => berth::state::Root::from_flag(path),
+        None => berth::state::Root::default_for_caller(),
+    };
+    let root = match root {
         Ok(root) => root,
         Err(err) => {
             berth::logging::report_error(&err.to_string());
@@ -199,6 +210,7 @@ fn main() -> ExitCode {
     let global = commands::Global {
         root,
         systemd_cgroup: cli.systemd_cgroup,
+        rootless_cgroups: rootless,
         criu: cli.criu,
     };
     let result = match command {
@@ -249,6 +261,22 @@ fn error_text(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn global_values_are_not_the_subcommand() {
+        let words = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        for args in [
+            &["berth", "--rootless", "false", "run", "x"][..],
+            &["berth", "--rootless=auto", "--root", "/r", "run"],
+            &["berth", "--debug", "--log", "f", "run"],
+        ] {
+            assert_eq!(
+                subcommand_name(&words(args)).as_deref(),
+                Some("run"),
+                "{args:?}"
+            );
+        }
+    }
 
     #[test]
     fn causes_are_named_once() {

@@ -166,8 +166,19 @@ impl PidNamespaceVisit {
     }
 
     /// Back to berth's own pid namespace. Only berth calls this: the child stays where it was born.
+    /// An unprivileged berth (an ordinary user, or root of rootless podman's user namespace) may
+    /// not enter a pid namespace its user namespace does not own, so it cannot come back: it
+    /// stays, and what it starts later in this command (hooks, newuidmap) is born there.
     pub fn leave(self) -> Result<(), nix::errno::Errno> {
-        nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID)
+        match nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID) {
+            Err(nix::errno::Errno::EPERM) if crate::rootless::unprivileged() => {
+                crate::logging::debug(
+                    "rootless: berth stays in the container's pid namespace (it may not go back)",
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 

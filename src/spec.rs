@@ -596,7 +596,11 @@ pub const NETWORK_MODES: &[&str] = &["host", "bridge", "none"];
 
 /// A runc-style `config.json` template: a busybox-friendly shell in `rootfs`, with the default
 /// mounts, capabilities and masked paths. `network` picks the mode (`none` is runc's default: a
-/// namespace with only `lo`); `rootless` maps the calling user to root in a user namespace.
+/// namespace with only `lo`; `berth spec --rootless` asks for `host` unless told otherwise, as
+/// runc's rootless template has no network namespace). `rootless` is runc's rootless template:
+/// the caller's effective uid and gid mapped to root in a user namespace, no `linux.resources`,
+/// the host's `/sys` bound read-only (a user namespace may mount sysfs only for a network
+/// namespace it owns), and no `uid=`/`gid=` mount options, which would name unmapped ids.
 pub fn template(network: &str, rootless: bool) -> serde_json::Value {
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let mut namespaces = vec!["pid", "ipc", "uts", "mount", "cgroup"];
@@ -646,8 +650,7 @@ pub fn template(network: &str, rootless: bool) -> serde_json::Value {
         spec["annotations"] = serde_json::json!({"io.berth.network.mode": "bridge"});
     }
     if rootless {
-        // SAFETY: getuid and getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = crate::rootless::ids();
         let linux = &mut spec["linux"];
         linux["namespaces"]
             .as_array_mut()
@@ -660,11 +663,11 @@ pub fn template(network: &str, rootless: bool) -> serde_json::Value {
             if mount["type"] == "sysfs" {
                 *mount = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-            } else if mount["type"] == "devpts" {
-                mount["options"]
-                    .as_array_mut()
-                    .unwrap()
-                    .retain(|o| o != "gid=5");
+            } else if let Some(options) = mount["options"].as_array_mut() {
+                options.retain(|o| {
+                    let o = o.as_str().unwrap_or_default();
+                    !o.starts_with("uid=") && !o.starts_with("gid=")
+                });
             }
         }
     }

@@ -1,6 +1,11 @@
 //! The state folder: `--root` (default `/run/berth`, mode 0700) holds one folder per container with
 //! its state JSON (written atomically), a copy of its config, the exec fifo while it is `created`,
 //! and a lock that serialises commands on one container.
+//!
+//! Crash safety: every file is written as `NAME.tmp` and renamed, so readers see a whole file or
+//! none; a `.tmp` that a killed berth left lies in the container's folder and goes with it at
+//! `delete --force` (a folder with no state, from a `create` killed before its first write, is
+//! removed the same way).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -44,6 +49,15 @@ pub enum StateError {
         "--root {path} is writable by others (mode {mode:o}): its state would not be berth's alone"
     )]
     RootWritable { path: PathBuf, mode: u32 },
+    #[error(
+        "cannot make --root {path}: {source}: berth runs as {who}; give --root DIR, or set \
+         XDG_RUNTIME_DIR (the default is then $XDG_RUNTIME_DIR/berth)"
+    )]
+    RootDenied {
+        path: PathBuf,
+        who: String,
+        source: std::io::Error,
+    },
     #[error("container {0:?} does not exist")]
     NotExist(String),
     #[error("container {0:?} already exists")]
@@ -145,11 +159,25 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
 #[derive(Clone, Debug)]
 pub struct Root {
     pub path: PathBuf,
+    /// Whether it is the default folder under `$XDG_RUNTIME_DIR`, which is made sticky.
+    pub sticky: bool,
 }
 
 impl Root {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Root { path: path.into() }
+        Root {
+            path: path.into(),
+            sticky: false,
+        }
+    }
+
+    /// The default `--root` for the user berth runs as (`rootless::default_root`).
+    pub fn default_for_caller() -> Result<Root, StateError> {
+        let (path, sticky) = crate::rootless::default_root();
+        Ok(Root {
+            sticky,
+            ..Root::from_flag(&path)?
+        })
     }
 
     /// The `--root` flag, checked: not empty, no `..`, not too long; a relative path is made
@@ -168,7 +196,7 @@ impl Root {
         if path.as_os_str().len() > MAX_ROOT_LEN {
             return Err(StateError::RootTooLong(path));
         }
-        Ok(Root { path })
+        Ok(Root::new(path))
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
@@ -205,11 +233,34 @@ impl Root {
                     .recursive(true)
                     .mode(0o700)
                     .create(&self.path)
-                    .map_err(io_err(&self.path))?;
-                std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
-                    .map_err(io_err(&self.path))
+                    .map_err(|e| self.make_error(e))?;
+                self.set_mode()
             }
-            Err(e) => Err(io_err(&self.path)(e)),
+            Err(e) => Err(self.make_error(e)),
+        }
+        .and_then(|()| match self.sticky {
+            true => self.set_mode(),
+            false => Ok(()),
+        })
+    }
+
+    /// Mode 0700, sticky for the XDG folder (runc's rule).
+    fn set_mode(&self) -> Result<(), StateError> {
+        let mode = if self.sticky { 0o1700 } else { 0o700 };
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(&self.path))
+    }
+
+    /// Why the folder could not be made, saying what to do when it is not the user's to make.
+    fn make_error(&self, source: std::io::Error) -> StateError {
+        let (uid, _) = crate::rootless::ids();
+        match source.kind() {
+            std::io::ErrorKind::PermissionDenied if uid != 0 => StateError::RootDenied {
+                path: self.path.clone(),
+                who: crate::rootless::describe_user(uid),
+                source,
+            },
+            _ => io_err(&self.path)(source),
         }
     }
 
@@ -362,6 +413,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
     drop(file);
+    crate::fault::point("state:tmp");
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
@@ -470,6 +522,18 @@ mod tests {
             .unwrap()
             .create_container("x")
             .unwrap();
+    }
+
+    #[test]
+    fn the_xdg_root_is_made_sticky() {
+        let tmp = TempDir::new("state");
+        let root = Root {
+            sticky: true,
+            ..Root::new(tmp.path().join("run/berth"))
+        };
+        root.create_container("x").unwrap();
+        let mode = std::fs::metadata(&root.path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1700);
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod rootless;
+pub use rootless::{subordinate_ranges, TestUser};
+
 /// The workspace folder.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +98,7 @@ macro_rules! need_root {
     };
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// One test's world: a `--root`, a scratch folder, and the containers made in it.
 pub struct Env {
@@ -297,7 +300,7 @@ pub fn join_namespace(config: &mut Value, typ: &str, path: &str) {
 /// A berth command running in the background (`run` in the foreground, a `start` racing
 /// another), with its output in files. Dropping it kills it if it still runs.
 pub struct Background {
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
 }

@@ -269,7 +269,12 @@ fn connect_from_host(env: &Env, address: &str, port: u16) -> Result<String, Stri
 /// thread of ours that enters the namespace, since busybox wget crashes outside its root
 /// filesystem (its static glibc loads the host's NSS modules) and curl may be missing.
 fn fetch_from_host(env: &Env, address: &str, port: u16) -> Result<String, String> {
-    let path = host_ns(env).path.clone();
+    fetch_in(&host_ns(env).path, address, port)
+}
+
+/// `GET /` from the network namespace at `path`, as [`fetch_from_host`].
+fn fetch_in(path: &Path, address: &str, port: u16) -> Result<String, String> {
+    let path = path.to_path_buf();
     let target = format!("{address}:{port}");
     std::thread::spawn(move || {
         let ns = std::fs::File::open(&path).map_err(|e| e.to_string())?;
@@ -392,8 +397,13 @@ fn assert_no_network_left(env: &Env) {
         );
         assert_eq!(localnet.trim(), "0", "route_localnet left on");
     }
-    let rules = nft_ruleset(env);
-    assert!(!rules.contains("elements"), "map elements left: {rules}");
+    let map = env
+        .command("nft")
+        .args(["list", "map", "ip", "berth-docker0", "ports"])
+        .output()
+        .unwrap();
+    let map = String::from_utf8_lossy(&map.stdout);
+    assert!(!map.contains("elements"), "published ports left: {map}");
     for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
     }
@@ -1925,4 +1935,306 @@ fn two_roots_on_one_bridge_never_hand_out_one_address() {
     });
     other.berth(&["delete", "--force", "settle"]).ok();
     assert_no_network_left(&env);
+}
+
+/// What reached the test's own sockets in the throwaway host: datagrams and connections to a
+/// service bound to 127.0.0.1 only, and datagrams to a port open on every address.
+#[derive(Debug, Default, PartialEq)]
+struct Arrivals {
+    loopback_datagrams: Vec<String>,
+    loopback_connections: usize,
+    open_datagrams: Vec<String>,
+}
+
+/// Sockets of the test in the throwaway host, bound by a thread that enters it: UDP and TCP on
+/// 127.0.0.1:`loopback`, UDP on 0.0.0.0:`open`. They count what arrives until `stop` is set.
+fn watch_host_sockets(
+    env: &Env,
+    loopback: u16,
+    open: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Arrivals> {
+    use std::sync::atomic::Ordering;
+    let path = host_ns(env).path.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a descriptor we own; it moves only this thread, which ends here.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let udp_loopback = std::net::UdpSocket::bind(("127.0.0.1", loopback)).unwrap();
+        let tcp_loopback = std::net::TcpListener::bind(("127.0.0.1", loopback)).unwrap();
+        let udp_open = std::net::UdpSocket::bind(("0.0.0.0", open)).unwrap();
+        for socket in [&udp_loopback, &udp_open] {
+            socket.set_nonblocking(true).unwrap();
+        }
+        tcp_loopback.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut arrivals = Arrivals::default();
+        let mut buffer = [0u8; 512];
+        let text = |length: usize, from: std::net::SocketAddr, buffer: &[u8]| {
+            format!(
+                "{from} {}",
+                String::from_utf8_lossy(&buffer[..length]).trim()
+            )
+        };
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok((length, from)) = udp_loopback.recv_from(&mut buffer) {
+                arrivals
+                    .loopback_datagrams
+                    .push(text(length, from, &buffer));
+            }
+            while let Ok((length, from)) = udp_open.recv_from(&mut buffer) {
+                arrivals.open_datagrams.push(text(length, from, &buffer));
+            }
+            while tcp_loopback.accept().is_ok() {
+                arrivals.loopback_connections += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        arrivals
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    watcher
+}
+
+/// The MAC address of a link of the throwaway host.
+fn host_mac(env: &Env, link: &str) -> String {
+    host_ip(env, &["link", "show", link])[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The shell lines that send raw frames from the container's eth0 to the gateway's MAC
+/// `gateway_mac`, from the container's own MAC and address unless `source` gives others: a
+/// datagram to each `udp` ADDRESS:PORT, a SYN to each `tcp` one.
+fn raw_frames_script(gateway_mac: &str, source: Option<(&str, &str)>, frames: &[&str]) -> String {
+    let (mac, ip) = source.unwrap_or(("$own_mac", "$own_ip"));
+    let mut script = String::from(
+        "own_mac=$(cat /sys/class/net/eth0/address); \
+         own_ip=$(ip -o -4 addr show dev eth0 | sed -n 's/.* inet \\([0-9.]*\\)\\/.*/\\1/p'); \
+         echo \"from $own_ip $own_mac\"; ",
+    );
+    for frame in frames {
+        let (protocol, target) = frame.split_once(' ').unwrap();
+        let (address, port) = target.split_once(':').unwrap();
+        script += &format!(
+            "echo '# {protocol} {target}'; \
+             /bin/helper raw-frame eth0 {gateway_mac} {mac} {ip} {address} {protocol} {port}; "
+        );
+    }
+    script
+}
+
+#[test]
+fn raw_frames_to_loopback_from_a_bridge_container_reach_nothing() {
+    need_root!();
+    let env = Env::with_netns("raw-loopback");
+    // Another container publishes a port: route_localnet is on for docker0 from here on.
+    let web = env.id("web");
+    let bundle = env.bundle(&web, &["httpd", "-f", "-p", "80", "-h", "/var/www"], |_| {});
+    Detached::start(
+        &env,
+        &web,
+        &bundle,
+        &["--network", "bridge", "-p", "8080:80"],
+    );
+    assert_eq!(
+        on_host(
+            &env,
+            "cat",
+            &["/proc/sys/net/ipv4/conf/docker0/route_localnet"]
+        )
+        .trim(),
+        "1"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_host_sockets(&env, 9999, 9998, stop.clone());
+
+    // A container holding CAP_NET_RAW writes frames to the gateway's MAC: to the host's
+    // 127.0.0.1:9999 (a datagram and a SYN), and, as a control that its frames do arrive, a
+    // datagram to the gateway's own address.
+    let attacker = env.id("raw");
+    let script = raw_frames_script(
+        &host_mac(&env, "docker0"),
+        None,
+        &[
+            "udp 172.17.0.1:9998",
+            "udp 127.0.0.1:9999",
+            "tcp 127.0.0.1:9999",
+        ],
+    );
+    let bundle = env.bundle(&attacker, &["sh", "-c", &script], with_net_raw);
+    let b = bundle.to_str().unwrap();
+    let out = env
+        .berth(&["run", "--network", "bridge", "--bundle", b, &attacker])
+        .ok()
+        .to_string();
+    assert_eq!(
+        section(&out, "tcp 127.0.0.1:9999"),
+        "sent\nno answer\n",
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let arrivals = watcher.join().unwrap();
+    assert_eq!(arrivals.open_datagrams.len(), 1, "{arrivals:?}\n{out}");
+    assert_eq!(arrivals.loopback_datagrams, Vec::<String>::new(), "{out}");
+    assert_eq!(arrivals.loopback_connections, 0);
+
+    // The published port still answers on 127.0.0.1.
+    let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
+    assert_eq!(fetch_when_served(&env, "127.0.0.1", 8080), index);
+    env.berth(&["delete", "--force", &web]).ok();
+    assert_no_network_left(&env);
+}
+
+#[test]
+fn a_bridge_container_sends_only_from_its_own_address_and_mac() {
+    need_root!();
+    let env = Env::with_netns("spoof");
+    let neighbour = env.id("neighbour");
+    let bundle = env.bundle(&neighbour, &["/bin/helper", "pause"], |_| {});
+    Detached::start(&env, &neighbour, &bundle, &["--network", "bridge"]).output_with("pausing");
+    let net = settings(&env, &neighbour);
+    let (their_ip, their_mac) = (
+        net["IPAddress"].as_str().unwrap().to_string(),
+        net["MacAddress"].as_str().unwrap().to_string(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_host_sockets(&env, 9997, 9998, stop.clone());
+
+    // Raw frames to the gateway's UDP port 9998: from the container's own MAC and address,
+    // then with the neighbour's address, the neighbour's MAC, and both.
+    let gateway = host_mac(&env, "docker0");
+    let mut script = raw_frames_script(&gateway, None, &["udp 172.17.0.1:9998"]);
+    for (tag, mac, ip) in [
+        ("their address", "$own_mac", their_ip.as_str()),
+        ("their mac", their_mac.as_str(), "$own_ip"),
+        ("both", their_mac.as_str(), their_ip.as_str()),
+    ] {
+        script += &format!(
+            "echo '# {tag}'; \
+             /bin/helper raw-frame eth0 {gateway} {mac} {ip} 172.17.0.1 udp 9998; "
+        );
+    }
+    let attacker = env.id("spoofer");
+    let bundle = env.bundle(&attacker, &["sh", "-c", &script], with_net_raw);
+    let b = bundle.to_str().unwrap();
+    let out = env
+        .berth(&["run", "--network", "bridge", "--bundle", b, &attacker])
+        .ok()
+        .to_string();
+    for tag in ["their address", "their mac", "both"] {
+        assert_eq!(section(&out, tag), "sent\n", "{out}");
+    }
+    let own_ip = out
+        .lines()
+        .find_map(|line| line.strip_prefix("from "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let arrivals = watcher.join().unwrap();
+    assert_eq!(
+        arrivals.open_datagrams,
+        [format!("{own_ip}:40123 berth raw frame")],
+        "{out}"
+    );
+    // The bridge did not learn the neighbour's MAC on the spoofer's port: the neighbour
+    // still answers the host.
+    on_host(
+        &env,
+        rootfs().join("bin/busybox").to_str().unwrap(),
+        &["ping", "-c", "1", "-W", "2", &their_ip],
+    );
+    env.berth(&["delete", "--force", &neighbour]).ok();
+    assert_no_network_left(&env);
+}
+
+/// A bridge container that publishes a port, on a throwaway host whose `FORWARD` policy is
+/// `policy` (set with `iptables`: iptables-nft or iptables-legacy), with a second namespace as its LAN neighbour (192.0.2.2, the host being
+/// 192.0.2.1): the container pings the neighbour, the neighbour fetches the published port.
+/// With DROP, berth's accept rules are in the FORWARD chain while the container runs, and gone
+/// after it.
+fn forwarding_with_policy(iptables: &str, policy: &str) {
+    let env = Env::with_netns(&format!("{iptables}-{}", policy.to_lowercase()));
+    let lan = NetNs::new(&format!("{}-lan", env.name));
+    on_host(
+        &env,
+        "ip",
+        &[
+            "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+        ],
+    );
+    on_host(&env, "ip", &["link", "set", "lan1", "netns", &lan.name]);
+    on_host(&env, "ip", &["addr", "add", "192.0.2.1/24", "dev", "lan0"]);
+    on_host(&env, "ip", &["link", "set", "lan0", "up"]);
+    for args in [
+        &["addr", "add", "192.0.2.2/24", "dev", "lan1"][..],
+        &["link", "set", "lan1", "up"],
+    ] {
+        assert!(lan.command("ip").args(args).status().unwrap().success());
+    }
+    on_host(&env, iptables, &["-P", "FORWARD", policy]);
+
+    let id = env.id("web");
+    let bundle = env.bundle(&id, &["httpd", "-f", "-p", "80", "-h", "/var/www"], |_| {});
+    let web = Detached::start(
+        &env,
+        &id,
+        &bundle,
+        &["--network", "bridge", "-p", "8080:80"],
+    );
+    let rules = on_host(&env, iptables, &["-S", "FORWARD"]);
+    assert!(rules.contains(&format!("-P FORWARD {policy}")), "{rules}");
+    assert_eq!(rules.contains("berth docker0"), policy == "DROP", "{rules}");
+
+    // Out: the container pings its host's LAN neighbour.
+    let ping = Command::new("nsenter")
+        .args(["-t", &web.pid.to_string(), "-n"])
+        .arg(rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "1", "-W", "2", "192.0.2.2"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "policy {policy}: {ping:?}");
+    // In: the neighbour fetches the published port at the host's address.
+    let index = std::fs::read_to_string(rootfs().join("var/www/index.html")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let page = loop {
+        match fetch_in(&lan.path, "192.0.2.1", 8080) {
+            Ok(page) => break page,
+            Err(err) if Instant::now() > deadline => panic!("policy {policy}: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert_eq!(page, index);
+
+    env.berth(&["delete", "--force", &id]).ok();
+    assert_no_network_left(&env);
+    let rules = on_host(&env, iptables, &["-S", "FORWARD"]);
+    assert!(!rules.contains("berth"), "{rules}");
+    assert!(rules.contains(&format!("-P FORWARD {policy}")), "{rules}");
+}
+
+#[test]
+fn forwarding_passes_a_host_firewall_that_drops_it() {
+    need_root!();
+    forwarding_with_policy("iptables-nft", "DROP");
+}
+
+#[test]
+fn forwarding_passes_an_iptables_legacy_firewall_that_drops_it() {
+    need_root!();
+    forwarding_with_policy("iptables-legacy", "DROP");
+}
+
+#[test]
+fn forwarding_works_with_a_host_firewall_that_accepts_it() {
+    need_root!();
+    forwarding_with_policy("iptables-nft", "ACCEPT");
 }

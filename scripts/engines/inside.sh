@@ -13,6 +13,8 @@ source "$engines_dir/containerd.sh"
 source "$engines_dir/docker.sh"
 # shellcheck source=scripts/engines/podman.sh
 source "$engines_dir/podman.sh"
+# shellcheck source=scripts/engines/podman-rootless.sh
+source "$engines_dir/podman-rootless.sh"
 # shellcheck source=scripts/engines/checkpoint.sh
 source "$engines_dir/checkpoint.sh"
 
@@ -84,6 +86,7 @@ inside_cleanup() {
     for name in podman docker containerd; do
         stop_daemon "$name"
     done
+    podman-rootless_cleanup
     kill_leftovers
     # The mounts die with this namespace; unmounting first lets the outside remove the folder.
     local target

@@ -5,7 +5,7 @@
 # engines is left: processes, network links, iptables chains, cgroups, mounts. Sourced by
 # scripts/engine-tests.
 
-all_engines=(containerd docker podman)
+all_engines=(containerd docker podman podman-rootless)
 # The sid lane runs berth's own checkpoint tests as well (they need criu 4).
 sid_engines=(containerd docker podman checkpoint)
 

@@ -9,6 +9,7 @@ pub mod devices;
 mod kernel_tests;
 mod paths;
 mod resources;
+pub mod rootless;
 pub mod stats;
 pub mod systemd;
 mod v1;
@@ -91,6 +92,22 @@ pub enum CgroupError {
     },
     #[error(transparent)]
     Systemd(#[from] systemd::SystemdError),
+    #[error(
+        "{field} cannot be applied: the container has no cgroup of its own for it, as berth runs \
+         rootless ({reason}); run berth as root, or on cgroup v2 from a cgroup delegated to the user"
+    )]
+    NotDelegated { field: String, reason: String },
+    #[error("the container has no cgroup of its own, which {action} needs ({reason})")]
+    Absent {
+        action: &'static str,
+        reason: String,
+    },
+    #[error("cannot create cgroup {path}: {source} (berth runs rootless as {who}, and config.json's cgroupsPath asks for this cgroup, which is not delegated to it)")]
+    RootlessDenied {
+        path: PathBuf,
+        source: std::io::Error,
+        who: String,
+    },
 }
 
 /// How the cgroup hierarchies of this host are laid out.
@@ -136,6 +153,20 @@ pub struct CgroupConfig {
     /// The systemd scope that owns the cgroup, with `--systemd-cgroup`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<systemd::Scope>,
+    /// The hierarchies where the container has no cgroup of its own (berth ran rootless and
+    /// could not make one: see `rootless`), its processes staying in berth's caller's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A hierarchy where a rootless container has no cgroup of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub hierarchy: Hierarchy,
+    /// The cgroup the container's processes are in there: the one berth was started in.
+    pub current: PathBuf,
+    /// Why berth made none, e.g. `cannot create /sys/fs/cgroup/memory/web: Permission denied`.
+    pub reason: String,
 }
 
 impl CgroupConfig {
@@ -153,6 +184,30 @@ impl CgroupConfig {
             .iter()
             .find(|(h, _)| !h.v2 && h.controllers.iter().any(|c| c == controller))
             .map(|(_, d)| d.as_path())
+    }
+
+    /// Why the container has no cgroup of its own in some hierarchy (`None`: it has one in each).
+    pub fn absence(&self) -> Option<String> {
+        let first = self.left_out.first()?;
+        let more = match self.left_out.len() - 1 {
+            0 => String::new(),
+            1 => " (and in one more hierarchy)".to_string(),
+            n => format!(" (and in {n} more hierarchies)"),
+        };
+        Some(format!("{}{more}", first.reason))
+    }
+
+    /// Each hierarchy with the folder a container sees as its cgroup there: its own, or where
+    /// it stayed when it has none.
+    pub fn shown(&self) -> Vec<(&Hierarchy, &Path)> {
+        let mut shown: Vec<(&Hierarchy, &Path)> =
+            self.dirs.iter().map(|(h, d)| (h, d.as_path())).collect();
+        shown.extend(
+            self.left_out
+                .iter()
+                .map(|l| (&l.hierarchy, l.current.as_path())),
+        );
+        shown
     }
 
     /// The mount point of the cgroup2 hierarchy, if there is one.
@@ -197,6 +252,9 @@ pub trait Manager {
 
 /// The manager for a container's cgroup.
 pub fn manager(config: &CgroupConfig) -> Box<dyn Manager> {
+    if config.dirs.is_empty() && config.systemd.is_none() {
+        return Box::new(rootless::Outside::new(config));
+    }
     let inner: Box<dyn Manager> = match config.layout {
         Some(Layout::Unified) => Box::new(v2::V2Manager::new(config.clone())),
         _ => Box::new(v1::V1Manager::new(config.clone())),

@@ -38,6 +38,7 @@ pub fn config_for(
             layout: Some(layout),
             dirs,
             systemd: Some(scope),
+            left_out: Vec::new(),
         });
     }
     let wanted = match cgroups_path {
@@ -66,6 +67,7 @@ pub fn config_for(
         layout: Some(layout),
         dirs,
         systemd: None,
+        left_out: Vec::new(),
     })
 }
 
@@ -181,6 +183,18 @@ fn unescape(field: &str) -> String {
         }
     }
     out
+}
+
+/// The folder of the cgroup berth runs in, in `hierarchy` (its root when /proc/self/cgroup does
+/// not name it).
+pub(crate) fn own_dir(hierarchy: &Hierarchy) -> Result<PathBuf, CgroupError> {
+    let own = own_cgroups()?;
+    let path = own_path_in(&own, hierarchy).unwrap_or_else(|| PathBuf::from("/"));
+    let relative = clean_path(&path).unwrap_or_default();
+    Ok(match relative.as_os_str().is_empty() {
+        true => hierarchy.mount_point.clone(),
+        false => hierarchy.mount_point.join(relative),
+    })
 }
 
 /// berth's own cgroups, from /proc/self/cgroup: (controllers, path) per line.

@@ -254,6 +254,7 @@ mod tests {
                 ),
             ],
             systemd: None,
+            left_out: Vec::new(),
         }
     }
 

@@ -52,6 +52,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             network,
             systemd_cgroup: global.systemd_cgroup,
+            rootless_cgroups: global.rootless_cgroups,
             keep_console: false,
         })
     }

@@ -37,6 +37,8 @@ pub const VERSION: &str = concat!(
 pub struct Global {
     pub root: Root,
     pub systemd_cgroup: bool,
+    /// Whether cgroups are managed rootless (`--rootless`, see `berth::rootless`).
+    pub rootless_cgroups: bool,
     /// The CRIU binary (`--criu`).
     pub criu: std::path::PathBuf,
 }

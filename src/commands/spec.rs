@@ -9,12 +9,12 @@ pub struct Args {
     /// The bundle folder to write config.json into
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
-    /// A template for a container run by an unprivileged user
+    /// A template for a container run by an unprivileged user (runc's rootless template)
     #[arg(long)]
     pub rootless: bool,
-    /// Network mode of the template: host, bridge or none
-    #[arg(long, default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(berth::spec::NETWORK_MODES))]
-    pub network: String,
+    /// Network mode of the template: host, bridge or none [default: none, host with --rootless]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(berth::spec::NETWORK_MODES))]
+    pub network: Option<String>,
 }
 
 pub fn run(args: Args) -> super::Result {
@@ -22,7 +22,13 @@ pub fn run(args: Args) -> super::Result {
     if path.exists() {
         bail!("{} exists already: remove it first", path.display());
     }
-    let spec = berth::spec::template(&args.network, args.rootless);
+    // As runc's: a rootless container shares the host's network unless asked otherwise.
+    let network = match (&args.network, args.rootless) {
+        (Some(mode), _) => mode.as_str(),
+        (None, true) => "host",
+        (None, false) => "none",
+    };
+    let spec = berth::spec::template(network, args.rootless);
     let text = serde_json::to_string_pretty(&spec)? + "\n";
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(0)

@@ -11,11 +11,12 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 
 use super::{oci_state, process_start_time, sys, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
+use crate::idmap::{Caller, IdMaps, ProcessUser, Sources};
 use crate::namespaces::{Namespaces, PidNamespaceVisit, TimeNamespaceVisit};
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, clone_into, Cloned};
@@ -41,6 +42,9 @@ pub struct CreateOptions {
     /// The network mode and ports asked for over the spec and its annotations.
     pub network: network::NetworkOverride,
     pub systemd_cgroup: bool,
+    /// Manage cgroups rootless (`--rootless`): leave out a cgroup berth may not make, when
+    /// config.json names none (see `cgroups::rootless`).
+    pub rootless_cgroups: bool,
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
     pub keep_console: bool,
@@ -106,6 +110,8 @@ struct Checked {
     /// The console socket, connected.
     console_socket: Option<UnixStream>,
     extra_fds: ExtraFds,
+    /// The maps of the user namespace the container makes, if it makes one.
+    id_maps: Option<IdMaps>,
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
@@ -124,6 +130,19 @@ pub(super) fn create_then(
     // Before anything is made: berth may have to start again from a sealed view of its binary.
     super::exposure::before_create(root, &bundle.spec)?;
     let network = network::request_from(&bundle.spec, &opts.network)?;
+    let unprivileged = crate::rootless::unprivileged();
+    if unprivileged {
+        crate::rootless::check_network(&network, crate::rootless::unprivileged_port_start())?;
+        if opts.systemd_cgroup {
+            return Err(ContainerError::Unsupported(format!(
+                "--systemd-cgroup is refused: berth runs as {}, and it talks only to the system's \
+                 systemd, not to a user's (features: linux.cgroup.systemdUser is false); leave it \
+                 out to use a delegated cgroup folder",
+                crate::rootless::describe_user(crate::rootless::ids().0)
+            )));
+        }
+    }
+    let id_maps = id_maps_for(&bundle.spec)?;
     let seccomp = match bundle
         .spec
         .linux()
@@ -168,6 +187,7 @@ pub(super) fn create_then(
         resources,
         console_socket,
         extra_fds,
+        id_maps,
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
@@ -232,6 +252,7 @@ fn build(
         resources,
         console_socket,
         extra_fds,
+        id_maps,
     } = checked;
     let bundle = &bundle;
     let spec = &bundle.spec;
@@ -247,7 +268,7 @@ fn build(
     };
     let mut namespaces = Namespaces::from_spec(spec, network_namespace)?;
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::config_for(cgroups_path, id, opts.systemd_cgroup)?;
+    let mut cgroup = cgroups::config_for(cgroups_path, id, opts.systemd_cgroup)?;
 
     // The first state is written before anything else is made, so `delete --force` can find the
     // cgroup even if berth is killed half-way.
@@ -274,14 +295,31 @@ fn build(
         host_mount: None,
     };
     dir.write_state(&state)?;
+    crate::fault::point("create:state");
 
-    let manager = cgroups::manager(&cgroup);
     made.cgroup = Some(cgroup.clone());
-    let userns = namespaces.has_user();
+    if opts.rootless_cgroups && cgroup.systemd.is_none() {
+        let explicit = cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
+        let who = crate::rootless::describe_user(crate::rootless::ids().0);
+        cgroups::rootless::create(&mut cgroup, explicit, &who)?;
+        if let Some(reason) = cgroup.absence() {
+            crate::logging::debug(&format!(
+                "rootless: container {id:?} has no cgroup of its own in {} of {} hierarchies, \
+                 its processes stay in berth's: {reason}",
+                cgroup.left_out.len(),
+                cgroup.left_out.len() + cgroup.dirs.len()
+            ));
+            state.cgroup = cgroup.clone();
+            dir.write_state(&state)?;
+        }
+        cgroups::rootless::check_resources(&cgroup, &resources.0)?;
+    }
+    let manager = cgroups::manager(&cgroup);
+    let userns = namespaces.has_user() || crate::rootless::in_user_namespace();
     // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
     // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
-    // systemd or a user namespace, berth moves it as before.
-    let own_cgroup = cgroup.systemd.is_none() && !userns;
+    // systemd, a user namespace or rootless cgroups, berth moves it as before.
+    let own_cgroup = cgroup.systemd.is_none() && !userns && !opts.rootless_cgroups;
     let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     // Then berth makes the v1 cgroups and applies the limits while the init sets up its mounts
     // (it has two CPUs to do it on), and the init joins them before the first step that needs
@@ -293,16 +331,39 @@ fn build(
         cgroups::create_part(&cgroup, true)?;
     } else {
         manager.create()?;
-        manager.apply(&resources.0, &resources.1)?;
+        // In a user namespace no device node can be made and an ordinary user can load no
+        // device program: see cgroups::rootless for why the rules are not applied there.
+        if opts.rootless_cgroups && userns {
+            crate::logging::debug(
+                "rootless: linux.resources.devices is not applied: the container is in a user \
+                 namespace, where its processes cannot make device nodes",
+            );
+            // (without a cgroup, check_resources has refused every limit)
+            if !cgroup.dirs.is_empty() {
+                manager.update(&resources.0)?;
+            }
+        } else {
+            manager.apply(&resources.0, &resources.1)?;
+        }
     }
+    crate::fault::point("create:cgroup");
     made.network = true;
     let reservation = network::reserve(&root.path, id, &net_request)?;
+    crate::fault::point("create:reserve");
 
     // A new time namespace is made by berth itself for its children, with the offsets in, before
     // the clone: a process born in it (or cloned with CLONE_NEWTIME) would freeze them at zero.
     let new_time = namespaces.new & CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
     namespaces.new -= new_time;
     let new = namespaces.new;
+    let userns = namespaces.has_user();
+    let id_maps = match (new.contains(CloneFlags::CLONE_NEWUSER), id_maps) {
+        (true, Some(maps)) => {
+            crate::logging::debug(&format!("user namespace maps: {}", maps.describe()));
+            Some(maps)
+        }
+        _ => None,
+    };
     // With a user namespace, namespaces given by path must be joined before the new ones are
     // made, so the new ones belong to the new user namespace: that takes one more process.
     let two_stage = userns && !namespaces.join.is_empty();
@@ -357,7 +418,8 @@ fn build(
         opts.no_pivot,
         cgroup.clone(),
         namespaces.has(CloneFlags::CLONE_NEWCGROUP),
-        userns,
+        // Under rootless podman berth itself runs in a user namespace: no mknod there either.
+        userns || crate::rootless::in_user_namespace(),
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
     if rootfs.host_mount_ns {
@@ -397,6 +459,7 @@ fn build(
         two_stage,
         wait_go,
         userns,
+        dumpable_for_maps: id_maps.as_ref().is_some_and(IdMaps::needs_dumpable),
         own_pid_namespace: new.contains(CloneFlags::CLONE_NEWPID),
         new_netns: new.contains(CloneFlags::CLONE_NEWNET),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
@@ -484,6 +547,7 @@ fn build(
         true => open_namespace(first, "mnt"),
         false => None,
     };
+    crate::fault::point("create:clone");
     if v1_later {
         cgroups::create_part(&cgroup, false)?;
         manager.apply(&resources.0, &resources.1)?;
@@ -502,20 +566,18 @@ fn build(
         nix::unistd::mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622))
             .map_err(sys(id, "make the exec fifo"))?;
     }
-    let linux_maps = |l: &oci_spec::runtime::Linux| {
-        (
-            l.uid_mappings().clone().unwrap_or_default(),
-            l.gid_mappings().clone().unwrap_or_default(),
-        )
+    let write_maps = |pid: Pid| match &id_maps {
+        Some(maps) => maps.write(pid.as_raw()).map_err(|e| ContainerError::Init {
+            id: id.into(),
+            reason: e.to_string(),
+        }),
+        None => Ok(()),
     };
-    let (uid_maps, gid_maps) = linux.map(linux_maps).unwrap_or_default();
 
     let pid = if two_stage {
         // The intermediate asks for maps once it made the new user namespace, then forks the init.
         expect(id, &ours, Message::HooksPoint, first)?;
-        if new.contains(CloneFlags::CLONE_NEWUSER) {
-            write_id_maps(id, first, &uid_maps, &gid_maps)?;
-        }
+        write_maps(first)?;
         ours.send(&Message::Go)
             .map_err(|_| init_failed(id, &ours, first))?;
         let pidfd = match ours.recv_with_fd() {
@@ -534,9 +596,13 @@ fn build(
         made.children.push(pid);
         pid
     } else {
-        if new.contains(CloneFlags::CLONE_NEWUSER) {
-            write_id_maps(id, first, &uid_maps, &gid_maps)?;
+        if let Some(maps) = &id_maps {
+            if maps.needs_dumpable() {
+                // the init says when it is dumpable, so the maps can be written
+                expect(id, &ours, Message::MapIds, first)?;
+            }
         }
+        write_maps(first)?;
         if wait_go {
             ours.send(&Message::Go)
                 .map_err(|_| init_failed(id, &ours, first))?;
@@ -565,6 +631,7 @@ fn build(
         Err(network::NetworkError::Namespace { .. }) => return Err(init_failed(id, &ours, pid)),
         Err(err) => return Err(err.into()),
     };
+    crate::fault::point("create:attach");
     state.network = Some(serde_json::to_value(&net_state).expect("network state serialises"));
     state.pid_start = process_start_time(state.pid)
         .map(|(_, start)| start)
@@ -602,6 +669,7 @@ fn build(
     }
     state.status = Status::Created;
     dir.write_state(&state)?;
+    crate::fault::point("create:created");
     if let Some(path) = &opts.pid_file {
         write_atomic(path, pid.as_raw().to_string().as_bytes()).map_err(|e| match e {
             crate::state::StateError::Io { source, .. } => ContainerError::PidFile {
@@ -666,13 +734,38 @@ fn time_offsets(linux: Option<&oci_spec::runtime::Linux>) -> Vec<(String, i64, u
 /// The name of the user running berth, as `list` shows it.
 pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::getuid().as_raw();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2].parse() == Ok(uid))
-        .map(|f| f[0].to_string())
-        .unwrap_or_else(|| uid.to_string())
+    crate::rootless::user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The maps of the user namespace the container makes (a `user` entry without a path), checked
+/// for the user berth runs as.
+fn id_maps_for(spec: &oci_spec::runtime::Spec) -> Result<Option<IdMaps>, ContainerError> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(None);
+    };
+    let makes_one =
+        linux.namespaces().iter().flatten().any(|ns| {
+            ns.typ() == oci_spec::runtime::LinuxNamespaceType::User && ns.path().is_none()
+        });
+    if !makes_one {
+        return Ok(None);
+    }
+    let user = spec.process().as_ref().map(|p| p.user());
+    let process_user = ProcessUser {
+        uid: user.map_or(0, |u| u.uid()),
+        gid: user.map_or(0, |u| u.gid()),
+        additional_gids: user
+            .and_then(|u| u.additional_gids().clone())
+            .unwrap_or_default(),
+    };
+    let maps = IdMaps::plan(
+        linux.uid_mappings().as_deref().unwrap_or_default(),
+        linux.gid_mappings().as_deref().unwrap_or_default(),
+        &process_user,
+        &Caller::berth(),
+        &Sources::host(),
+    )?;
+    Ok(Some(maps))
 }
 
 fn open_path(path: &Path) -> Result<OwnedFd, nix::errno::Errno> {
@@ -715,25 +808,6 @@ fn init_lost(id: &str, pid: Pid) -> ContainerError {
         id: id.into(),
         reason: format!("the init process {how} before the container was ready"),
     }
-}
-
-fn write_id_maps(
-    id: &str,
-    pid: Pid,
-    uid_maps: &[LinuxIdMapping],
-    gid_maps: &[LinuxIdMapping],
-) -> Result<(), ContainerError> {
-    for (file, maps) in [("uid_map", uid_maps), ("gid_map", gid_maps)] {
-        let text: String = maps
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect();
-        std::fs::write(format!("/proc/{pid}/{file}"), &text).map_err(|e| ContainerError::Init {
-            id: id.into(),
-            reason: format!("cannot write {file} {:?}: {e}", text.trim_end()),
-        })?;
-    }
-    Ok(())
 }
 
 /// The pid, in berth's pid namespace, of the process a pidfd refers to.

@@ -56,7 +56,7 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
     // often (a fixed 1 ms was a third of `delete --force` of a running container).
     let mut delay = Duration::from_micros(50);
     loop {
-        let pids = manager.pids().unwrap_or_default();
+        let pids = super::processes(state).unwrap_or_default();
         if pids.is_empty() && !super::init_alive(state) {
             break;
         }
@@ -72,13 +72,16 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<(), ContainerError> {
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(10));
     }
+    crate::fault::point("delete:kill");
     manager.remove()?;
+    crate::fault::point("delete:cgroup");
     if let Some(mount) = &state.host_mount {
         crate::rootfs::detach_root(&crate::syscall::Linux, mount)?;
     }
     if let Some(root) = dir.path.parent() {
         crate::network::release(root, &state.id)?;
     }
+    crate::fault::point("delete:network");
     let poststop = state
         .hooks
         .as_ref()

@@ -161,6 +161,13 @@ pub enum ExecError {
     Usage(String),
     #[error("cannot exec in container {id:?}: {reason}")]
     Failed { id: String, reason: String },
+    #[error(
+        "cannot exec in container {id:?} before it starts: berth runs as an ordinary user, and \
+         the container's init, a clone of berth until then, is kept non-dumpable so that no \
+         process can reach berth's binary through it, which also keeps its namespaces from the \
+         user; start it first"
+    )]
+    BeforeStart { id: String },
 }
 
 /// Runs the process. Detached, returns 0 once its program runs; otherwise its exit status.
@@ -285,6 +292,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             .or_else(|| WindowSize::from_spec(&process)),
         seccomp,
         root: chroot,
+        born_in_userns: false,
     };
     let starting = Starting {
         opts,
@@ -372,6 +380,27 @@ fn start(
         }
         None => None,
     };
+    // The kernel lets a process enter a pid namespace only with CAP_SYS_ADMIN over its own user
+    // namespace too: an ordinary user has that only inside the container's. So berth joins the
+    // container's user namespace first, for the rest of this command (it cannot come back), and
+    // the process is born in both.
+    let joins_user = crate::rootless::ids().0 != 0
+        && pid_ns.is_some()
+        && plan
+            .join
+            .iter()
+            .any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
+    if joins_user {
+        let at = plan
+            .join
+            .iter()
+            .position(|j| j.flag == CloneFlags::CLONE_NEWUSER)
+            .expect("a user namespace to join");
+        let user = plan.join.remove(at);
+        nix::sched::setns(user.fd.as_fd(), CloneFlags::CLONE_NEWUSER)
+            .map_err(sys(id, "join the container's user namespace"))?;
+        plan.born_in_userns = true;
+    }
     let pid_visit = pid_ns
         .as_ref()
         .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
@@ -673,7 +702,21 @@ fn container_namespaces(state: &State) -> Result<(Vec<Join>, Option<Join>), Cont
             path: path.clone(),
             source,
         };
-        let theirs = File::open(&path).map_err(open_error)?;
+        let theirs = match File::open(&path) {
+            Ok(file) => file,
+            // (see ExecError::BeforeStart)
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && crate::rootless::ids().0 != 0
+                    && state.status == Status::Created =>
+            {
+                return Err(ExecError::BeforeStart {
+                    id: state.id.clone(),
+                }
+                .into())
+            }
+            Err(e) => return Err(open_error(e).into()),
+        };
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map_err(open_error)?;
         let same = theirs
             .metadata()

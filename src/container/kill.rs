@@ -31,6 +31,13 @@ pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<(), Cont
         return Err(ContainerError::NotRunning { id: id.into() });
     }
     if all {
+        if state.cgroup.dirs.is_empty() && state.cgroup.absence().is_some() {
+            // No cgroup to freeze while signalling: each process found, as runc does rootless.
+            for pid in super::processes(&state)? {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            }
+            return Ok(());
+        }
         crate::cgroups::manager(&state.cgroup).kill_all(signal)?;
         return Ok(());
     }

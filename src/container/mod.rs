@@ -59,6 +59,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
     #[error(transparent)]
+    IdMap(#[from] crate::idmap::IdMapError),
+    #[error(transparent)]
     Exposure(#[from] exposure::ExposureError),
     #[error("container {id:?} could not be created: {reason}")]
     Init { id: String, reason: String },
@@ -74,6 +76,12 @@ pub enum ContainerError {
     NotCreated { id: String, status: Status },
     #[error("cannot delete container {id:?} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
+    #[error("cannot {action} container {id:?}: it has no cgroup of its own ({reason})")]
+    NoCgroup {
+        id: String,
+        action: &'static str,
+        reason: String,
+    },
     #[error("cannot signal container {id:?}: container not running")]
     NotRunning { id: String },
     #[error("{0:?} is not a signal")]
@@ -133,6 +141,54 @@ pub fn init_alive(state: &State) -> bool {
         }
         None => false,
     }
+}
+
+/// The pids of the container's processes: those in its cgroup, or, for a rootless container
+/// with no cgroup of its own, those in the pid namespace its init made (all of them end with the
+/// init), or without one the init and its descendants.
+pub fn processes(state: &State) -> Result<Vec<i32>, ContainerError> {
+    if state.cgroup.absence().is_none() || !state.cgroup.dirs.is_empty() {
+        return Ok(crate::cgroups::manager(&state.cgroup).pids()?);
+    }
+    if !init_alive(state) {
+        return Ok(Vec::new());
+    }
+    let namespace = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let mut pids: Vec<i32> = Vec::new();
+    let all: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map_err(|e| ContainerError::Unsupported(format!("cannot read /proc: {e}")))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    if state.own_pid_namespace {
+        let init_ns = namespace(state.pid);
+        pids.extend(
+            all.iter()
+                .map(|&(pid, _)| pid)
+                .filter(|&pid| init_ns.is_some() && namespace(pid) == init_ns),
+        );
+    } else {
+        pids.push(state.pid);
+        let mut i = 0;
+        while i < pids.len() {
+            let parent = pids[i];
+            pids.extend(
+                all.iter()
+                    .filter(|&&(_, p)| p == parent)
+                    .map(|&(pid, _)| pid),
+            );
+            i += 1;
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
+/// The parent of process `pid`, from /proc/PID/stat.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
 }
 
 /// The container's live status.

@@ -16,6 +16,7 @@ pub fn pause(root: &Root, id: &str) -> Result<(), ContainerError> {
             status: current,
         });
     }
+    refuse_without_cgroup(&state, "pause")?;
     crate::cgroups::manager(&state.cgroup).freeze()?;
     Ok(())
 }
@@ -30,6 +31,28 @@ pub fn resume(root: &Root, id: &str) -> Result<(), ContainerError> {
             status: current,
         });
     }
+    refuse_without_cgroup(&state, "resume")?;
     crate::cgroups::manager(&state.cgroup).thaw()?;
     Ok(())
+}
+
+/// A rootless container with no cgroup of its own has no freezer.
+fn refuse_without_cgroup(
+    state: &crate::state::State,
+    action: &'static str,
+) -> Result<(), ContainerError> {
+    match state
+        .cgroup
+        .dirs
+        .is_empty()
+        .then(|| state.cgroup.absence())
+        .flatten()
+    {
+        Some(reason) => Err(ContainerError::NoCgroup {
+            id: state.id.clone(),
+            action,
+            reason,
+        }),
+        None => Ok(()),
+    }
 }

@@ -5,5 +5,5 @@ use crate::state::Root;
 
 pub fn pids(root: &Root, id: &str) -> Result<Vec<i32>, ContainerError> {
     let state = root.read_state(id)?;
-    Ok(crate::cgroups::manager(&state.cgroup).pids()?)
+    super::processes(&state)
 }

@@ -14,10 +14,9 @@
 //!   act on traffic with no container left goes with the last container: `route_localnet`
 //!   (ports on 127.0.0.1) and the accept rules in a host firewall that drops forwarding.
 //!
-//! Crash safety: a record is written before the kernel state it stands for (a lease before
-//! the veth, a port record before its map element), except the neighbour entry that claims an
-//! address, which comes first so that two berths never write a lease for one address; the
-//! lease follows within microseconds. The kernel's own changes are atomic (one netlink request
+//! Crash safety: a record is written before the kernel state it stands for (a lease before its
+//! address claim and its veth, a port record before its map element, a bridge record before
+//! the forwarding rules). The kernel's own changes are atomic (one netlink request
 //! or one nf_tables transaction each). So whatever berth was doing when it was killed, the
 //! records say what may exist, and `release` (at `delete --force`, or through `reclaim` at the
 //! next `create`) undoes it, each step finding "already gone" fine.
@@ -31,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::firewall;
 use super::ipam::{self, Direction};
-use super::netlink::Netlink;
+use super::netlink::{index_of, Netlink};
 use super::ports::held_ports;
 use super::store::{BridgeRecord, LeaseRecord, Owner, PortRecord, Store};
 use super::{Ipv4Net, Lease, Mode, NetworkError, NetworkRequest, PortMapping, Reservation};
@@ -67,7 +66,8 @@ pub fn reserve_address(
         }
     }
     let store = Store::lock(root)?;
-    reclaim(&store)?;
+    let bridge = (req.mode == Mode::Bridge).then_some(req.bridge.as_str());
+    reclaim(&store, bridge)?;
     check_ports_free(&store, &req.ports)?;
     let owner = Owner::current();
     let lease = match req.mode {
@@ -149,10 +149,10 @@ fn check_ports_free(store: &Store, ports: &[PortMapping]) -> Result<(), NetworkE
 /// running Docker's `docker0`), from the top of the subnet down, clear of Docker's addresses,
 /// which it hands out from the bottom up.
 ///
-/// The address is claimed in the kernel first, with a permanent neighbour entry made only if
+/// The address is claimed in the kernel too, with a permanent neighbour entry made only if
 /// none exists: another `--root` on the same bridge keeps its leases in a store of its own,
 /// but sees that entry among the bridge's neighbours, and of two berths racing for one address
-/// only one makes it. The lease record follows.
+/// only one makes it; the other drops its lease record and picks again.
 ///
 /// A `wanted` address (a restore's) is claimed as it is, or refused when it is leased, on the
 /// bridge, or claimed in the kernel by another berth. A neighbour entry the kernel learnt for it
@@ -168,6 +168,7 @@ fn claim_lease(
 ) -> Result<Lease, NetworkError> {
     let mut host = Netlink::open()?;
     let bridge = ensure_bridge(store, &mut host, &req.bridge, req.subnet)?;
+    crate::fault::point("reserve:bridge");
     let mut taken: HashSet<Ipv4Addr> = store
         .leases()?
         .into_iter()
@@ -190,7 +191,10 @@ fn claim_lease(
         }
         None => taken.extend(host.neighbours(bridge)?),
     }
-    let host_veth = free_veth_name(store, &mut host, root, id)?;
+    let host_veth = free_veth_name(store, root, id)?;
+    // the anti-spoofing elements of veths that are gone, swept once enough have gathered
+    let live = host.links()?.into_iter().map(|link| link.index).collect();
+    firewall::sweep(&req.bridge, &live)?;
     let made_by_berth = store
         .bridge(&req.bridge)?
         .is_some_and(|record| record.made_by_berth);
@@ -209,48 +213,43 @@ fn claim_lease(
             })?,
         };
         let mac = ipam::mac_for(address);
-        match host.claim_neighbour(bridge, &req.bridge, address, mac) {
-            Ok(()) => {}
-            // another berth claimed it since the neighbours were read
-            Err(e) if e.errno() == Some(libc::EEXIST) && wanted.is_some() => {
-                return Err(taken_by(address));
-            }
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                taken.insert(address);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
         let lease = Lease {
             bridge: req.bridge.clone(),
             subnet: req.subnet,
             address,
             gateway: req.subnet.gateway(),
             mac: ipam::format_mac(&mac),
-            host_veth,
+            host_veth: host_veth.clone(),
         };
-        let record = LeaseRecord {
+        // the record first, so that a berth killed from here on leaves nothing it does not name
+        store.put_lease(&LeaseRecord {
             id: id.to_string(),
             owner,
             lease: lease.clone(),
             released_at: None,
-        };
-        if let Err(e) = store.put_lease(&record) {
-            let _ = host.delete_neighbour(bridge, &req.bridge, address);
-            return Err(e);
+        })?;
+        crate::fault::point("reserve:lease");
+        match host.claim_neighbour(bridge, &req.bridge, address, mac) {
+            Ok(()) => return Ok(lease),
+            // another berth claimed it since the neighbours were read
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                store.remove_lease(&lease)?;
+                if wanted.is_some() {
+                    return Err(taken_by(address));
+                }
+                taken.insert(address);
+            }
+            Err(e) => {
+                store.remove_lease(&lease)?;
+                return Err(e.into());
+            }
         }
-        return Ok(lease);
     }
 }
 
 /// The first of the container's candidate veth names that neither another lease nor an
 /// existing link uses, so that release never deletes a link that is not this container's.
-fn free_veth_name(
-    store: &Store,
-    host: &mut Netlink,
-    root: &Path,
-    id: &str,
-) -> Result<String, NetworkError> {
+fn free_veth_name(store: &Store, root: &Path, id: &str) -> Result<String, NetworkError> {
     let leased: HashSet<String> = store
         .leases()?
         .into_iter()
@@ -258,7 +257,7 @@ fn free_veth_name(
         .collect();
     for attempt in 0..16 {
         let name = veth_name(root, id, attempt);
-        if !leased.contains(&name) && host.link(&name)?.is_none() {
+        if !leased.contains(&name) && index_of(&name)?.is_none() {
             return Ok(name);
         }
     }
@@ -293,21 +292,26 @@ pub fn attach(
         source,
     })?;
     let mut host = Netlink::open()?;
-    let bridge = host
-        .link(&lease.bridge)?
-        .ok_or_else(|| NetworkError::Bridge {
-            bridge: lease.bridge.clone(),
-            reason: "it is gone since the container's address was leased".to_string(),
-        })?;
+    let bridge = index_of(&lease.bridge)?.ok_or_else(|| NetworkError::Bridge {
+        bridge: lease.bridge.clone(),
+        reason: "it is gone since the container's address was leased".to_string(),
+    })?;
     let mac = ipam::mac_for(lease.address);
     host.create_veth(
         &lease.host_veth,
-        bridge.index,
+        bridge,
         MTU,
         CONTAINER_INTERFACE,
         mac,
         &netns,
     )?;
+    // the container's eth0 is still down: its first frame meets the anti-spoofing rules
+    let veth = index_of(&lease.host_veth)?.ok_or_else(|| NetworkError::Bridge {
+        bridge: lease.bridge.clone(),
+        reason: format!("veth {} vanished right after it was made", lease.host_veth),
+    })?;
+    crate::fault::point("attach:veth");
+    firewall::admit(&lease.bridge, veth, mac, lease.address)?;
 
     let mut inside = Netlink::open_in(&netns, &netns_path)?;
     let missing = |name: &str| NetworkError::Namespace {
@@ -395,8 +399,12 @@ pub(super) fn ensure_bridge(
     subnet: Ipv4Net,
 ) -> Result<u32, NetworkError> {
     let mut record = store.bridge(name)?;
-    let link = match host.link(name)? {
-        Some(link) => link,
+    let index = match index_of(name)? {
+        Some(index) => {
+            // a no-op when it is up already
+            host.set_up(index, name)?;
+            index
+        }
         None => {
             let made = host.create_bridge(name, MTU, random_mac()?);
             match made {
@@ -408,6 +416,7 @@ pub(super) fn ensure_bridge(
                         subnet,
                         nat: false,
                         localnet: false,
+                        forward: None,
                     };
                     store.put_bridge(name, &made)?;
                     record = Some(made);
@@ -415,7 +424,7 @@ pub(super) fn ensure_bridge(
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            host.link(name)?.ok_or_else(|| NetworkError::Bridge {
+            index_of(name)?.ok_or_else(|| NetworkError::Bridge {
                 bridge: name.to_string(),
                 reason: "it vanished right after it was made".to_string(),
             })?
@@ -428,14 +437,12 @@ pub(super) fn ensure_bridge(
         subnet,
         nat: false,
         localnet: false,
+        forward: None,
     });
-    if !link.up {
-        host.set_up(link.index, name)?;
-    }
     let gateway = subnet.gateway();
     let prefix_len = subnet.prefix_len();
-    if !host.addresses(link.index)?.contains(&(gateway, prefix_len)) {
-        match host.add_address(link.index, name, gateway, prefix_len) {
+    if !host.addresses(index)?.contains(&(gateway, prefix_len)) {
+        match host.add_address(index, name, gateway, prefix_len) {
             Ok(()) => record.gateway_added = !record.made_by_berth,
             // another --root added it meanwhile
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -448,10 +455,18 @@ pub(super) fn ensure_bridge(
         firewall::setup_bridge(name, subnet)?;
     }
     record.nat = true;
+    if record.forward.is_none() {
+        if let Some(flavour) = firewall::forward_drops()? {
+            // recorded first, so that the rules go again whatever happens next
+            record.forward = Some(flavour);
+            store.put_bridge(name, &record)?;
+            firewall::open_forwarding(flavour, name)?;
+        }
+    }
     if before.as_ref() != Some(&record) {
         store.put_bridge(name, &record)?;
     }
-    Ok(link.index)
+    Ok(index)
 }
 
 /// A random, locally administered, unicast MAC address.
@@ -485,12 +500,13 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
         .into_iter()
         .filter(|record| record.id == id)
         .collect();
-    release_records(&store, &leases, &ports)
+    release_records(&store, &leases, &ports)?;
+    settle_bridges(&store, None)
 }
 
 /// Drops the records of containers that no longer exist, with whatever they still hold, and
-/// settles released leases.
-fn reclaim(store: &Store) -> Result<(), NetworkError> {
+/// settles released leases and the bridges but `except`.
+fn reclaim(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
     let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
         .leases()?
         .into_iter()
@@ -505,10 +521,8 @@ fn reclaim(store: &Store) -> Result<(), NetworkError> {
         .into_iter()
         .filter(|record| !store.is_alive(&record.id, &record.owner))
         .collect();
-    if leases.is_empty() && ports.is_empty() {
-        return Ok(());
-    }
-    release_records(store, &leases, &ports)
+    release_records(store, &leases, &ports)?;
+    settle_bridges(store, except)
 }
 
 /// Forgets released leases whose veth the kernel has removed, and deletes the veths that
@@ -521,7 +535,7 @@ fn settle_released(store: &Store, released: &[LeaseRecord]) -> Result<(), Networ
     let now = now_millis();
     for record in released {
         let since = now.saturating_sub(record.released_at.unwrap_or(0));
-        if host.link(&record.lease.host_veth)?.is_some() {
+        if index_of(&record.lease.host_veth)?.is_some() {
             if since < VETH_LINGER.as_millis() as u64 {
                 continue;
             }
@@ -539,8 +553,8 @@ fn forget_lease(
     record: &LeaseRecord,
 ) -> Result<(), NetworkError> {
     let lease = &record.lease;
-    if let Some(bridge) = host.link(&lease.bridge)? {
-        host.delete_neighbour(bridge.index, &lease.bridge, lease.address)?;
+    if let Some(bridge) = index_of(&lease.bridge)? {
+        host.delete_neighbour(bridge, &lease.bridge, lease.address)?;
     }
     store.remove_lease(lease)
 }
@@ -578,6 +592,7 @@ fn release_records(
             firewall::unpublish(bridge, *address, mappings)?;
         }
     }
+    crate::fault::point("release:ports");
     for port in ports {
         store.remove_port(&port.mapping)?;
     }
@@ -588,7 +603,7 @@ fn release_records(
             Some(host) => host,
             None => host.insert(Netlink::open()?),
         };
-        if host.link(&record.lease.host_veth)?.is_some() {
+        if index_of(&record.lease.host_veth)?.is_some() {
             store.put_lease(&LeaseRecord {
                 released_at: Some(now_millis()),
                 ..record.clone()
@@ -598,24 +613,28 @@ fn release_records(
         }
     }
 
-    let bridges: HashSet<&String> = leases
-        .iter()
-        .map(|record| &record.lease.bridge)
-        .chain(published.keys().map(|(bridge, _)| bridge))
-        .collect();
-    for bridge in bridges {
-        let host = match &mut host {
-            Some(host) => host,
-            None => host.insert(Netlink::open()?),
-        };
-        settle_bridge(store, host, bridge)?;
+    Ok(())
+}
+
+/// Settles every bridge berth keeps a record of but `except` (the one a `create` is about to
+/// use): so whatever a killed berth left on a bridge goes with the next command that finds no
+/// container on it, not only with the release of a container of that bridge.
+fn settle_bridges(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
+    let names = store.bridge_names()?;
+    if names.iter().all(|name| Some(name.as_str()) == except) {
+        return Ok(());
+    }
+    let mut host = Netlink::open()?;
+    for name in names.iter().filter(|name| Some(name.as_str()) != except) {
+        settle_bridge(store, &mut host, name)?;
     }
     Ok(())
 }
 
 /// Takes back what a bridge holds only for its containers: `route_localnet` once no port is
-/// published through it, and, once no container of this `--root` uses it, the gateway address
-/// berth put on a bridge it did not make. The bridge and its table stay (see the module's
+/// published through it, and, once no container of this `--root` uses it, the accept rules in
+/// a host firewall that drops forwarding and the gateway address berth put on a bridge it did
+/// not make. The bridge and its table stay (see the module's
 /// opening comment).
 fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), NetworkError> {
     let Some(mut record) = store.bridge(name)? else {
@@ -644,10 +663,14 @@ fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), Ne
         .leases()?
         .iter()
         .any(|lease| lease.lease.bridge == name && lease.released_at.is_none());
+    if let (Some(flavour), false) = (record.forward, in_use) {
+        firewall::close_forwarding(flavour, name)?;
+        record.forward = None;
+    }
     if record.gateway_added && !in_use {
-        if let Some(link) = host.link(name)? {
+        if let Some(index) = index_of(name)? {
             let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());
-            host.delete_address(link.index, name, gateway, prefix_len)?;
+            host.delete_address(index, name, gateway, prefix_len)?;
         }
         record.gateway_added = false;
     }

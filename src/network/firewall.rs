@@ -8,26 +8,179 @@
 //! berth has no daemon, and a proxy process per port would be one more thing to outlive
 //! `create` and be found and killed at `delete`.
 //!
+//! A second table of the same name in the bridge family, `bridge berth-BRIDGE`, holds the
+//! anti-spoofing of berth's veths: a frame from a container's veth must carry the container's
+//! own MAC, and its own IPv4 address (in IPv4 and in ARP); anything else from it is dropped,
+//! whether bound for the host or for another container on the bridge. The veths are named in
+//! three sets by interface index, which the kernel never hands out twice (until it wraps at
+//! 2^31), so the elements of a veth that is gone match nothing: they are left at `delete`,
+//! since any nf_tables deletion costs an RCU grace period (see `bridge`), and are swept once
+//! [`SWEEP_AT`] of them have gathered.
+//!
 //! Every change is one nf_tables transaction, which the kernel applies whole or not at all: a
-//! berth killed half-way leaves the table as it was before the change or after it, never
+//! berth killed half-way leaves the tables as they were before the change or after it, never
 //! between.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, MetaKey, NfTablesMessage,
-    Operator, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementAttribute,
-    SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage,
+    ChainAttribute, ChainMessage, DataAttribute, Hook, HookNumber, InetHookNumber, ListAttribute,
+    MetaKey, NfTablesMessage, Operator, Register, RuleAttribute, RuleMessage, SetAttribute,
+    SetElementAttribute, SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute,
+    TableMessage,
 };
 
 use super::nftables::{self as nft, Base, Change, Expr, Family, Nft, NftError};
+use serde::{Deserialize, Serialize};
+
 use super::{Ipv4Net, PortMapping, Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     #[error(transparent)]
     Nft(#[from] NftError),
+    #[error("the host's FORWARD policy drops, and no {program} is in PATH, /usr/sbin or /sbin to open it for the bridge")]
+    NoIptables { program: &'static str },
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// The iptables whose FORWARD chain drops by policy, where berth lets its bridge through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Iptables {
+    /// iptables-nft: its `ip filter` table is an nftables table.
+    Nft,
+    /// iptables-legacy (x_tables), which nftables cannot see.
+    Legacy,
+}
+
+impl Iptables {
+    fn programs(self) -> [&'static str; 2] {
+        match self {
+            Iptables::Nft => ["iptables-nft", "iptables"],
+            Iptables::Legacy => ["iptables-legacy", "iptables"],
+        }
+    }
+}
+
+/// Which iptables, if any, drops forwarded packets by policy: `iptables -P FORWARD DROP`, as
+/// Docker sets and many hardened hosts have. iptables-nft's chain is looked at over netlink;
+/// iptables-legacy's only when its filter table is loaded, by running it.
+///
+/// berth cannot let its bridge through with a rule of its own table: the kernel runs every
+/// base chain at a hook, and a packet accepted by one is still dropped by another's policy
+/// (tried: an accept in a forward chain of `ip berth-docker0`, at priority 0 and at -300,
+/// leaves both directions blocked). So, as Docker does, berth adds its accept rules to the
+/// FORWARD chain that drops.
+pub fn forward_drops() -> Result<Option<Iptables>, FirewallError> {
+    let policy = Nft::open()?.chain_policy(Family::IPv4, "filter", "FORWARD")?;
+    if policy == Some(nft::DROP) {
+        return Ok(Some(Iptables::Nft));
+    }
+    // this thread's namespace, not the process's first thread's
+    let tables = std::fs::read_to_string("/proc/thread-self/net/ip_tables_names");
+    if tables.is_ok_and(|names| names.lines().any(|name| name == "filter")) {
+        let rules = iptables(Iptables::Legacy, &["-w", "-S", "FORWARD"])?;
+        if rules.lines().any(|line| line == "-P FORWARD DROP") {
+            return Ok(Some(Iptables::Legacy));
+        }
+    }
+    Ok(None)
+}
+
+/// The accept rules for a bridge in the FORWARD chain, as iptables takes them: whatever its
+/// containers send (out, to each other, the answers to connections in), and what comes to
+/// them as the answer to their connections or to a published port (a DNAT'd connection).
+fn forward_rules(bridge: &str) -> [Vec<String>; 2] {
+    let comment = format!("berth {bridge}");
+    let rule = |parts: &[&str]| -> Vec<String> {
+        let mut rule: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        rule.extend(["-m", "comment", "--comment", &comment, "-j", "ACCEPT"].map(String::from));
+        rule
+    };
+    [
+        rule(&["FORWARD", "-i", bridge]),
+        rule(&[
+            "FORWARD",
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+        ]),
+    ]
+}
+
+/// Puts the bridge's accept rules at the head of the FORWARD chain of `flavour`.
+pub fn open_forwarding(flavour: Iptables, bridge: &str) -> Result<(), FirewallError> {
+    for rule in forward_rules(bridge) {
+        let mut args = vec!["-w", "-I"];
+        args.extend(rule.iter().map(String::as_str));
+        iptables(flavour, &args)?;
+    }
+    Ok(())
+}
+
+/// Takes the bridge's accept rules out of the FORWARD chain again; rules already gone are fine.
+pub fn close_forwarding(flavour: Iptables, bridge: &str) -> Result<(), FirewallError> {
+    for rule in forward_rules(bridge) {
+        let mut args = vec!["-w", "-D"];
+        args.extend(rule.iter().map(String::as_str));
+        match iptables(flavour, &args) {
+            Ok(_) => {}
+            // "Bad rule (does a matching rule exist in that chain?)"
+            Err(FirewallError::Failed { status, .. }) if status.code() == Some(1) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs iptables of `flavour` with `args`; returns what it printed.
+fn iptables(flavour: Iptables, args: &[&str]) -> Result<String, FirewallError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let program = flavour
+        .programs()
+        .iter()
+        .flat_map(|name| {
+            std::env::split_paths(&path)
+                .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+                .map(move |dir| dir.join(name))
+        })
+        .find(|candidate| candidate.is_file())
+        .ok_or(FirewallError::NoIptables {
+            program: flavour.programs()[0],
+        })?;
+    let command = format!("{} {}", program.display(), args.join(" "));
+    let output = std::process::Command::new(&program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| FirewallError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(FirewallError::Failed {
+            command,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn table(bridge: &str) -> String {
@@ -47,26 +200,163 @@ fn concat_type(types: &[u32]) -> u32 {
     types.iter().fold(0, |all, t| (all << 6) | t)
 }
 
-/// Makes the bridge's table. It is one transaction, so a table that exists is whole: when
-/// another `--root` made it first (the kernel answers `EEXIST`), it is used as it is.
+/// Makes the bridge's tables, each that is missing. Each is one transaction, so a table that
+/// exists is whole: when another `--root` made it first (the kernel answers `EEXIST`), it is
+/// used as it is.
 pub fn setup_bridge(bridge: &str, subnet: Ipv4Net) -> Result<(), FirewallError> {
-    let mut changes = vec![(
-        Family::IPv4,
-        new_table(&table(bridge)),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )];
-    changes.extend(nat_table(bridge, subnet));
-    match Nft::open()?.batch(changes, &|| {
-        format!("make nftables table ip {}", table(bridge))
-    }) {
-        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
-        other => Ok(other?),
+    let t = table(bridge);
+    let mut nft = Nft::open()?;
+    for (family, changes) in [
+        (Family::IPv4, nat_table(bridge, subnet)),
+        (Family::Bridge, spoofing_table(bridge)),
+    ] {
+        let mut batch = vec![(family, new_table(&t), NLM_F_CREATE | NLM_F_EXCL)];
+        batch.extend(changes);
+        match nft.batch(batch, &|| {
+            format!("make nftables table {} {t}", family_name(family))
+        }) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Bridge => "bridge",
+        _ => "ip",
     }
 }
 
-/// Whether the bridge's NAT table exists.
+/// Whether both of the bridge's tables exist.
 pub fn exists(bridge: &str) -> Result<bool, FirewallError> {
-    Ok(Nft::open()?.table_exists(Family::IPv4, &table(bridge))?)
+    let mut nft = Nft::open()?;
+    Ok(nft.table_exists(Family::IPv4, &table(bridge))?
+        && nft.table_exists(Family::Bridge, &table(bridge))?)
+}
+
+/// How many gone veths' elements may gather before [`sweep`] removes them.
+pub const SWEEP_AT: usize = 64;
+
+/// Lets the veth with interface index `veth` send only from `mac` and `address`. Called before
+/// the container's `eth0` is up, so that its first frame is checked.
+pub fn admit(
+    bridge: &str,
+    veth: u32,
+    mac: [u8; 6],
+    address: Ipv4Addr,
+) -> Result<(), FirewallError> {
+    let t = table(bridge);
+    let index = veth.to_ne_bytes();
+    let changes = [
+        (VETHS, nft::concat(&[&index])),
+        (MACS, nft::concat(&[&index, &mac])),
+        (IPS, nft::concat(&[&index, &address.octets()])),
+    ]
+    .into_iter()
+    .map(|(set, key)| {
+        (
+            Family::Bridge,
+            elements(&t, set, vec![key], true),
+            NLM_F_CREATE,
+        )
+    })
+    .collect();
+    Nft::open()?.batch(changes, &|| {
+        format!("admit veth {veth} in nftables table bridge {t}")
+    })?;
+    Ok(())
+}
+
+/// Removes the elements of veths that are gone (whose index is not in `live`), once there are
+/// [`SWEEP_AT`] of them; returns how many there were.
+pub fn sweep(bridge: &str, live: &HashSet<u32>) -> Result<usize, FirewallError> {
+    let t = table(bridge);
+    let mut nft = Nft::open()?;
+    let gone = |key: &Vec<u8>| {
+        let index = u32::from_ne_bytes(key[..4].try_into().expect("4 bytes"));
+        !live.contains(&index)
+    };
+    let stale: Vec<Vec<u8>> = set_keys(&mut nft, &t, VETHS)?
+        .into_iter()
+        .filter(gone)
+        .collect();
+    if stale.len() < SWEEP_AT {
+        return Ok(stale.len());
+    }
+    let mut changes = vec![(Family::Bridge, elements(&t, VETHS, stale.clone(), false), 0)];
+    for set in [MACS, IPS] {
+        let keys: Vec<Vec<u8>> = set_keys(&mut nft, &t, set)?
+            .into_iter()
+            .filter(gone)
+            .collect();
+        if !keys.is_empty() {
+            changes.push((Family::Bridge, elements(&t, set, keys, false), 0));
+        }
+    }
+    nft.batch(changes, &|| {
+        format!("sweep gone veths from nftables table bridge {t}")
+    })?;
+    Ok(stale.len())
+}
+
+/// The keys of set `set` in the bridge family's table `table`.
+fn set_keys(nft: &mut Nft, table: &str, set: &str) -> Result<Vec<Vec<u8>>, FirewallError> {
+    let message = NfTablesMessage::GetSetElement(SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.to_string()),
+            SetElementList::Set(set.to_string()),
+        ],
+    });
+    let messages = nft.request(Family::Bridge, message, NLM_F_DUMP, &|| {
+        format!("list set {set} of nftables table bridge {table}")
+    })?;
+    let mut keys = Vec::new();
+    for message in messages {
+        let NfTablesMessage::NewSetElement(list) = message else {
+            continue;
+        };
+        for attribute in list.attributes {
+            let SetElementList::Elements(elements) = attribute else {
+                continue;
+            };
+            for element in elements {
+                let ListAttribute::Element(attributes) = element else {
+                    continue;
+                };
+                for attribute in attributes {
+                    if let SetElementAttribute::Key(DataAttribute::Value(key)) = attribute {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Elements of set `set` with `keys`, to add (`add`) or delete.
+fn elements(table: &str, set: &str, keys: Vec<Vec<u8>>, add: bool) -> NfTablesMessage {
+    let list = SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.to_string()),
+            SetElementList::Set(set.to_string()),
+            SetElementList::Elements(
+                keys.into_iter()
+                    .map(|key| {
+                        ListAttribute::Element(vec![SetElementAttribute::Key(
+                            DataAttribute::Value(key),
+                        )])
+                    })
+                    .collect(),
+            ),
+        ],
+    };
+    match add {
+        true => NfTablesMessage::NewSetElement(list),
+        false => NfTablesMessage::DeleteSetElement(list),
+    }
 }
 
 /// How many ports are published through the bridge's table, by any `--root`.
@@ -225,7 +515,16 @@ fn out_of(bridge: &str, equal: bool) -> Vec<Expr> {
 ///     ip saddr SUBNET oifname != BRIDGE masquerade
 ///     ip saddr 127.0.0.0/8 oifname BRIDGE masquerade
 ///     ip saddr SUBNET oifname BRIDGE ct status dnat masquerade }
+/// chain input { type filter hook input priority filter
+///     iifname BRIDGE ip daddr 127.0.0.0/8 ct status & dnat != dnat drop }
 /// ```
+///
+/// The input chain closes what `route_localnet` opens (the class of kube-proxy's
+/// CVE-2020-8558): with it on, the host takes packets to 127.0.0.0/8 that arrive on the bridge,
+/// so a container able to write raw frames (CAP_NET_RAW, in Docker's default set) could reach
+/// the host's loopback-only services through the gateway's MAC. Only the answers of the host's
+/// own connections to published ports may arrive there, and those belong to a DNAT'd
+/// connection; kube-proxy drops the same way, in its KUBE-FIREWALL chain.
 fn nat_table(bridge: &str, subnet: Ipv4Net) -> Vec<Change> {
     let t = table(bridge);
     let ip = Family::IPv4;
@@ -288,6 +587,123 @@ fn nat_table(bridge: &str, subnet: Ipv4Net) -> Vec<Change> {
         masquerade(vec![source_in(subnet), out_of(bridge, false)]),
         masquerade(vec![source_in(loopback), out_of(bridge, true)]),
         masquerade(vec![source_in(subnet), out_of(bridge, true), status_dnat]),
+        base_chain(ip, &t, "input", "filter", InetHookNumber::LocalIn, 0),
+        rule(ip, &t, "input", loopback_from_the_bridge(bridge)),
+    ]
+}
+
+/// The sets of berth's veths, by interface index.
+const VETHS: &str = "veths";
+const MACS: &str = "macs";
+const IPS: &str = "ips";
+const TYPE_ETHERADDR: u32 = 9;
+const TYPE_IFINDEX: u32 = 20;
+
+fn set(table: &str, name: &str, id: u32, types: &[u32], key_len: u32) -> Change {
+    let message = NfTablesMessage::NewSet(SetMessage {
+        attributes: vec![
+            SetAttribute::Table(table.to_string()),
+            SetAttribute::Name(name.to_string()),
+            SetAttribute::KeyType(concat_type(types)),
+            SetAttribute::KeyLen(key_len),
+            SetAttribute::Id(id),
+        ],
+    });
+    (Family::Bridge, message, NLM_F_CREATE)
+}
+
+/// The anti-spoofing table, as nft would write it:
+/// ```text
+/// set veths { type iface_index }
+/// set macs { type iface_index . ether_addr }
+/// set ips { type iface_index . ipv4_addr }
+/// chain prerouting { type filter hook prerouting priority -300
+///     iif != @veths accept
+///     iif . ether saddr != @macs drop
+///     meta protocol ip iif . ip saddr @ips accept
+///     meta protocol arp iif . arp saddr ether @macs iif . arp saddr ip @ips accept
+///     drop }
+/// ```
+/// Frames from a veth of berth's must be IPv4 or ARP from the container's own MAC and address;
+/// everything else from it (another address, another MAC, IPv6, VLAN tags) is dropped. Frames
+/// from any other port of the bridge pass untouched.
+fn spoofing_table(bridge: &str) -> Vec<Change> {
+    let t = table(bridge);
+    let b = Family::Bridge;
+    let iif = || nft::meta(MetaKey::Iif, Register::Reg1);
+    let field =
+        |base: Base, offset: u32, len: u32| nft::payload(base, offset, len, Register::Reg32_01);
+    let protocol = |ethertype: u16| {
+        vec![
+            nft::meta(MetaKey::EtherTypeProtocol, Register::Reg1),
+            nft::cmp(Operator::Equal, Register::Reg1, &ethertype.to_be_bytes()),
+        ]
+    };
+    let mut ipv4 = protocol(0x0800);
+    ipv4.extend([
+        iif(),
+        field(Base::Network, 12, 4),
+        nft::lookup(IPS, Register::Reg1, None, false),
+        nft::verdict(nft::ACCEPT),
+    ]);
+    let mut arp = protocol(0x0806);
+    arp.extend([
+        iif(),
+        field(Base::Network, 8, 6),
+        nft::lookup(MACS, Register::Reg1, None, false),
+        iif(),
+        field(Base::Network, 14, 4),
+        nft::lookup(IPS, Register::Reg1, None, false),
+        nft::verdict(nft::ACCEPT),
+    ]);
+    let chain = NfTablesMessage::NewChain(ChainMessage {
+        attributes: vec![
+            ChainAttribute::Table(t.clone()),
+            ChainAttribute::Name("prerouting".to_string()),
+            ChainAttribute::Hook(vec![
+                Hook::Number(HookNumber::Inet(InetHookNumber::PreRouting)),
+                Hook::Priority(-300i32 as u32),
+            ]),
+            ChainAttribute::Policy(nft::ACCEPT),
+            ChainAttribute::Type("filter".to_string()),
+        ],
+    });
+    let not_veth = vec![
+        iif(),
+        nft::lookup(VETHS, Register::Reg1, None, true),
+        nft::verdict(nft::ACCEPT),
+    ];
+    let not_own_mac = vec![
+        iif(),
+        field(Base::Link, 6, 6),
+        nft::lookup(MACS, Register::Reg1, None, true),
+        nft::verdict(nft::DROP),
+    ];
+    vec![
+        set(&t, VETHS, 1, &[TYPE_IFINDEX], 4),
+        set(&t, MACS, 2, &[TYPE_IFINDEX, TYPE_ETHERADDR], 12),
+        set(&t, IPS, 3, &[TYPE_IFINDEX, TYPE_IPADDR], 8),
+        (b, chain, NLM_F_CREATE),
+        rule(b, &t, "prerouting", not_veth),
+        rule(b, &t, "prerouting", not_own_mac),
+        rule(b, &t, "prerouting", ipv4),
+        rule(b, &t, "prerouting", arp),
+        rule(b, &t, "prerouting", vec![nft::verdict(nft::DROP)]),
+    ]
+}
+
+/// `iifname BRIDGE ip daddr 127.0.0.0/8 ct status & dnat != dnat drop`.
+fn loopback_from_the_bridge(bridge: &str) -> Vec<Expr> {
+    vec![
+        nft::meta(MetaKey::Iifname, Register::Reg1),
+        nft::cmp(Operator::Equal, Register::Reg1, &nft::ifname(bridge)),
+        nft::payload(Base::Network, 16, 1, Register::Reg1),
+        nft::cmp(Operator::Equal, Register::Reg1, &[127]),
+        nft::ct_status(Register::Reg1),
+        // IPS_DST_NAT
+        nft::and(Register::Reg1, &0x20u32.to_ne_bytes()),
+        nft::cmp(Operator::NotEqual, Register::Reg1, &0x20u32.to_ne_bytes()),
+        nft::verdict(nft::DROP),
     ]
 }
 
@@ -349,11 +765,11 @@ mod tests {
     }
 
     #[test]
-    fn the_nat_table_has_one_map_three_chains_and_five_rules() {
+    fn the_table_has_one_map_four_chains_and_six_rules() {
         let changes = nat_table("docker0", "172.17.0.0/16".parse().unwrap());
         let count = |f: fn(&NfTablesMessage) -> bool| changes.iter().filter(|c| f(&c.1)).count();
         assert_eq!(count(|m| matches!(m, NfTablesMessage::NewSet(_))), 1);
-        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewChain(_))), 3);
-        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewRule(_))), 5);
+        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewChain(_))), 4);
+        assert_eq!(count(|m| matches!(m, NfTablesMessage::NewRule(_))), 6);
     }
 }

@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use firewall::FirewallError;
+pub use firewall::{FirewallError, Iptables};
 pub use inspect::inspect_settings;
 pub use ipam::Ipv4Net;
 pub use netdevices::NetDevice;
@@ -255,6 +255,13 @@ pub enum NetworkError {
     NoVethName { id: String },
     #[error("bridge {bridge}: {reason}")]
     Bridge { bridge: String, reason: String },
+    /// What an unprivileged berth cannot have (see `rootless::check_network`).
+    #[error("{what} is refused: berth runs as {who}, and {reason}")]
+    Rootless {
+        what: String,
+        who: String,
+        reason: String,
+    },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error(transparent)]

@@ -50,6 +50,29 @@ impl NetlinkError {
     }
 }
 
+/// The index of link `name` in the calling thread's network namespace, if there is one. Unlike
+/// a GETLINK, which first makes the kernel apply the link's pending carrier change (for a link
+/// that lost its carrier, such as a veth just made up with its peer still down or a bridge whose
+/// last port left, that waits for an expedited RCU grace period), this only looks the name up.
+pub fn index_of(name: &str) -> Result<Option<u32>, NetlinkError> {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index != 0 {
+        return Ok(Some(index));
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENODEV) => Ok(None),
+        _ => Err(NetlinkError::Kernel {
+            action: format!("look up link {name}"),
+            source: error,
+        }),
+    }
+}
+
 /// An rtnetlink socket bound to the network namespace it was made in.
 pub struct Netlink {
     socket: Socket,
@@ -234,10 +257,14 @@ impl Netlink {
         use std::os::fd::AsRawFd;
         // the peer cannot be set up here: the kernel opens it before the pair is linked and
         // answers ENOTCONN, so it is set up from inside its namespace afterwards
+        // one queue each way, said outright: left to the kernel, it makes one per CPU and
+        // then cuts them to one, waiting for an expedited RCU grace period for each end
         let mut peer = LinkMessage::default();
         peer.attributes = vec![
             LinkAttribute::IfName(peer_name.to_string()),
             LinkAttribute::Mtu(mtu),
+            LinkAttribute::NumTxQueues(1),
+            LinkAttribute::NumRxQueues(1),
             LinkAttribute::Address(peer_mac.to_vec()),
             LinkAttribute::NetNsFd(peer_netns.as_raw_fd()),
         ];
@@ -247,6 +274,8 @@ impl Netlink {
         host.attributes = vec![
             LinkAttribute::IfName(host_name.to_string()),
             LinkAttribute::Mtu(mtu),
+            LinkAttribute::NumTxQueues(1),
+            LinkAttribute::NumRxQueues(1),
             LinkAttribute::Controller(bridge_index),
             LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Veth),

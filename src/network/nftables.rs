@@ -9,8 +9,9 @@ use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, ListAttribute, Lookup, Meta,
-    MetaKey, NfTablesMessage, Operator, Payload, Register, TableAttribute, TableMessage,
+    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
+    Immediate, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register,
+    TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
@@ -225,6 +226,39 @@ impl Nft {
             Err(e) => Err(e),
         }
     }
+
+    /// The policy of base chain `chain` in table `table` ([`DROP`] or [`ACCEPT`]), if there is
+    /// such a chain.
+    pub fn chain_policy(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+    ) -> Result<Option<u32>, NftError> {
+        let message = NfTablesMessage::GetChain(ChainMessage {
+            attributes: vec![
+                ChainAttribute::Table(table.to_string()),
+                ChainAttribute::Name(chain.to_string()),
+            ],
+        });
+        let answer = self.request(family, message, 0, &|| {
+            format!("look up nftables chain {table} {chain}")
+        });
+        let messages = match answer {
+            Ok(messages) => messages,
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(messages.into_iter().find_map(|message| match message {
+            NfTablesMessage::NewChain(chain) => {
+                chain.attributes.into_iter().find_map(|a| match a {
+                    ChainAttribute::Policy(policy) => Some(policy),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }))
+    }
 }
 
 enum Answer {
@@ -233,12 +267,14 @@ enum Answer {
     Error(io::Error),
 }
 
-/// `NF_ACCEPT`, a verdict of `include/uapi/linux/netfilter.h`.
+/// `NF_DROP` and `NF_ACCEPT`, the verdicts of `include/uapi/linux/netfilter.h`.
+pub const DROP: u32 = 0;
 pub const ACCEPT: u32 = 1;
 
 /// Where a payload expression reads from (`enum nft_payload_bases`).
 #[derive(Clone, Copy)]
 pub enum Base {
+    Link = 0,
     Network = 1,
     Transport = 2,
 }
@@ -298,6 +334,17 @@ pub fn lookup(set: &str, register: Register, into: Option<Register>, inverted: b
         attributes.push(Lookup::Flags(1));
     }
     Expressions::Lookup(attributes).into()
+}
+
+/// `immediate reg 0 VERDICT`: accept or drop.
+pub fn verdict(code: u32) -> Expr {
+    Expressions::Immediate(vec![
+        Immediate::DestinationRegister(Register::Verdict),
+        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(
+            Verdict::Other(code),
+        )])),
+    ])
+    .into()
 }
 
 /// An expression the crate has no type for, from its name and attributes (kind, big-endian u32).

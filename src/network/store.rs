@@ -93,6 +93,10 @@ pub struct BridgeRecord {
     /// berth turned on `route_localnet` on the bridge (for ports published on 127.0.0.1).
     #[serde(default)]
     pub localnet: bool,
+    /// berth added accept rules for the bridge to this iptables' FORWARD chain, whose policy
+    /// drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<super::firewall::Iptables>,
 }
 
 /// The host interfaces berth moved into a container's network namespace (`linux.netDevices`),
@@ -258,6 +262,14 @@ impl Store {
         }
     }
 
+    /// The names of the bridges berth keeps a record of.
+    pub fn bridge_names(&self) -> Result<Vec<String>, NetworkError> {
+        Ok(list(&self.dir.join("bridges"))?
+            .iter()
+            .filter_map(|path| path.file_name()?.to_str().map(String::from))
+            .collect())
+    }
+
     pub fn put_bridge(&self, name: &str, record: &BridgeRecord) -> Result<(), NetworkError> {
         write_atomically(&self.dir.join("bridges").join(name), record)
     }
@@ -366,6 +378,7 @@ fn write_atomically<T: Serialize>(path: &Path, record: &T) -> Result<(), Network
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     fs::write(&temporary, bytes).map_err(store_error)?;
+    crate::fault::point("store:tmp");
     fs::rename(&temporary, path).map_err(store_error)
 }
 

@@ -16,6 +16,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use serde_json::Value;
 
 use super::bridge::{ensure_bridge, MTU, VETH_LINGER};
+use super::ipam;
 use super::netlink::Netlink;
 use super::store::Store;
 use super::*;
@@ -170,6 +171,15 @@ fn nft_ruleset() -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The map of published ports, as `nft` lists it; empty when there is no table.
+fn published_map() -> String {
+    let output = Command::new("nft")
+        .args(["list", "map", "ip", "berth-docker0", "ports"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn ping(from: Option<&Container>, address: Ipv4Addr) -> bool {
     let address = address.to_string();
     let args = ["busybox", "ping", "-c", "1", "-W", "2", &address];
@@ -229,11 +239,7 @@ fn assert_nothing_left(root: &TempRoot) {
         let localnet = fs::read_to_string("/proc/sys/net/ipv4/conf/docker0/route_localnet");
         assert_eq!(localnet.unwrap().trim(), "0", "route_localnet left on");
     }
-    let ruleset = nft_ruleset();
-    assert!(
-        !ruleset.contains("elements"),
-        "map elements left: {ruleset}"
-    );
+    assert!(!published_map().contains("elements"), "{}", published_map());
     assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
     assert_eq!(root.records("ports"), Vec::<String>::new());
 }
@@ -790,7 +796,7 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
         let neighbours = host_ip_json(&["neigh", "show", "dev", "docker0", "nud", "permanent"]);
         assert_eq!(neighbours.as_array().unwrap().len(), 1, "{neighbours}");
         assert_eq!(neighbours[0]["dst"], "172.17.255.253");
-        assert!(!nft_ruleset().contains("elements"));
+        assert!(!published_map().contains("elements"));
         assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
         assert_eq!(root.records("bridges"), Vec::<String>::new());
     });
@@ -873,25 +879,59 @@ fn bridge_cost() {
             median(releasing),
         );
         let published = bridge_request(&["8080:80/tcp"]);
-        let (mut creating, mut deleting) = (Vec::new(), Vec::new());
+        let (mut creating, mut deleting, mut attaching) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let container = Container::start();
             let t0 = Instant::now();
             let reservation = reserve(root.path(), "p", &published).unwrap();
-            attach(root.path(), "p", &published, &reservation, container.pid()).unwrap();
             creating.push(t0.elapsed());
+            let t0 = Instant::now();
+            attach(root.path(), "p", &published, &reservation, container.pid()).unwrap();
+            attaching.push(t0.elapsed());
             drop(container);
             let t1 = Instant::now();
             release(root.path(), "p").unwrap();
             deleting.push(t1.elapsed());
         }
         println!(
-            "with one published port: reserve + attach {:?}, release {:?}",
+            "with one published port: reserve {:?} + attach {:?} at create, release {:?}",
             median(creating),
+            median(attaching),
             median(deleting)
         );
         release(root.path(), "keeper").unwrap();
+
+        // The first container: no bridge and no tables before it (removed, then left to settle)
+        let (mut first_reserve, mut first_attach) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            remove_bridge_and_tables();
+            let container = Container::start();
+            let t0 = Instant::now();
+            let reservation = reserve(root.path(), "f", &req).unwrap();
+            let t1 = Instant::now();
+            attach(root.path(), "f", &req, &reservation, container.pid()).unwrap();
+            first_reserve.push(t1 - t0);
+            first_attach.push(t1.elapsed());
+            drop(container);
+            release(root.path(), "f").unwrap();
+        }
+        println!(
+            "first container (makes docker0 and the tables): reserve {:?} + attach {:?}",
+            median(first_reserve),
+            median(first_attach)
+        );
     });
+}
+
+/// Removes docker0 and berth's tables, and waits for the kernel to settle.
+fn remove_bridge_and_tables() {
+    let _ = Command::new("ip").args(["link", "del", "docker0"]).status();
+    for family in ["ip", "bridge"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, "berth-docker0"])
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 #[test]
@@ -911,6 +951,16 @@ fn the_bridge_table_reads_in_nfts_words_and_is_made_once() {
             "ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade",
             "ip saddr 127.0.0.0/8 oifname \"docker0\" masquerade",
             "ip saddr 172.17.0.0/16 oifname \"docker0\" ct status dnat masquerade",
+            "type filter hook input priority filter; policy accept;",
+            "iifname \"docker0\" ip daddr 127.0.0.0/8 ct status & dnat != dnat drop",
+            "table bridge berth-docker0",
+            "type iface_index . ether_addr",
+            "type iface_index . ipv4_addr",
+            "type filter hook prerouting priority dstnat; policy accept;",
+            "iif != @veths accept",
+            "iif . ether saddr != @macs drop",
+            "iif . ip saddr @ips accept",
+            "iif . arp saddr ether @macs iif . arp saddr ip @ips accept",
         ] {
             assert_eq!(ruleset.matches(line).count(), 1, "{line:?} in {ruleset}");
         }
@@ -919,5 +969,34 @@ fn the_bridge_table_reads_in_nfts_words_and_is_made_once() {
         assert_eq!(ruleset.matches(dnat).count(), 2, "{ruleset}");
         assert!(super::firewall::exists("docker0").unwrap());
         assert!(!super::firewall::exists("docker1").unwrap());
+    });
+}
+
+#[test]
+fn anti_spoofing_elements_of_gone_veths_are_swept_once_enough_gathered() {
+    require_root!();
+    in_throwaway_host(|| {
+        super::firewall::setup_bridge("docker0", "172.17.0.0/16".parse().unwrap()).unwrap();
+        let count = || nft_ruleset().matches(" . 02:42:").count();
+        let mut live = HashSet::new();
+        // interface indexes no link has here: veths that are gone
+        for n in 0..super::firewall::SWEEP_AT as u32 - 1 {
+            let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 17, 1, 0)) + n);
+            super::firewall::admit("docker0", 5000 + n, ipam::mac_for(address), address).unwrap();
+        }
+        live.insert(1);
+        assert_eq!(super::firewall::sweep("docker0", &live).unwrap(), 63);
+        assert_eq!(count(), 63, "nothing is swept below the mark");
+        let address = Ipv4Addr::new(172, 17, 2, 1);
+        super::firewall::admit("docker0", 9000, ipam::mac_for(address), address).unwrap();
+        // a live veth's elements stay
+        live.insert(9000);
+        let address = Ipv4Addr::new(172, 17, 2, 2);
+        super::firewall::admit("docker0", 9001, ipam::mac_for(address), address).unwrap();
+        assert_eq!(super::firewall::sweep("docker0", &live).unwrap(), 64);
+        let ruleset = nft_ruleset();
+        assert_eq!(count(), 1, "{ruleset}");
+        assert!(ruleset.contains("9000 . 02:42:ac:11:02:01"), "{ruleset}");
+        assert!(ruleset.contains("9000 . 172.17.2.1"), "{ruleset}");
     });
 }

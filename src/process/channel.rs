@@ -30,6 +30,9 @@ pub enum Message {
     /// berth → init: the container's v1 cgroups are made; their `tasks` files follow, for the
     /// init to move itself in.
     Cgroups,
+    /// init → berth: in its new user namespace and dumpable for the moment, so an ordinary
+    /// user may write its uid and gid maps.
+    MapIds,
     /// berth → init: the hooks ran; here is the state for the createContainer hooks.
     State(String),
     /// init → berth: a descriptor follows (a seccomp listener).
@@ -47,6 +50,7 @@ impl Message {
             Message::Pid(_) => (b'P', b""),
             Message::Go => (b'G', b""),
             Message::Cgroups => (b'T', b""),
+            Message::MapIds => (b'M', b""),
             Message::State(json) => (b'S', json.as_bytes()),
             Message::Fd => (b'F', b""),
             Message::Console(name) => (b'C', name.as_bytes()),
@@ -72,6 +76,7 @@ impl Message {
             )),
             b'G' => Message::Go,
             b'T' => Message::Cgroups,
+            b'M' => Message::MapIds,
             b'S' => Message::State(text()),
             b'F' => Message::Fd,
             b'C' => Message::Console(text()),
@@ -228,6 +233,7 @@ mod tests {
             Message::Pid(4242),
             Message::Go,
             Message::Cgroups,
+            Message::MapIds,
             Message::State("{\"id\":\"x\"}".into()),
         ];
         for m in &messages {

@@ -33,6 +33,9 @@ pub struct ExecPlan {
     /// The init's root, for a container in berth's own mount namespace (`rootfs::host`): the
     /// process chroots into it, as joining a mount namespace would move it there.
     pub root: Option<std::os::fd::OwnedFd>,
+    /// Whether berth joined the container's user namespace before the clone (an ordinary user
+    /// enters the container's pid namespace only from inside it), so the process was born there.
+    pub born_in_userns: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +73,13 @@ fn exec(kernel: &dyn Kernel, plan: ExecPlan, channel: &Channel) -> Result<Infall
         console_size,
         seccomp,
         root,
+        born_in_userns,
     } = plan;
     crate::cgroups::join_self(&join_cgroups).map_err(ExecError::Cgroup)?;
     drop(join_cgroups);
     // Before the container's mount namespace: the host's /proc cannot be stood in for.
     let labels = process.labels.open()?;
-    let userns = self::join(kernel, &join)?;
+    let userns = self::join(kernel, &join)? || born_in_userns;
     drop(join);
     if let Some(root) = root {
         kernel.fchdir(root.as_raw_fd()).map_err(ExecError::Root)?;

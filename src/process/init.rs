@@ -36,6 +36,10 @@ pub struct InitPlan {
     pub wait_go: bool,
     /// Whether the container has a user namespace (new or joined).
     pub userns: bool,
+    /// Whether the process is dumpable while berth writes the maps of its new user namespace:
+    /// an ordinary user may not write them otherwise (see `idmap`). No process of the
+    /// container exists yet at that moment; it is made non-dumpable again right after.
+    pub dumpable_for_maps: bool,
     /// Whether the init is pid 1 of a pid namespace made for the container.
     pub own_pid_namespace: bool,
     pub new_netns: bool,
@@ -126,10 +130,12 @@ fn init(
         kernel
             .unshare(plan.unshare - deferred)
             .map_err(|e| InitError::Sys("unshare namespaces", e))?;
+        dumpable_for_maps(plan.dumpable_for_maps, true)?;
         channel
             .send(&Message::HooksPoint)
             .map_err(|_| InitError::Channel("asking for uid and gid maps"))?;
         wait_for_go(channel, "waiting for uid and gid maps")?;
+        dumpable_for_maps(plan.dumpable_for_maps, false)?;
         become_root_in_userns()?;
         kernel
             .unshare(deferred)
@@ -154,9 +160,16 @@ fn init(
         }
     } else {
         namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        if plan.dumpable_for_maps {
+            dumpable_for_maps(true, true)?;
+            channel
+                .send(&Message::MapIds)
+                .map_err(|_| InitError::Channel("asking for uid and gid maps"))?;
+        }
         if plan.wait_go {
             wait_for_go(channel, "waiting for uid maps and the cgroup")?;
         }
+        dumpable_for_maps(plan.dumpable_for_maps, false)?;
         if plan.userns {
             become_root_in_userns()?;
         }
@@ -377,6 +390,23 @@ fn join_cgroups_later(
             .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
     }
     Ok(())
+}
+
+/// Makes this process dumpable (`on`) or not again, when `wanted`: see
+/// `InitPlan::dumpable_for_maps`.
+fn dumpable_for_maps(wanted: bool, on: bool) -> Result<(), InitError> {
+    if !wanted {
+        return Ok(());
+    }
+    nix::sys::prctl::set_dumpable(on).map_err(|e| {
+        InitError::Sys(
+            match on {
+                true => "become dumpable for the uid and gid maps",
+                false => "become non-dumpable again",
+            },
+            e,
+        )
+    })
 }
 
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives

@@ -462,8 +462,13 @@ fn mount_cgroups(
         let (what, target) = (what.to_string(), target.to_string());
         move |f: Failed| f.into_error(&what, &target)
     };
+    // A rootless container may have no cgroup of its own in some hierarchy: it sees the one it
+    // stayed in (see cgroups::rootless).
+    let hierarchies = plan.cgroup.shown();
     if plan.cgroup.layout == Some(crate::cgroups::Layout::Unified) {
-        let (_, dir) = &plan.cgroup.dirs[0];
+        let Some(&(_, dir)) = hierarchies.first() else {
+            return Ok(());
+        };
         let hierarchy = mount_hierarchy(kernel, plan, None, dir, &mount.attr)
             .map_err(err("cgroup2", &shown))?;
         return attach(kernel, &hierarchy, &target, mount).map_err(err("cgroup2", &shown));
@@ -487,7 +492,7 @@ fn mount_cgroups(
         .move_mount(tmpfs.as_fd(), target.as_fd())
         .map_err(failed("move_mount"))
         .map_err(err("tmpfs", &shown))?;
-    for (hierarchy, dir) in &plan.cgroup.dirs {
+    for (hierarchy, dir) in hierarchies {
         let Some(name) = hierarchy.mount_point.file_name() else {
             continue;
         };

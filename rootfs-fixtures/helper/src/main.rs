@@ -12,6 +12,7 @@ mod names;
 mod net;
 mod probes;
 mod process;
+mod raw;
 mod steal;
 
 use std::fmt;
@@ -93,6 +94,11 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("ls", "DIR", files::ls),
     ("listen", "tcp|udp PORT [TEXT]", net::listen),
     ("connect", "HOST PORT", net::connect),
+    (
+        "raw-frame",
+        "IFACE DST_MAC SRC_MAC SRC_IP DST_IP udp|tcp PORT",
+        raw::raw_frame,
+    ),
     ("msgq-send", "KEY TEXT", ipc::send),
     ("msgq-recv", "KEY", ipc::receive),
     ("try-syscall", probes::SYSCALL_NAMES, probes::try_syscall),
