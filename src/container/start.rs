@@ -53,6 +53,9 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         &state.id,
         "reach the waiting init through the exec fifo",
     ))?;
+    // The fifo's name goes before the init is released: `state` reads "created" while it
+    // exists, and the program may already be running (and be seen) before the wait below ends.
+    let _ = std::fs::remove_file(&fifo);
     nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
     drop(fd);
@@ -65,7 +68,6 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
             reason: String::from_utf8_lossy(&failure).trim().to_string(),
         });
     }
-    let _ = std::fs::remove_file(&fifo);
     running(dir, state)
 }
 
@@ -77,6 +79,9 @@ pub fn start_by_channel(
     state: &mut State,
     channel: Channel,
 ) -> Result<(), ContainerError> {
+    // The fifo's name goes before the init is released, as in `start_locked`: `state` reads
+    // "created" while it exists.
+    let _ = std::fs::remove_file(dir.fifo_path());
     // A send to an init that died fails; what it said, if anything, is read below.
     let _ = channel.send(&Message::Go);
     if let Ok(Message::Error(reason)) = channel.recv() {
@@ -86,7 +91,6 @@ pub fn start_by_channel(
         });
     }
     drop(channel);
-    let _ = std::fs::remove_file(dir.fifo_path());
     running(dir, state)
 }
 

@@ -11,7 +11,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::Hook;
 
 use super::channel::{Channel, Message};
-use super::program::{self, become_root_in_userns, ProgramError};
+use super::program::{self, become_root_in_userns, ProgramError, Ready};
 use super::ProcessPlan;
 use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{self, Join};
@@ -247,7 +247,7 @@ fn init(
     detached()?;
     reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
     let process = &plan.process;
-    let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
+    let mut ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
     end_on_signals_while_created();
     channel
         .send(&Message::Ready)
@@ -258,7 +258,7 @@ fn init(
         None => wait_for_go(channel, "waiting for start"),
     }
     .and_then(|()| {
-        run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
+        run_start_hooks(&plan.start_container_hooks, &state, &mut ready)?;
         Ok(program::exec(ready, process)?)
     });
     let Err(err) = started;
@@ -412,10 +412,14 @@ fn dumpable_for_maps(wanted: bool, on: bool) -> Result<(), InitError> {
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives
 /// them: the state says `created` (the program has not run yet) and carries the init's pid as
 /// the container sees it, and a hook with no env of its own gets the program's environment.
-fn run_start_hooks(hooks: &[Hook], state: &str, env: &[CString]) -> Result<(), InitError> {
+/// They run as the program will, seccomp filter included: their path resolves in the image,
+/// which may have replaced them.
+fn run_start_hooks(hooks: &[Hook], state: &str, ready: &mut Ready) -> Result<(), InitError> {
     if hooks.is_empty() {
         return Ok(());
     }
+    ready.install_seccomp_now()?;
+    let env = ready.env();
     let state = match serde_json::from_str::<serde_json::Value>(state) {
         Ok(mut value) => {
             value["status"] = "created".into();

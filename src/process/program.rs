@@ -67,6 +67,16 @@ impl Ready<'_> {
     pub fn env(&self) -> &[CString] {
         &self.env
     }
+
+    /// Installs the seccomp filter now instead of right before execve: whatever runs in the
+    /// container before its program (startContainer hooks, whose path resolves in the image)
+    /// must run under it, and so must anything they leave behind, as under runc.
+    pub fn install_seccomp_now(&mut self) -> Result<(), ProgramError> {
+        if let Some(filter) = self.late_seccomp.take() {
+            crate::seccomp::install(filter)?;
+        }
+        Ok(())
+    }
 }
 
 /// Takes the root identity of a user namespace just made or joined.

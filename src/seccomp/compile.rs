@@ -191,6 +191,12 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         if action == default {
             continue;
         }
+        // The process hands its listener to berth with sendmsg once the filter is in: were
+        // that call the agent's, it would wait for an agent that has no listener yet.
+        if action == libc::SECCOMP_RET_USER_NOTIF && syscall.names().iter().any(|n| n == "sendmsg")
+        {
+            return Err(SeccompError::NotifySendmsg { index });
+        }
         for table in &tables {
             let filter = arches
                 .iter_mut()
@@ -1038,6 +1044,14 @@ mod tests {
             ]})),
             "linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY"
         );
+        assert!(refused(
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
+            "syscalls": [
+                { "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" },
+                { "names": ["write", "sendmsg"], "action": "SCMP_ACT_NOTIFY" }
+            ]})
+        )
+        .starts_with("linux.seccomp.syscalls[1] gives sendmsg to the seccomp agent"));
         assert_eq!(
             refused(json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x" })),
             "linux.seccomp.listenerMetadata is set without listenerPath"

@@ -115,6 +115,12 @@ pub enum SeccompError {
     },
     #[error("linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY")]
     NotifyWithoutListener,
+    #[error(
+        "linux.seccomp.syscalls[{index}] gives sendmsg to the seccomp agent (SCMP_ACT_NOTIFY), \
+         but berth hands the agent its listener with sendmsg from under the filter: the \
+         container would wait for an agent that never gets it"
+    )]
+    NotifySendmsg { index: usize },
     #[error("linux.seccomp.listenerMetadata is set without listenerPath")]
     MetadataWithoutListener,
     #[error("linux.seccomp.flags: this kernel does not support {flag}")]
