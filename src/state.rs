@@ -20,8 +20,6 @@ pub const DEFAULT_ROOT: &str = "/run/berth";
 const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
-/// Where a created container's init writes why it could not run its program after `start`.
-pub const START_ERROR: &str = "start.err";
 /// Longest container id: the id is a file name, and engines use 64 hex characters.
 pub const MAX_ID_LEN: usize = 200;
 /// Longest `--root`: its files' paths (and the network store's) must stay well within PATH_MAX.
@@ -411,10 +409,6 @@ impl ContainerDir {
 
     pub fn fifo_path(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
-    }
-
-    pub fn start_error_path(&self) -> PathBuf {
-        self.path.join(START_ERROR)
     }
 
     /// Removes the folder and everything in it.

@@ -5,7 +5,7 @@
 use nix::sys::signalfd::SignalFd;
 
 use super::create::{create_then, CreateOptions, Created, Then};
-use super::start::{start_by_channel, start_locked};
+use super::start::start_locked;
 use super::{sys, ContainerError};
 use crate::console::Relay;
 use crate::state::{Root, StateError};
@@ -13,7 +13,7 @@ use crate::state::{Root, StateError};
 /// Runs a container. Detached, returns 0 once it runs; otherwise returns its exit status.
 pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, ContainerError> {
     if detach {
-        return start_or_remove(create_then(root, opts, Then::Start)?).map(|_| 0);
+        return start_or_remove(create_then(root, opts, Then::Wait)?).map(|_| 0);
     }
     super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
     let opts = CreateOptions {
@@ -98,13 +98,9 @@ impl Unmounter {
     }
 }
 
-/// Starts the container (through the channel: `run` makes no exec fifo), or removes it.
+/// Starts the container, or removes it.
 fn start_or_remove(mut created: Created) -> Result<Created, ContainerError> {
-    let started = match created.channel.take() {
-        Some(channel) => start_by_channel(&created.dir, &mut created.state, channel),
-        None => start_locked(&created.dir, &mut created.state),
-    };
-    match started {
+    match start_locked(&created.dir, &mut created.state) {
         Ok(()) => Ok(created),
         Err(err) => {
             let _ = super::delete::destroy(created.dir, &created.state);

@@ -1,9 +1,9 @@
 //! `start`: release a created container's init by writing into its exec fifo, then run the
-//! poststart hooks. If a startContainer hook fails (the init reports it through a file in the
-//! state folder) or a poststart one does (runtime-spec 1.3; before it, a warning), `start` fails
-//! and the container is destroyed.
+//! poststart hooks. If a startContainer hook fails (the init writes why back into the fifo) or a
+//! poststart one does (runtime-spec 1.3; before it, a warning), `start` fails and the container
+//! is destroyed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -11,7 +11,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::{oci_state, status, sys, ContainerError};
-use crate::process::channel::{Channel, Message};
 use crate::state::{ContainerDir, Root, State, Status};
 
 pub fn start(root: &Root, id: &str) -> Result<(), ContainerError> {
@@ -56,46 +55,22 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
     // The fifo's name goes before the init is released: `state` reads "created" while it
     // exists, and the program may already be running (and be seen) before the wait below ends.
     let _ = std::fs::remove_file(&fifo);
-    nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
+    nix::unistd::write(&fd, START).map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
+    // The init is gone instead of running its program: it left the reason in the fifo, whose
+    // buffer lasts while this end is open.
+    let failure = read_back(&fd);
     drop(fd);
-    // The init is gone instead of running its program: it left the reason.
-    let failure =
-        crate::bounded::read_regular(&dir.start_error_path(), 64 << 10).unwrap_or_default();
     if !failure.is_empty() {
-        return Err(ContainerError::StartFailed {
-            id: state.id.clone(),
-            reason: String::from_utf8_lossy(&failure).trim().to_string(),
-        });
-    }
-    running(dir, state)
-}
-
-/// Starts a container whose init waits for `Go` on the channel (`run`): the channel then closes
-/// at the program's execve (it is close-on-exec), or brings the reason the init could not run
-/// it (a startContainer hook failed).
-pub fn start_by_channel(
-    dir: &ContainerDir,
-    state: &mut State,
-    channel: Channel,
-) -> Result<(), ContainerError> {
-    // The fifo's name goes before the init is released, as in `start_locked`: `state` reads
-    // "created" while it exists.
-    let _ = std::fs::remove_file(dir.fifo_path());
-    // A send to an init that died fails; what it said, if anything, is read below.
-    let _ = channel.send(&Message::Go);
-    if let Ok(Message::Error(reason)) = channel.recv() {
+        let reason = match failure.as_slice() {
+            START => "the init went away before it ran the program".to_string(),
+            text => String::from_utf8_lossy(text).trim().to_string(),
+        };
         return Err(ContainerError::StartFailed {
             id: state.id.clone(),
             reason,
         });
     }
-    drop(channel);
-    running(dir, state)
-}
-
-/// Records the container running, then runs the poststart hooks.
-fn running(dir: &ContainerDir, state: &mut State) -> Result<(), ContainerError> {
     state.status = Status::Running;
     dir.write_state(state)?;
     let poststart = state
@@ -109,6 +84,28 @@ fn running(dir: &ContainerDir, state: &mut State) -> Result<(), ContainerError> 
         crate::hooks::run("poststart", &poststart, &json)?;
     }
     Ok(())
+}
+
+/// What `start` writes into the exec fifo.
+const START: &[u8] = b"0";
+
+/// What is left in the fifo once no reader is: nothing after the program ran, why it did not
+/// otherwise (or the start byte, unread, when the init died first).
+fn read_back(writer: &OwnedFd) -> Vec<u8> {
+    // The fifo's name is gone: reopened for reading through the writer's descriptor.
+    let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+    let Ok(reader) = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; libc::PIPE_BUF];
+    match nix::unistd::read(&reader, &mut buf) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Waits until the init has run the startContainer hooks and executed the program (or died), so

@@ -133,7 +133,24 @@ pub(super) fn mount_one(
         }
         MountKind::Filesystem { fstype, source } => {
             let fs_flags = mount.fs_flags;
-            match new_filesystem(kernel, fstype, source, fs_flags, &mount.data, &mount.attr) {
+            let made = match (fstype.as_str(), plan.proc_pid_ns) {
+                // The container's pid namespace is not this process's (`process::procfs`).
+                ("proc", Some(pid_ns)) => crate::process::procfs::context(kernel, pid_ns)
+                    .map_err(failed("fsopen"))
+                    .and_then(|context| {
+                        configure(
+                            kernel,
+                            context,
+                            fstype,
+                            source,
+                            fs_flags,
+                            &mount.data,
+                            &mount.attr,
+                        )
+                    }),
+                _ => new_filesystem(kernel, fstype, source, fs_flags, &mount.data, &mount.attr),
+            };
+            match made {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
                 // give it the host's, read-only where asked, as runc does.
                 Err(f) if f.errno == Errno::EPERM && fstype == "sysfs" && plan.in_userns => {
@@ -223,6 +240,20 @@ pub(super) fn new_filesystem(
     attr: &MountAttr,
 ) -> Result<OwnedFd, Failed> {
     let context = kernel.fsopen(fstype).map_err(failed("fsopen"))?;
+    configure(kernel, context, fstype, source, fs_flags, data, attr)
+}
+
+/// Gives the filesystem context `context` (of type `fstype`) its source and options, makes the
+/// filesystem and a detached mount of it with `attr`.
+fn configure(
+    kernel: &dyn Kernel,
+    context: OwnedFd,
+    fstype: &str,
+    source: &str,
+    fs_flags: MsFlags,
+    data: &[String],
+    attr: &MountAttr,
+) -> Result<OwnedFd, Failed> {
     let config = |command: FsConfig| {
         kernel
             .fsconfig(context.as_fd(), command)
@@ -232,6 +263,7 @@ pub(super) fn new_filesystem(
                 detail: kernel_says(&context).or(match command {
                     FsConfig::Flag(key) => Some(format!("option {key}")),
                     FsConfig::String(key, value) => Some(format!("option {key}={value}")),
+                    FsConfig::Fd(key, _) => Some(format!("option {key}")),
                     FsConfig::Create => None,
                 }),
             })
