@@ -365,8 +365,9 @@ fn nft_ruleset(env: &Env) -> String {
 
 /// Asserts that the throwaway host holds nothing of berth's containers: no veth (the kernel
 /// removes each with its container's namespace, within milliseconds), no lease, port
-/// reservation, map element or address claim, and `route_localnet` off. `docker0` and berth's
-/// table may stay, idle, as Docker keeps `docker0`: with no port attached.
+/// reservation, map element or address claim, and `route_localnet` off; and once no container
+/// is left, no `docker0` nor berth's tables: the cleaner that the last `delete` forked off takes
+/// them down within tens of milliseconds, so this waits for it.
 #[track_caller]
 fn assert_no_network_left(env: &Env) {
     let veths = || {
@@ -406,6 +407,16 @@ fn assert_no_network_left(env: &Env) {
     assert!(!map.contains("elements"), "published ports left: {map}");
     for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
+    }
+    if env.containers().is_empty() {
+        wait_until(
+            "the cleaner to take docker0 and berth's tables down",
+            || {
+                !link_names(&host_ip(env, &["link"])).contains(&"docker0".to_string())
+                    && !nft_ruleset(env).contains("berth-docker0")
+            },
+        );
+        assert_eq!(store_records(env, "bridges"), Vec::<String>::new());
     }
 }
 
