@@ -414,24 +414,28 @@ pub(super) fn ensure_bridge(
             index
         }
         None => {
-            let made = host.create_bridge(name, MTU, random_mac()?);
-            match made {
-                Ok(()) => {
-                    // written at once, so a berth killed from here on still knows whose it is
-                    let made = BridgeRecord {
-                        made_by_berth: true,
-                        gateway_added: false,
-                        subnet,
-                        nat: false,
-                        localnet: false,
-                        forward: None,
-                    };
+            // recorded first, so that a berth killed from here on leaves a record of the bridge
+            // it may have made, and the cleaner takes it down
+            let mut made = record.clone().unwrap_or(BridgeRecord {
+                made_by_berth: true,
+                gateway_added: false,
+                subnet,
+                nat: false,
+                localnet: false,
+                forward: None,
+            });
+            made.made_by_berth = true;
+            store.put_bridge(name, &made)?;
+            match host.create_bridge(name, MTU, random_mac()?) {
+                Ok(()) => {}
+                // another --root made it meanwhile: it is theirs
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    made.made_by_berth = false;
                     store.put_bridge(name, &made)?;
-                    record = Some(made);
                 }
-                Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
+            record = Some(made);
             index_of(name)?.ok_or_else(|| NetworkError::Bridge {
                 bridge: name.to_string(),
                 reason: "it vanished right after it was made".to_string(),
@@ -447,13 +451,22 @@ pub(super) fn ensure_bridge(
         localnet: false,
         forward: None,
     });
+    if before.is_none() {
+        // recorded before berth changes anything on it, as everything else
+        store.put_bridge(name, &record)?;
+    }
     let gateway = subnet.gateway();
     let prefix_len = subnet.prefix_len();
     if !host.addresses(index)?.contains(&(gateway, prefix_len)) {
+        let added_before = record.gateway_added;
+        if !record.made_by_berth && !added_before {
+            record.gateway_added = true;
+            store.put_bridge(name, &record)?;
+        }
         match host.add_address(index, name, gateway, prefix_len) {
-            Ok(()) => record.gateway_added = !record.made_by_berth,
+            Ok(()) => {}
             // another --root added it meanwhile
-            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => record.gateway_added = added_before,
             Err(e) => return Err(e.into()),
         }
     }
