@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-use nix::mount::MsFlags;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
@@ -127,13 +126,25 @@ pub fn open_pty(size: Option<WindowSize>) -> Result<Pty, ConsoleError> {
 
 /// Makes `slave` the controlling terminal of a new session, and the process's stdio.
 pub fn attach_stdio(slave: &OwnedFd) -> Result<(), ConsoleError> {
+    use_as_stdio(slave)?;
+    new_session()
+}
+
+/// Makes `terminal` the process's stdin, stdout and stderr.
+pub fn use_as_stdio(terminal: &OwnedFd) -> Result<(), ConsoleError> {
+    nix::unistd::dup2_stdin(terminal).map_err(pty_err("make stdin"))?;
+    nix::unistd::dup2_stdout(terminal).map_err(pty_err("make stdout"))?;
+    nix::unistd::dup2_stderr(terminal).map_err(pty_err("make stderr"))?;
+    Ok(())
+}
+
+/// Starts a new session whose controlling terminal is the one on stdin. Two calls, which is all
+/// the process `exec` forks into the container makes before its program (`process::exec`).
+pub fn new_session() -> Result<(), ConsoleError> {
     nix::unistd::setsid().map_err(pty_err("start a session for"))?;
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal it from another session).
-    Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) })
+    Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
         .map_err(pty_err("take control"))?;
-    nix::unistd::dup2_stdin(slave).map_err(pty_err("make stdin"))?;
-    nix::unistd::dup2_stdout(slave).map_err(pty_err("make stdout"))?;
-    nix::unistd::dup2_stderr(slave).map_err(pty_err("make stderr"))?;
     Ok(())
 }
 
@@ -142,12 +153,28 @@ pub fn attach_stdio(slave: &OwnedFd) -> Result<(), ConsoleError> {
 /// stdio and controlling terminal. Returns the slave, which the init also binds onto
 /// `/dev/console`.
 pub fn setup(size: Option<WindowSize>, channel: &Channel) -> Result<OwnedFd, ConsoleError> {
+    let slave = hand_over(size, channel)?;
+    attach_stdio(&slave)?;
+    Ok(slave)
+}
+
+/// Makes the container's terminal and hands its master to berth over `channel`; returns the
+/// slave.
+pub fn hand_over(size: Option<WindowSize>, channel: &Channel) -> Result<OwnedFd, ConsoleError> {
     let pty = open_pty(size)?;
     channel
         .send_with_fd(&Message::Console(pty.name.clone()), pty.master.as_raw_fd())
         .map_err(|_| ConsoleError::HandOver)?;
-    attach_stdio(&pty.slave)?;
     Ok(pty.slave)
+}
+
+/// Opens the container's `/dev/console` (the terminal its init made, bound there), refusing a
+/// symlink.
+pub fn open_dev_console() -> Result<OwnedFd, ConsoleError> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    nix::fcntl::openat2(nix::fcntl::AT_FDCWD, "/dev/console", how).map_err(ConsoleError::DevConsole)
 }
 
 /// Bind-mounts the slave onto the container's `/dev/console` (made as an empty file if missing),
@@ -177,15 +204,13 @@ pub fn mount_dev_console(kernel: &dyn Kernel, slave: &OwnedFd) -> Result<(), Con
         other => other,
     }
     .map_err(ConsoleError::DevConsole)?;
-    let fd_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    // Descriptor to descriptor: /proc may have no `self` for this process (a container built
+    // from outside its pid namespace, `process::init`).
+    let slave = kernel
+        .clone_mount(slave.as_fd(), false)
+        .map_err(ConsoleError::DevConsole)?;
     kernel
-        .mount(
-            Some(&fd_path(slave)),
-            &fd_path(&console),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )
+        .move_mount(slave.as_fd(), console.as_fd())
         .map_err(ConsoleError::DevConsole)
 }
 

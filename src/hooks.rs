@@ -68,6 +68,22 @@ fn run_one(phase: &'static str, hook: &Hook, state_json: &str) -> Result<(), Hoo
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Only the three pipes reach the hook, as under runc: not the descriptors berth's caller
+    // left open, nor those it preserves for the container's program. A startContainer hook
+    // runs in the container, from a path the image controls.
+    // SAFETY: close_range is async-signal-safe and touches no memory; it runs in the child
+    // between fork and exec, after stdio is in place.
+    unsafe {
+        command.pre_exec(|| {
+            libc::syscall(
+                libc::SYS_close_range,
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
     let spawn_error = |source| HookError::Spawn {
         phase,
         path: path.clone(),

@@ -145,43 +145,6 @@ impl Namespaces {
     }
 }
 
-/// berth's own pid namespace, left for a moment: a process cannot move itself into a pid
-/// namespace, so berth enters the container's (for the children it makes) before it clones the
-/// container's process, which is then born inside, and goes back right after.
-pub struct PidNamespaceVisit {
-    own: OwnedFd,
-}
-
-impl PidNamespaceVisit {
-    /// Makes the pid namespace of `target` the one berth's next children are born in.
-    pub fn enter(target: std::os::fd::BorrowedFd) -> Result<Self, nix::errno::Errno> {
-        // setns needs a descriptor open for reading; an O_PATH one gets EBADF.
-        let own = nix::fcntl::open(
-            "/proc/self/ns/pid",
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        nix::sched::setns(target, CloneFlags::CLONE_NEWPID)?;
-        Ok(PidNamespaceVisit { own })
-    }
-
-    /// Back to berth's own pid namespace. Only berth calls this: the child stays where it was born.
-    /// An unprivileged berth (an ordinary user, or root of rootless podman's user namespace) may
-    /// not enter a pid namespace its user namespace does not own, so it cannot come back: it
-    /// stays, and what it starts later in this command (hooks, newuidmap) is born there.
-    pub fn leave(self) -> Result<(), nix::errno::Errno> {
-        match nix::sched::setns(self.own, CloneFlags::CLONE_NEWPID) {
-            Err(nix::errno::Errno::EPERM) if crate::rootless::unprivileged() => {
-                crate::logging::debug(
-                    "rootless: berth stays in the container's pid namespace (it may not go back)",
-                );
-                Ok(())
-            }
-            other => other,
-        }
-    }
-}
-
 /// A new time namespace, made by berth for its next children with `linux.timeOffsets` in. The
 /// kernel takes offsets only until a process enters the namespace, and a process cannot move
 /// itself into one: so berth unshares it (which makes it only its children's), writes the

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,6 @@ pub const DEFAULT_ROOT: &str = "/run/berth";
 const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
-/// Where a created container's init writes why it could not run its program after `start`.
-pub const START_ERROR: &str = "start.err";
 /// Longest container id: the id is a file name, and engines use 64 hex characters.
 pub const MAX_ID_LEN: usize = 200;
 /// Longest `--root`: its files' paths (and the network store's) must stay well within PATH_MAX.
@@ -49,6 +47,14 @@ pub enum StateError {
         "--root {path} is writable by others (mode {mode:o}): its state would not be berth's alone"
     )]
     RootWritable { path: PathBuf, mode: u32 },
+    #[error(
+        "--root {path} belongs to uid {owner}, not to berth's user ({euid}): its state would not be berth's alone"
+    )]
+    RootOwner {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
     #[error(
         "cannot make --root {path}: {source}: berth runs as {who}; give --root DIR, or set \
          XDG_RUNTIME_DIR (the default is then $XDG_RUNTIME_DIR/berth)"
@@ -212,22 +218,7 @@ impl Root {
             .create(&self.path)
         {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let meta = std::fs::metadata(&self.path).map_err(io_err(&self.path))?;
-                let mode = meta.permissions().mode() & 0o7777;
-                if !meta.is_dir() {
-                    Err(StateError::RootNotDir {
-                        path: self.path.clone(),
-                    })
-                } else if mode & 0o022 != 0 {
-                    Err(StateError::RootWritable {
-                        path: self.path.clone(),
-                        mode,
-                    })
-                } else {
-                    Ok(())
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.check().map(drop),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -264,6 +255,38 @@ impl Root {
         }
     }
 
+    /// Checks an existing root folder before berth trusts what it holds: a directory of berth's
+    /// user that no one else may write to. Whoever else can write there could plant a state
+    /// (its hooks run at `delete`, its cgroup is killed and removed) or a network record for
+    /// berth to act on as root. Returns whether the folder exists.
+    fn check(&self) -> Result<bool, StateError> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        let euid = nix::unistd::geteuid().as_raw();
+        if !meta.is_dir() {
+            Err(StateError::RootNotDir {
+                path: self.path.clone(),
+            })
+        } else if mode & 0o022 != 0 {
+            Err(StateError::RootWritable {
+                path: self.path.clone(),
+                mode,
+            })
+        } else if meta.uid() != euid {
+            Err(StateError::RootOwner {
+                path: self.path.clone(),
+                owner: meta.uid(),
+                euid,
+            })
+        } else {
+            Ok(true)
+        }
+    }
+
     /// Makes the folder of a new container and locks it. Fails if the id is taken.
     pub fn create_container(&self, id: &str) -> Result<ContainerDir, StateError> {
         validate_id(id)?;
@@ -282,17 +305,22 @@ impl Root {
     /// Opens and locks the folder of an existing container.
     pub fn open_container(&self, id: &str) -> Result<ContainerDir, StateError> {
         validate_id(id)?;
+        self.check()?;
         ContainerDir::lock(id, self.container_dir(id))
     }
 
     /// Reads a container's state without taking its lock (the file is replaced atomically).
     pub fn read_state(&self, id: &str) -> Result<State, StateError> {
         validate_id(id)?;
+        self.check()?;
         read_state_file(id, &self.container_dir(id))
     }
 
     /// The ids of every container under this root, sorted.
     pub fn ids(&self) -> Result<Vec<String>, StateError> {
+        if !self.check()? {
+            return Ok(Vec::new());
+        }
         let entries = match std::fs::read_dir(&self.path) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -383,10 +411,6 @@ impl ContainerDir {
         self.path.join(EXEC_FIFO)
     }
 
-    pub fn start_error_path(&self) -> PathBuf {
-        self.path.join(START_ERROR)
-    }
-
     /// Removes the folder and everything in it.
     pub fn remove(self) -> Result<(), StateError> {
         match std::fs::remove_dir_all(&self.path) {
@@ -398,17 +422,23 @@ impl ContainerDir {
 }
 
 /// Writes a file by writing a temporary sibling and renaming it over the target, so readers see
-/// either the old or the new content.
+/// either the old or the new content. The sibling is made new (O_EXCL, never following a
+/// symlink): a pid file goes where the caller says, and whoever can write into that folder
+/// could have put a symlink to any file there for berth to truncate and write as root.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
+    // A sibling left by a berth that died half-way, or planted: removed, not followed.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
+        _ => {}
+    }
     let mut file = File::options()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
@@ -510,6 +540,21 @@ mod tests {
                 open.display()
             )
         );
+        // Nor does berth read what such a folder holds.
+        let open_root = Root::from_flag(&open).unwrap();
+        std::fs::create_dir(open.join("planted")).unwrap();
+        assert!(matches!(
+            open_root.open_container("planted"),
+            Err(StateError::RootWritable { .. })
+        ));
+        assert!(matches!(
+            open_root.read_state("planted"),
+            Err(StateError::RootWritable { .. })
+        ));
+        assert!(matches!(
+            open_root.ids(),
+            Err(StateError::RootWritable { .. })
+        ));
         let file = tmp.path().join("file");
         std::fs::write(&file, "").unwrap();
         let err = Root::from_flag(&file).unwrap().create_container("x");
@@ -544,5 +589,18 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert!(!tmp.path().join("f.tmp").exists());
+    }
+
+    #[test]
+    fn atomic_write_never_writes_through_a_planted_sibling() {
+        let tmp = TempDir::new("state");
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = tmp.path().join("pid");
+        std::os::unix::fs::symlink(&victim, tmp.path().join("pid.tmp")).unwrap();
+        write_atomic(&path, b"42").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&path).unwrap(), b"42");
+        assert!(!path.is_symlink());
     }
 }

@@ -98,6 +98,8 @@ pub enum FsConfig<'a> {
     Flag(&'a str),
     /// An option with a value (`mode=755`).
     String(&'a str, &'a str),
+    /// An option whose value is a descriptor (procfs's `pidns`).
+    Fd(&'a str, BorrowedFd<'a>),
     /// Make the filesystem from the options given.
     Create,
 }
@@ -126,6 +128,9 @@ pub trait Kernel {
     /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `source` (and of the
     /// mounts below it when `recursive`), which nothing can reach until it is moved somewhere.
     fn open_tree(&self, source: &Path, recursive: bool) -> Result<OwnedFd, Errno>;
+    /// The same for the mount of what `source` is open on (AT_EMPTY_PATH): no path is looked
+    /// up, so neither a swapped path nor a /proc without `self` gets in the way.
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno>;
     /// fsopen(2): a context to make a new filesystem of type `fstype` in.
     fn fsopen(&self, fstype: &str) -> Result<OwnedFd, Errno>;
     fn fsconfig(&self, context: BorrowedFd, command: FsConfig) -> Result<(), Errno>;
@@ -233,6 +238,18 @@ impl Kernel for Linux {
         new_fd(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
     }
 
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+        let mut flags =
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as libc::c_uint;
+        }
+        // SAFETY: a descriptor and an empty NUL-terminated path that outlive the call.
+        new_fd(unsafe {
+            libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags)
+        })
+    }
+
     fn fsopen(&self, fstype: &str) -> Result<OwnedFd, Errno> {
         let fstype = c_string(fstype.as_bytes())?;
         // SAFETY: a NUL-terminated name that outlives the call.
@@ -240,10 +257,11 @@ impl Kernel for Linux {
     }
 
     fn fsconfig(&self, context: BorrowedFd, command: FsConfig) -> Result<(), Errno> {
-        let (cmd, key, value) = match command {
-            FsConfig::Flag(key) => (libc::FSCONFIG_SET_FLAG, Some(key), None),
-            FsConfig::String(key, value) => (libc::FSCONFIG_SET_STRING, Some(key), Some(value)),
-            FsConfig::Create => (libc::FSCONFIG_CMD_CREATE, None, None),
+        let (cmd, key, value, aux) = match command {
+            FsConfig::Flag(key) => (libc::FSCONFIG_SET_FLAG, Some(key), None, 0),
+            FsConfig::String(key, value) => (libc::FSCONFIG_SET_STRING, Some(key), Some(value), 0),
+            FsConfig::Fd(key, fd) => (libc::FSCONFIG_SET_FD, Some(key), None, fd.as_raw_fd()),
+            FsConfig::Create => (libc::FSCONFIG_CMD_CREATE, None, None, 0),
         };
         let key = key.map(|k| c_string(k.as_bytes())).transpose()?;
         let value = value.map(|v| c_string(v.as_bytes())).transpose()?;
@@ -256,7 +274,7 @@ impl Kernel for Linux {
                 cmd,
                 ptr(&key),
                 ptr(&value),
-                0,
+                aux,
             )
         };
         Errno::result(rc).map(drop)
@@ -473,6 +491,13 @@ impl Kernel for Recorder {
         self.named_fd(source)
     }
 
+    fn clone_mount(&self, source: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+        let source = self.fd_name(source);
+        let rec = if recursive { " AT_RECURSIVE" } else { "" };
+        self.record(format!("open_tree {source}{rec}"))?;
+        self.named_fd(source)
+    }
+
     fn fsopen(&self, fstype: &str) -> Result<OwnedFd, Errno> {
         self.record(format!("fsopen {fstype}"))?;
         self.named_fd(fstype.to_string())
@@ -482,6 +507,7 @@ impl Kernel for Recorder {
         let what = match command {
             FsConfig::Flag(key) => key.to_string(),
             FsConfig::String(key, value) => format!("{key}={value}"),
+            FsConfig::Fd(key, fd) => format!("{key}={}", self.fd_name(fd)),
             FsConfig::Create => "create".to_string(),
         };
         self.record(format!("fsconfig {} {what}", self.fd_name(context)))

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use runtime_tests::{need_root, read, wait_until, Env};
+use runtime_tests::{need_root, read, wait_until, workspace, Env};
 use serde_json::{json, Value};
 
 /// A hook that appends its name to `DIR/order` and saves the state it read as `DIR/NAME.json`.
@@ -291,5 +291,113 @@ fn a_hook_flooding_its_output_neither_stalls_create_nor_escapes_its_timeout() {
         "berth: error: prestart hook /bin/sh timed out after 1 s"
     );
     env.assert_gone(&id);
+    env.assert_root_empty();
+}
+
+/// Docker's default profile as dockerd sends it (see src/seccomp/testdata/docker-default.json).
+fn docker_profile() -> Value {
+    let path = workspace().join("src/seccomp/testdata/docker-default.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A startContainer hook runs in the container from a path the image controls: it must run
+/// under the container's seccomp filter, and so must whatever it leaves running (runc installs
+/// the filter before the hooks too). Under the late filter berth used to install right before
+/// execve, the image's "hook" ran unfiltered and could unshare a user namespace that Docker's
+/// profile refuses.
+#[test]
+fn a_start_container_hook_runs_under_the_containers_seccomp_filter() {
+    need_root!();
+    let env = Env::new("hooks-seccomp");
+    let id = env.id("hookseccomp");
+    let mut dir = PathBuf::new();
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        dir = hooks_folder(&env, c);
+        c["linux"]["seccomp"] = docker_profile();
+        let script = "helper seccomp > /run/mode; helper try-syscall unshare-user > /run/unshare; \
+                      (helper seccomp > /run/left-behind &)";
+        c["hooks"] = json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", script]},
+        ]});
+    });
+    let out = env.create(&bundle, &id, &[]);
+    env.berth(&["start", &id]).ok();
+    wait_until("the program to run", || read(&out) == "pausing\n");
+    assert_eq!(
+        read(&dir.join("mode")).trim(),
+        "2",
+        "the hook ran unfiltered"
+    );
+    assert_eq!(read(&dir.join("unshare")).trim(), "EPERM");
+    wait_until("the hook's child to report", || {
+        !read(&dir.join("left-behind")).is_empty()
+    });
+    assert_eq!(read(&dir.join("left-behind")).trim(), "2");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_root_empty();
+}
+
+/// Every kind of hook gets its three pipes and nothing else: not the descriptors berth's
+/// caller left open (a careless engine's), which the startContainer hook — the image's program,
+/// in the container — would otherwise hold: here a host folder and a host file open for
+/// writing. runc gives its hooks stdio only.
+#[test]
+fn hooks_get_no_descriptor_of_berths_caller() {
+    need_root!();
+    let env = Env::new("hooks-fds");
+    let id = env.id("hookfds");
+    let mut dir = PathBuf::new();
+    let helper = runtime_tests::rootfs().join("bin/helper");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |c| {
+        dir = hooks_folder(&env, c);
+        let listing = |helper: &Path, dir: &Path, name: &str| {
+            let script = format!(
+                "{} fds > {}/{name}",
+                helper.display(),
+                dir.display()
+            );
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}])
+        };
+        c["hooks"] = json!({
+            "prestart": listing(&helper, &dir, "prestart"),
+            "createRuntime": listing(&helper, &dir, "createRuntime"),
+            "createContainer": listing(&helper, &dir, "createContainer"),
+            "startContainer": listing(Path::new("/bin/helper"), Path::new("/run"), "startContainer"),
+            "poststart": listing(&helper, &dir, "poststart"),
+            "poststop": listing(&helper, &dir, "poststop"),
+        });
+    });
+    let secret = env.scratch.join("secret");
+    std::fs::write(&secret, "the host's\n").unwrap();
+    // Descriptors 7 and 8 left open by the caller (not close-on-exec).
+    let script = format!("exec 7</ 8>>{}; exec \"$0\" \"$@\"", secret.display());
+    let with_fds = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &script])
+            .arg(runtime_tests::berth_bin())
+            .arg("--root")
+            .arg(&env.root)
+            .args(args);
+        runtime_tests::run_to_files(&mut cmd, &env.scratch)
+    };
+    let bundle_arg = bundle.to_str().unwrap();
+    with_fds(&["create", "--bundle", bundle_arg, &id]).ok();
+    with_fds(&["start", &id]).ok();
+    with_fds(&["delete", "--force", &id]).ok();
+    for hook in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let fds = read(&dir.join(hook));
+        let numbers: Vec<&str> = fds
+            .lines()
+            .map(|line| line.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(numbers, ["0", "1", "2"], "{hook} got:\n{fds}");
+    }
     env.assert_root_empty();
 }

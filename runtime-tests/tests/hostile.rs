@@ -416,3 +416,107 @@ fn a_device_node_of_the_host_disk_in_the_image_cannot_be_opened() {
         out.stderr
     );
 }
+
+/// Runs `berth --root ROOT ARGS…` (not the test's own root).
+fn berth_in(env: &Env, root: &Path, args: &[&str]) -> runtime_tests::Run {
+    let mut cmd = Command::new(runtime_tests::berth_bin());
+    cmd.arg("--root").arg(root).args(args);
+    runtime_tests::run_to_files(&mut cmd, &env.scratch)
+}
+
+/// A `--root` that someone else can write to holds state that is not berth's: whoever planted
+/// a container's state there (a poststop hook, a cgroup to kill and remove) would have berth act
+/// on it as root. Every command that reads the folder refuses it, not only `create`: a folder
+/// of another user's (mode 0700, as that user would make it), and one writable by all.
+#[test]
+fn a_root_of_another_user_or_writable_by_others_is_never_read() {
+    need_root!();
+    let env = Env::new("hostile-owner");
+    let id = env.id("planted");
+    let bundle = env.bundle(&id, &["true"], |_| {});
+    env.berth(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .ok();
+    let marker = env.scratch.join("hook-ran");
+    let mut state: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.root.join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    env.berth(&["delete", "--force", &id]).ok();
+    state["status"] = json!("stopped");
+    state["hooks"] = json!({"poststop": [{"path": "/bin/sh",
+        "args": ["sh", "-c", format!("touch {}", marker.display())]}]});
+
+    for (name, owner, mode) in [("others", 65534, 0o700), ("open", 0, 0o777)] {
+        let root = env.scratch.join(name);
+        std::fs::create_dir_all(root.join(&id)).unwrap();
+        std::fs::write(root.join(&id).join("state.json"), state.to_string()).unwrap();
+        for path in [root.join(&id), root.clone()] {
+            std::os::unix::fs::chown(&path, Some(owner), Some(owner)).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        }
+        let expected = match owner {
+            0 => "is writable by others (mode 777)".to_string(),
+            _ => format!("belongs to uid {owner}, not to berth's user (0)"),
+        };
+        for args in [
+            vec!["delete", &id],
+            vec!["delete", "--force", &id],
+            vec!["state", &id],
+            vec!["kill", &id, "KILL"],
+            vec!["list"],
+        ] {
+            let err = berth_in(&env, &root, &args).fails().to_string();
+            assert!(err.contains(&expected), "{args:?}: {err}");
+        }
+        assert!(!marker.exists(), "berth ran the planted poststop hook");
+        assert!(root.join(&id).join("state.json").exists());
+    }
+}
+
+/// The pid file goes where berth's caller says; whoever can write into that folder could
+/// have put a symlink where berth writes its temporary sibling (`PIDFILE.tmp`), and berth, as
+/// root, would truncate and write the file it leads to. runc makes its sibling with O_EXCL.
+#[test]
+fn a_pid_file_never_writes_through_a_planted_symlink() {
+    need_root!();
+    let env = Env::new("hostile-pidfile");
+    let id = env.id("pidfile");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let victim = env.scratch.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let dir = env.scratch.join("pids");
+    std::fs::create_dir(&dir).unwrap();
+    for name in ["init.pid.tmp", "exec.pid.tmp"] {
+        std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+    }
+    let pid_file = dir.join("init.pid");
+    env.create(&bundle, &id, &["--pid-file", pid_file.to_str().unwrap()]);
+    let exec_pid = dir.join("exec.pid");
+    env.berth(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        exec_pid.to_str().unwrap(),
+        &id,
+        "/bin/helper",
+        "pause",
+    ])
+    .ok();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    for path in [&pid_file, &exec_pid] {
+        assert!(
+            !path.is_symlink(),
+            "{} is still the symlink",
+            path.display()
+        );
+        let pid: i64 = std::fs::read_to_string(path).unwrap().parse().unwrap();
+        assert!(pid > 0);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        env.pid(&id).to_string()
+    );
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_root_empty();
+}

@@ -1950,6 +1950,38 @@ fn two_roots_on_one_bridge_never_hand_out_one_address() {
     assert_no_network_left(&env);
 }
 
+/// A container holding CAP_NET_ADMIN owns the interfaces moved into it while it runs, but what
+/// `delete` hands back to the host must be those interfaces, not others it made: here it
+/// renames the host's veth end and makes an ifb under its container name. Looked up by name,
+/// the ifb came back as the host's `ndv0`, with the host's address and route, and the real
+/// veth died with the namespace (its host peer too).
+#[test]
+fn net_devices_give_back_the_interface_moved_in_not_one_the_container_named_like_it() {
+    need_root!();
+    let env = Env::with_netns("netdev-swap");
+    add_net_devices(&env);
+    let id = env.id("netdevswap");
+    let swap = "ip link set eth1 down && ip link set eth1 name moved && \
+                ip link add name eth1 type ifb && echo swapped; exec /bin/helper pause";
+    let bundle = env.bundle(&id, &["sh", "-c", swap], |config| {
+        config["linux"]["netDevices"] = json!({"ndv0": {"name": "eth1"}});
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_NET_ADMIN"));
+        }
+    });
+    let container = Detached::start(&env, &id, &bundle, &[]);
+    container.output_with("swapped");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
+    let ndv0 = &host_ip(&env, &["-d", "link", "show", "ndv0"])[0];
+    assert_eq!(ndv0["linkinfo"]["info_kind"], "veth", "{ndv0}");
+    assert_net_devices_home(&env);
+    assert_no_network_left(&env);
+}
+
 /// What reached the test's own sockets in the throwaway host: datagrams and connections to a
 /// service bound to 127.0.0.1 only, and datagrams to a port open on every address.
 #[derive(Debug, Default, PartialEq)]

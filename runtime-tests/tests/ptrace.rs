@@ -8,13 +8,20 @@
 //! writing a script over the binary where it can. Each test runs a private copy of berth, so
 //! "no berth runs" is a moment the test controls, and checks that the attacker did get hold of
 //! berth's processes (the race happened) but never wrote, and that the copy is unchanged.
+//!
+//! The same containers then look at everything else a process of berth's shows them before its
+//! program runs (`helper probe-procs`, rootfs-fixtures/helper/src/probe.rs): ptrace, and its root,
+//! working directory, mount namespace and descriptors under /proc. Whatever of berth's they see
+//! must hold no more than the container's own final privileges and view.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runtime_tests::{berth_bin, join_namespace, need_root, run_to_files, wait_until, Env, Run};
+use runtime_tests::{
+    berth_bin, join_namespace, need_root, read, run_to_files, wait_until, Env, Run,
+};
 use serde_json::{json, Value};
 
 /// How many `exec`s race the attacker in the main test (the issue's check).
@@ -29,7 +36,8 @@ fn private_berth(env: &Env) -> PathBuf {
 
 fn berth_at(env: &Env, binary: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(binary);
-    cmd.arg("--root").arg(&env.root).args(args);
+    let (key, value) = SECRET.split_once('=').unwrap();
+    cmd.env(key, value).arg("--root").arg(&env.root).args(args);
     run_to_files(&mut cmd, &env.scratch)
 }
 
@@ -380,5 +388,318 @@ fn nothing_that_could_ptrace_enters_the_pid_namespace_of_a_created_container() {
     env.berth(&["exec", "--cap", "CAP_SYS_PTRACE", &owner, "/bin/true"])
         .ok();
     env.berth(&["delete", "--force", &owner]).ok();
+    env.assert_root_empty();
+}
+
+/// The folder the prober shares with the test: the path of a file only the host has (the
+/// prober reports reaching it), and the host's mount namespace.
+/// The host's file the prober looks for through every process it sees.
+fn marker(env: &Env) -> PathBuf {
+    env.scratch.join("only-the-host-has-this")
+}
+
+/// No file of the host's was made through a process of berth's: the prober tries to make
+/// `MARKER.written` beside the marker through each one's root, working directory and descriptors.
+#[track_caller]
+fn assert_no_host_file_written(env: &Env) {
+    let written = marker(env).with_extension("written");
+    assert!(
+        !written.exists(),
+        "the prober made {} on the host",
+        written.display()
+    );
+}
+
+fn probe_dir(env: &Env) -> PathBuf {
+    let dir = shared(env);
+    let marker = marker(env);
+    std::fs::write(&marker, "host").unwrap();
+    std::fs::write(dir.join("marker"), marker.to_str().unwrap()).unwrap();
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    std::fs::write(dir.join("host-mnt"), host_mnt.to_str().unwrap()).unwrap();
+    // berth's caller's environment, which its processes show until their execve.
+    std::fs::write(dir.join("secret"), SECRET.split_once('=').unwrap().1).unwrap();
+    dir
+}
+
+/// A variable of the environment berth runs in, which no container may read.
+const SECRET: &str = "BERTH_TEST_CALLER_SECRET=the-callers-environment-is-not-the-containers";
+
+/// A filter that allows everything but `swapon`: a process under it says `Seccomp: 2`.
+fn confine(config: &mut Value) {
+    config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["swapon"], "action": "SCMP_ACT_ERRNO"}]
+    });
+}
+
+/// The capability bits of a config's set, as /proc/PID/status shows them.
+fn cap_mask(env: &Env, config: &Value, set: &str) -> u64 {
+    let features: Value = serde_json::from_str(env.berth(&["features"]).ok()).unwrap();
+    let known: Vec<&str> = features["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    config["process"]["capabilities"][set]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| {
+            let bit = known.iter().position(|k| *k == name.as_str().unwrap());
+            1u64 << bit.expect("a capability features names")
+        })
+        .fold(0, |all, bit| all | bit)
+}
+
+/// The pid namespace of container `id`'s init, as /proc links name it (`pid:[N]`).
+fn pid_namespace(env: &Env, id: &str) -> String {
+    let link = std::fs::read_link(format!("/proc/{}/ns/pid", env.pid(id))).unwrap();
+    link.to_string_lossy().into_owned()
+}
+
+fn config_of(bundle: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap()
+}
+
+/// Starts the prober as the init of a container of its own, confined by [`confine`].
+fn start_prober(env: &Env, shared: &Path, caps: Caps) -> (String, PathBuf) {
+    let id = env.id("prober");
+    let bundle = env.bundle(&id, &["/bin/helper", "probe-procs", "/shared"], |c| {
+        share(c, shared);
+        give(c, env, caps);
+        confine(c);
+    });
+    berth_at(
+        env,
+        &berth_bin(),
+        &["run", "--detach", "--bundle", b(&bundle), &id],
+    )
+    .ok();
+    (id, bundle)
+}
+
+/// Tells the prober to finish and returns its report, one count per line.
+fn probe_report(shared: &Path) -> Vec<(String, u64)> {
+    std::fs::write(shared.join("stop"), "").unwrap();
+    let report = shared.join("report");
+    wait_until("the prober's report", || report.exists());
+    std::fs::read_to_string(report)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (what, count) = line.rsplit_once(' ').unwrap();
+            (what.to_string(), count.parse().unwrap())
+        })
+        .collect()
+}
+
+fn count(report: &[(String, u64)], what: &str) -> u64 {
+    report
+        .iter()
+        .filter(|(w, _)| w == what)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The prober reached nothing of the host, found no directory, regular file or namespace of
+/// berth's among any process's descriptors, and every process it held under ptrace had at most
+/// the capabilities of `config`, no_new_privs, its seccomp filter, and not the host's mount
+/// namespace.
+#[track_caller]
+fn assert_nothing_gained(env: &Env, report: &[(String, u64)], config: &Value, pid_ns: &str) {
+    eprintln!("the prober's report: {report:#?}");
+    let (bounding, permitted) = (
+        cap_mask(env, config, "bounding"),
+        cap_mask(env, config, "permitted"),
+    );
+    for (what, n) in report {
+        assert!(
+            !what.starts_with("reached "),
+            "the prober {what} of the host {n} times"
+        );
+        if let Some(fd) = what.strip_prefix("fd ") {
+            // A process's own pid namespace is no more than it has: a created init holds its
+            // pid namespace locked (container::exposure), which is the prober's own.
+            assert_eq!(
+                fd,
+                format!("ns {pid_ns}"),
+                "a process the prober could see held a descriptor of berth's ({n} times)"
+            );
+        }
+        if let Some(state) = what.strip_prefix("attach ") {
+            let fields: Vec<&str> = state.split(' ').collect();
+            let hex = |i: usize| u64::from_str_radix(fields[i], 16).unwrap();
+            assert_eq!(
+                hex(0) & !bounding,
+                0,
+                "held a process with more bounding capabilities: {state}"
+            );
+            assert_eq!(
+                hex(1) & !permitted,
+                0,
+                "held a process with more permitted capabilities: {state}"
+            );
+            assert_eq!(
+                hex(2) & !permitted,
+                0,
+                "held a process with more effective capabilities: {state}"
+            );
+            assert_eq!(
+                fields[3], "1",
+                "held a process without no_new_privs: {state}"
+            );
+            assert_eq!(
+                fields[4], "2",
+                "held a process without its seccomp filter: {state}"
+            );
+            assert_eq!(
+                fields[5], "0",
+                "held a process in the host's mount namespace: {state}"
+            );
+        }
+    }
+}
+
+fn probe_execs(name: &str, caps: Caps) {
+    let env = Env::new(name);
+    let shared = probe_dir(&env);
+    let (prober, bundle) = start_prober(&env, &shared, caps);
+    let pid_ns = pid_namespace(&env, &prober);
+    let failed = race_execs(&env, &berth_bin(), &prober, EXECS, 3);
+    let report = probe_report(&shared);
+    env.berth(&["delete", "--force", &prober]).ok();
+    assert!(
+        count(&report, "processes") > 0,
+        "the prober saw none of the exec'd processes: {report:?}"
+    );
+    assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
+    assert_no_host_file_written(&env);
+    assert!(
+        failed.is_empty(),
+        "{} execs failed, the first: {}",
+        failed.len(),
+        failed[0]
+    );
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_container_with_cap_sys_ptrace_gains_nothing_from_300_execs() {
+    need_root!();
+    probe_execs("probe-exec", Caps::Ptrace);
+}
+
+#[test]
+fn a_container_with_every_capability_gains_nothing_from_300_execs() {
+    need_root!();
+    probe_execs("probe-exec-every", Caps::Every);
+}
+
+/// A container created into the prober's pid namespace (a Kubernetes pod with
+/// shareProcessNamespace), held while it waits for `start`, then raced by `exec`s.
+fn probe_created(name: &str, caps: Caps) {
+    let env = Env::new(name);
+    let shared = probe_dir(&env);
+    let (prober, _) = start_prober(&env, &shared, caps);
+    let pid_ns = pid_namespace(&env, &prober);
+    let victim = env.id("victim");
+    let path = format!("/proc/{}/ns/pid", env.pid(&prober));
+    let bundle = env.bundle(&victim, &["/bin/helper", "pause"], |c| {
+        join_namespace(c, "pid", &path);
+        confine(c);
+    });
+    berth_at(
+        &env,
+        &berth_bin(),
+        &["create", "--bundle", b(&bundle), &victim],
+    )
+    .ok();
+    wait_until("the prober to hold the created init", || {
+        read(&shared.join("seen"))
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    });
+    // Long enough for the prober to have tried everything on the waiting init.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    berth_at(&env, &berth_bin(), &["start", &victim]).ok();
+    let failed = race_execs(&env, &berth_bin(), &victim, 60, 2);
+    let report = probe_report(&shared);
+    env.berth(&["delete", "--force", &victim]).ok();
+    env.berth(&["delete", "--force", &prober]).ok();
+    assert!(
+        count(&report, "attached") > 0,
+        "the prober never held the created init: {report:?}"
+    );
+    assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
+    assert_no_host_file_written(&env);
+    assert!(
+        failed.is_empty(),
+        "{} execs failed, the first: {}",
+        failed.len(),
+        failed[0]
+    );
+    env.assert_root_empty();
+}
+
+#[test]
+fn a_created_init_seen_from_a_container_with_cap_sys_ptrace_holds_only_its_own_privileges() {
+    need_root!();
+    probe_created("probe-created", Caps::Ptrace);
+}
+
+#[test]
+fn a_created_init_seen_from_a_container_with_every_capability_holds_only_its_own_privileges() {
+    need_root!();
+    probe_created("probe-created-every", Caps::Every);
+}
+
+/// A profile that forbids clone leaves the setup process unable to fork the process into the
+/// container under the filter. The filter then waits for the execve, where nothing that could
+/// ptrace the process shares its pid namespace; where something could, `exec` is refused,
+/// naming the call.
+#[test]
+fn a_profile_that_forbids_the_fork_waits_for_the_execve_only_where_nothing_could_ptrace() {
+    need_root!();
+    let env = Env::new("ptrace-no-fork");
+    let no_fork = |c: &mut Value| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["clone", "clone3", "fork", "vfork"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    };
+    let plain = env.id("plain");
+    let bundle = env.bundle(&plain, &["/bin/helper", "pause"], no_fork);
+    env.berth(&["run", "--detach", "--bundle", b(&bundle), &plain])
+        .ok();
+    let exec = env.berth(&["exec", &plain, "/bin/helper", "seccomp"]);
+    assert_eq!(
+        exec.ok().trim(),
+        "2",
+        "the exec'd process runs under its filter"
+    );
+
+    let exposed = env.id("exposed");
+    let bundle = env.bundle(&exposed, &["/bin/helper", "pause"], |c| {
+        no_fork(c);
+        give(c, &env, Caps::Ptrace);
+    });
+    env.berth(&["run", "--detach", "--bundle", b(&bundle), &exposed])
+        .ok();
+    let refused = env.berth(&["exec", &exposed, "/bin/true"]);
+    let expected = format!(
+        "berth: error: cannot exec in container {exposed:?}: linux.seccomp forbids clone, which \
+         berth needs after the filter is in place to start the process inside the container's \
+         pid namespace; a process that could ptrace it may share that namespace, so the filter \
+         cannot wait for the execve"
+    );
+    assert_eq!(refused.fails().trim(), expected);
+    assert_eq!(env.state(&exposed)["status"], "running");
+    for id in [&plain, &exposed] {
+        env.berth(&["delete", "--force", id]).ok();
+    }
     env.assert_root_empty();
 }

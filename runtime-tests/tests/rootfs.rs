@@ -611,6 +611,49 @@ fn filesystems_are_mounted_with_their_options() {
     assert_eq!(stat, "type=directory mode=0700 uid=5 gid=0\n");
 }
 
+/// An overlay of many layers, as engines give for images: a `lowerdir` list longer than the
+/// 255 bytes fsconfig takes in one value (one layer's name holds an escaped colon). Every
+/// layer shows through, the first listed on top.
+#[test]
+fn an_overlay_of_many_layers_shows_each_layer() {
+    need_root!();
+    let env = Env::new("rootfs-overlay");
+    let id = env.id("overlay");
+    let mut layers = Vec::new();
+    for n in 0..12 {
+        let name = if n == 5 {
+            "a-layer-with-a-long-name:and-a-colon".to_string()
+        } else {
+            format!("a-layer-with-a-long-name-number-{n:02}")
+        };
+        let dir = env.scratch.join("layers").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("layer-{n:02}")), "").unwrap();
+        std::fs::write(dir.join("shared"), format!("{n:02}\n")).unwrap();
+        layers.push(dir.to_str().unwrap().replace(':', "\\:"));
+    }
+    let lowerdir = layers.join(":");
+    assert!(lowerdir.len() > 255, "{}", lowerdir.len());
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", "cat /run/layers/shared; ls /run/layers"],
+        |c| {
+            tmpfs_at_run(c);
+            add_mount(
+                c,
+                json!({"destination": "/run/layers", "type": "overlay", "source": "overlay",
+                       "options": [format!("lowerdir={lowerdir}")]}),
+            );
+        },
+    );
+    let out = env.run(&bundle, &id).ok().to_string();
+    let mut expected = vec!["00".to_string()];
+    expected.extend((0..12).map(|n| format!("layer-{n:02}")));
+    expected.push("shared".into());
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
+    env.assert_root_empty();
+}
+
 /// The cgroup mounts under /sys/fs/cgroup in mountinfo text.
 fn cgroup_mounts(mountinfo: &str) -> Vec<runtime_tests::Mount> {
     parse_mountinfo(mountinfo)

@@ -17,6 +17,8 @@ source "$engines_dir/podman.sh"
 source "$engines_dir/podman-rootless.sh"
 # shellcheck source=scripts/engines/checkpoint.sh
 source "$engines_dir/checkpoint.sh"
+# shellcheck source=scripts/engines/cgroup-view.sh
+source "$engines_dir/cgroup-view.sh"
 
 # The references each step runs on before berth: runc, and in the sid lane crun too (whose own
 # failures are reported, not counted: it is a second opinion, not the one berth must match).
@@ -98,6 +100,13 @@ inside_cleanup() {
 make_host() {
     readlink /proc/self/ns/mnt >"$work/mnt-ns"
     mount -t tmpfs -o mode=755 tmpfs /run
+    # The cgroup hierarchies on a tmpfs of this namespace, so that folders engines make for
+    # controllers the host has not mounted go with it (see cgroup-view.sh).
+    if [[ $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
+        mkdir -p "$work/cgroup-view"
+        cgroup_view "$work/cgroup-view"
+        mount --move "$work/cgroup-view" /sys/fs/cgroup
+    fi
     local dir
     for dir in "${private_dirs[@]}"; do
         mkdir -p "$dir"

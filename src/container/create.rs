@@ -11,16 +11,19 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{Hook, LinuxResources};
 
+use super::exec::Launch;
 use super::{oci_state, process_start_time, sys, ContainerError};
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, WindowSize};
 use crate::idmap::{Caller, IdMaps, ProcessUser, Sources};
-use crate::namespaces::{Namespaces, PidNamespaceVisit, TimeNamespaceVisit};
+use crate::namespaces::{Join, Namespaces, TimeNamespaceVisit};
 use crate::process::channel::{self, Channel, Message};
 use crate::process::clone::{clone, clone_into, Cloned};
+use crate::process::exec::{ExecPlan, StartPlan, Terminal};
 use crate::process::init::{self, InitPlan};
+use crate::process::program::SeccompAt;
 use crate::process::{ExtraFds, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::spec::{self, Bundle};
@@ -347,8 +350,8 @@ fn build(
         && (new.contains(CloneFlags::CLONE_NEWUSER)
             || (parent_moves(cgroup_dir.is_some()) && !unshare.is_empty()));
 
-    // A pid namespace given by path is entered by berth itself for the clone, then left.
-    let join_pid = namespaces
+    // A pid namespace given by path is never entered by the init (`built_only` below).
+    let mut join_pid = namespaces
         .join
         .iter()
         .position(|j| j.flag == CloneFlags::CLONE_NEWPID)
@@ -367,7 +370,7 @@ fn build(
         && create_container.is_empty()
         && start_container.is_empty());
 
-    let rootfs = RootfsPlan::from_spec(
+    let mut rootfs = RootfsPlan::from_spec(
         spec,
         &bundle.dir,
         &bundle.rootfs,
@@ -378,6 +381,12 @@ fn build(
         userns || crate::rootless::in_user_namespace(),
     )?;
     let process_plan = ProcessPlan::from_spec(process, &extra_fds)?.with_container(linux)?;
+    // A pid namespace joined by path holds whatever is in it already, which would see the init
+    // from its first instant: there the init only builds the container, from outside, and berth
+    // starts the container's process as `exec` starts one (`process::init`).
+    let built_only = join_pid.is_some();
+    // The init keeps this descriptor (berth holds it across the clone) for its proc mounts.
+    rootfs.proc_pid_ns = join_pid.as_ref().map(|j| j.fd.as_raw_fd());
     if rootfs.host_mount_ns {
         // Made by berth, recorded before the init exists, so delete can always undo it.
         let mount = crate::rootfs::bind_root(&Linux, &bundle.rootfs)?;
@@ -393,13 +402,20 @@ fn build(
     let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(id, "open the exec fifo"))?;
 
-    let start_error = nix::fcntl::open(
-        &dir.start_error_path(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(sys(id, "make the start error file"))?;
-
+    let (fifo, seccomp, mut from_outside) = match built_only {
+        false => (Some(fifo), seccomp, None),
+        true => (
+            None,
+            None,
+            Some(FromOutside {
+                process: process_plan.clone(),
+                seccomp,
+                fifo,
+                start_container: start_container.clone(),
+                session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
+            }),
+        ),
+    };
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
         join_cgroups,
@@ -425,7 +441,8 @@ fn build(
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         fifo,
-        start_error,
+        built_only,
+        state: String::new(),
         seccomp,
         session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         lock_fd: dir.lock_fd(),
@@ -436,11 +453,6 @@ fn build(
         true => None,
         false => Some(TimeNamespaceVisit::enter(&time_offsets(linux))?),
     };
-    let pid_visit = join_pid
-        .as_ref()
-        .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
-        .transpose()
-        .map_err(sys(id, "enter the pid namespace to join"))?;
     let cloned = match cgroup_dir
         .as_ref()
         .map(|dir| clone_into(clone_flags, dir.as_fd()))
@@ -464,12 +476,7 @@ fn build(
         drop(ours);
         init::run(plan, theirs)
     }
-    // Only berth goes back: the init stays in the pid and time namespaces it was born in.
-    if let Some(visit) = pid_visit {
-        visit
-            .leave()
-            .map_err(sys(id, "return to berth's pid namespace"))?;
-    }
+    // Only berth goes back: the init stays in the time namespace it was born in.
     if let Some(visit) = time_visit {
         visit
             .leave()
@@ -533,8 +540,12 @@ fn build(
         }
         first
     };
-    outside.apply(pid.as_raw())?;
-    if let Some(score) = process.oom_score_adj() {
+    // The process of a container built from outside gets these when berth starts it.
+    let oom_score_adj = process.oom_score_adj().filter(|_| !built_only);
+    if !built_only {
+        outside.apply(pid.as_raw())?;
+    }
+    if let Some(score) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 " (lowering it needs CAP_SYS_RESOURCE)"
@@ -563,14 +574,43 @@ fn build(
     dir.write_state(&state)?;
 
     let mut console = None;
-    loop {
+    let mut hooks_state = None;
+    let pid = loop {
         match ours.recv_with_fd() {
             Ok((Message::HooksPoint, _)) => {
                 let json = oci_state(&state, Status::Creating).to_string();
                 crate::hooks::run("prestart", &prestart, &json)?;
                 crate::hooks::run("createRuntime", &create_runtime, &json)?;
-                ours.send(&Message::State(json))
+                ours.send(&Message::State(json.clone()))
                     .map_err(|_| init_lost(id, pid))?;
+                hooks_state = Some(json);
+            }
+            Ok((Message::Built, _)) => {
+                let Some(outside_plan) = from_outside.take() else {
+                    return Err(init_lost(id, pid));
+                };
+                let hooks_state = hooks_state
+                    .take()
+                    .unwrap_or_else(|| oci_state(&state, Status::Creating).to_string());
+                let final_pid = start_from_outside(
+                    &state,
+                    spec,
+                    outside_plan,
+                    join_pid
+                        .take()
+                        .expect("a container built from outside joins a pid namespace"),
+                    hooks_state,
+                )
+                .inspect(|&final_pid| made.children.push(final_pid))?;
+                // The init leaves once the channel closes.
+                drop(ours);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                made.children.retain(|&child| child != pid);
+                state.pid = final_pid.as_raw();
+                state.pid_start = process_start_time(state.pid)
+                    .map(|(_, start)| start)
+                    .unwrap_or(0);
+                break final_pid;
             }
             Ok((Message::Fd, Some(listener))) => send_seccomp_listener(spec, &state, &listener)?,
             Ok((Message::Console(name), Some(master))) => {
@@ -581,7 +621,7 @@ fn build(
                     _ => console = Some(master),
                 }
             }
-            Ok((Message::Ready, _)) => break,
+            Ok((Message::Ready, _)) if !built_only => break pid,
             Ok((Message::Error(reason), _)) => {
                 return Err(ContainerError::Init {
                     id: id.into(),
@@ -590,7 +630,7 @@ fn build(
             }
             _ => return Err(init_lost(id, pid)),
         }
-    }
+    };
     state.status = Status::Created;
     dir.write_state(&state)?;
     crate::fault::point("create:created");
@@ -604,6 +644,89 @@ fn build(
         })?;
     }
     Ok((state, pid, console))
+}
+
+/// What berth keeps to start the process of a container that its init builds from outside the
+/// pid namespace it joins (`process::init`).
+struct FromOutside {
+    process: ProcessPlan,
+    seccomp: Option<seccomp::Filter>,
+    fifo: OwnedFd,
+    start_container: Vec<Hook>,
+    session_keyring: Option<String>,
+}
+
+/// Starts the container's process into the namespaces the init (`state.pid`) built and the pid
+/// namespace `pid_ns`, the way `exec` starts one, to wait for `start`. Returns its pid.
+fn start_from_outside(
+    state: &State,
+    spec: &oci_spec::runtime::Spec,
+    plan: FromOutside,
+    pid_ns: Join,
+    hooks_state: String,
+) -> Result<Pid, ContainerError> {
+    let id = state.id.as_str();
+    let (mut join, _) = super::exec::container_namespaces(state)?;
+    join.push(pid_ns);
+    // In berth's own mount namespace the container's root is the init's chroot.
+    let root = match &state.host_mount {
+        Some(_) => Some(
+            nix::fcntl::open(
+                format!("/proc/{}/root", state.pid).as_str(),
+                OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(sys(id, "open the container's root"))?,
+        ),
+        None => None,
+    };
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("spec::check requires process");
+    let outside = plan.process.outside();
+    let exec_plan = ExecPlan {
+        join,
+        join_cgroups: Vec::new(),
+        process: plan.process,
+        terminal: match process.terminal().unwrap_or(false) {
+            true => Terminal::Console,
+            false => Terminal::None,
+        },
+        seccomp: plan.seccomp,
+        seccomp_at: SeccompAt::Prepare,
+        root,
+        wait_go: outside.has_scheduler(),
+        session_keyring: plan.session_keyring,
+        start: Some(StartPlan {
+            fifo: plan.fifo,
+            hooks: plan.start_container,
+            state: hooks_state,
+        }),
+    };
+    let failed = |reason: String| ContainerError::Init {
+        id: id.into(),
+        reason,
+    };
+    let listener = |pid: Pid, listener: &OwnedFd| {
+        let mut state = state.clone();
+        state.pid = pid.as_raw();
+        send_seccomp_listener(spec, &state, listener)
+    };
+    let launch = Launch {
+        id,
+        cgroup: &state.cgroup,
+        console_socket: None,
+        oom_score_adj: process.oom_score_adj(),
+        outside,
+        affinity: Default::default(),
+        // Whatever is in a pid namespace joined by path may ptrace.
+        may_wait: false,
+        listener: &listener,
+        failed: &failed,
+    };
+    let (pid, _) = super::exec::launch(&launch, exec_plan)?;
+    Ok(pid)
 }
 
 /// Hands the init's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.

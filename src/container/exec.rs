@@ -21,10 +21,11 @@ use super::{init_alive, status, sys, ContainerError};
 use crate::capabilities::CapSets;
 use crate::cgroups::{self, CgroupConfig, Layout};
 use crate::console::{self, Relay, WindowSize};
-use crate::namespaces::{self, Join, PidNamespaceVisit};
+use crate::namespaces::{self, Join};
 use crate::process::channel::{self, Channel, ChannelError, Message};
 use crate::process::clone::{clone, Cloned};
-use crate::process::exec::ExecPlan;
+use crate::process::exec::{ExecPlan, Terminal};
+use crate::process::program::SeccompAt;
 use crate::process::{ExtraFds, ProcessPlan};
 use crate::state::{write_atomic, Root, State, Status, CONFIG_FILE};
 
@@ -279,35 +280,58 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
         Some(path) => Some(console::connect_socket(path)?),
         None => None,
     };
+    // A pty berth relays starts with the size of the terminal berth runs in.
+    let console_size = console_socket
+        .is_none()
+        .then(console::caller_window_size)
+        .flatten()
+        .or_else(|| WindowSize::from_spec(&process));
+    let outside = plan.outside();
+    // The setup process joins the pid namespace for its children, of which the process is one.
+    let may_wait = unsealed.is_some() || pid_ns.is_none();
+    let mut join = join;
+    join.extend(pid_ns);
     let exec_plan = ExecPlan {
         join,
         join_cgroups: Vec::new(),
         process: plan,
-        terminal,
-        // A pty berth relays starts with the size of the terminal berth runs in.
-        console_size: console_socket
-            .is_none()
-            .then(console::caller_window_size)
-            .flatten()
-            .or_else(|| WindowSize::from_spec(&process)),
+        terminal: match terminal {
+            true => Terminal::New(console_size),
+            false => Terminal::None,
+        },
         seccomp,
+        seccomp_at: SeccompAt::Prepare,
         root: chroot,
-        born_in_userns: false,
+        wait_go: outside.has_scheduler(),
+        session_keyring: None,
+        start: None,
     };
-    let starting = Starting {
-        opts,
-        state: &state,
-        config: &config,
-        cgroup,
-        console_socket,
+    let failed = |reason: String| -> ContainerError {
+        ExecError::Failed {
+            id: id.into(),
+            reason,
+        }
+        .into()
+    };
+    let listener = |pid: Pid, listener: &OwnedFd| -> Result<(), ContainerError> {
+        let oci = super::oci_state(&state, Status::Running);
+        send_seccomp_listener(&config, &state, oci, pid, listener)
+    };
+    let launch = Launch {
+        id,
+        cgroup: &cgroup,
+        console_socket: console_socket.as_ref().zip(opts.console_socket.as_deref()),
         oom_score_adj: process.oom_score_adj(),
-        outside: exec_plan.process.outside(),
+        outside,
         affinity: crate::process::settings::ExecAffinity::from_spec(
             process.exec_cpu_affinity().as_ref(),
         )
         .map_err(crate::process::ProcessError::from)?,
+        may_wait,
+        listener: &listener,
+        failed: &failed,
     };
-    let (pid, console) = start(&starting, exec_plan, pid_ns)?;
+    let (pid, console) = super::exec::launch(&launch, exec_plan)?;
     drop(unsealed);
     if let Some(path) = &opts.pid_file {
         if let Err(e) = write_atomic(path, pid.as_raw().to_string().as_bytes()) {
@@ -324,30 +348,40 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
     Ok(Spawned { pid, console })
 }
 
-/// What berth holds while the process starts.
-struct Starting<'a> {
-    opts: &'a ExecOptions,
-    state: &'a State,
-    config: &'a Spec,
+/// How berth starts a process from outside its pid namespace (`process::exec`) and follows it:
+/// for `exec`, and for `create` where the pid namespace is joined by path.
+pub(super) struct Launch<'a> {
+    pub id: &'a str,
     /// The cgroup the process goes in.
-    cgroup: CgroupConfig,
-    console_socket: Option<UnixStream>,
-    oom_score_adj: Option<i32>,
+    pub cgroup: &'a CgroupConfig,
+    /// Where a terminal the process makes goes: the console socket (with its path), or else
+    /// back to the caller.
+    pub console_socket: Option<(&'a UnixStream, &'a Path)>,
+    pub oom_score_adj: Option<i32>,
     /// The I/O priority and scheduling berth sets on the process.
-    outside: crate::process::Outside,
+    pub outside: crate::process::Outside,
     /// `process.execCPUAffinity`.
-    affinity: crate::process::settings::ExecAffinity,
+    pub affinity: crate::process::settings::ExecAffinity,
+    /// Whether the seccomp filter may wait for the execve, where the profile forbids what the
+    /// fork needs (`process::exec`): nothing that could ptrace the process shares its pid
+    /// namespace, or it is berth's own.
+    pub may_wait: bool,
+    /// Hands the seccomp notify listener of the process with this pid on.
+    pub listener: &'a dyn Fn(Pid, &OwnedFd) -> Result<(), ContainerError>,
+    /// The command's error for a failure with this reason.
+    pub failed: &'a dyn Fn(String) -> ContainerError,
 }
 
-/// Clones the process into the container, places it in the cgroup, and waits until its program
-/// runs. On failure the process is killed and reaped: nothing else is touched.
-fn start(
-    starting: &Starting,
+/// Clones the setup process (outside the container's pid namespace; see `process::exec`),
+/// places it in the cgroup, and waits until the process it forks into the container runs its
+/// program (or, created, waits for `start`). Returns that process and the pty master the caller
+/// keeps. On failure both are killed and reaped: nothing else is touched.
+pub(super) fn launch(
+    starting: &Launch,
     mut plan: ExecPlan,
-    pid_ns: Option<Join>,
 ) -> Result<(Pid, Option<OwnedFd>), ContainerError> {
-    let id = starting.opts.id.as_str();
-    let cgroup = &starting.cgroup;
+    let id = starting.id;
+    let cgroup = starting.cgroup;
     // Born in the cgroup2 directory, the process moves itself into the v1 ones (see
     // `cgroups::open_v1_tasks`): berth moving it costs an RCU grace period.
     let own_cgroup = cgroup.systemd.is_none();
@@ -367,8 +401,13 @@ fn start(
     }
     let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     let (ours, theirs) = channel::pair().map_err(sys(id, "make the exec channel"))?;
-    // The pid namespace is entered by berth itself, so the clone is born in it; then berth
-    // returns to its own.
+    plan.seccomp_at =
+        crate::process::exec::seccomp_at(&plan, theirs.as_raw_fd(), starting.may_wait).map_err(
+            |e| ExecError::Failed {
+                id: id.into(),
+                reason: e.to_string(),
+            },
+        )?;
     // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
     let own_cpus = match &starting.affinity.initial {
         Some(cpus) => {
@@ -380,32 +419,6 @@ fn start(
         }
         None => None,
     };
-    // The kernel lets a process enter a pid namespace only with CAP_SYS_ADMIN over its own user
-    // namespace too: an ordinary user has that only inside the container's. So berth joins the
-    // container's user namespace first, for the rest of this command (it cannot come back), and
-    // the process is born in both.
-    let joins_user = crate::rootless::ids().0 != 0
-        && pid_ns.is_some()
-        && plan
-            .join
-            .iter()
-            .any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
-    if joins_user {
-        let at = plan
-            .join
-            .iter()
-            .position(|j| j.flag == CloneFlags::CLONE_NEWUSER)
-            .expect("a user namespace to join");
-        let user = plan.join.remove(at);
-        nix::sched::setns(user.fd.as_fd(), CloneFlags::CLONE_NEWUSER)
-            .map_err(sys(id, "join the container's user namespace"))?;
-        plan.born_in_userns = true;
-    }
-    let pid_visit = pid_ns
-        .as_ref()
-        .map(|target| PidNamespaceVisit::enter(target.fd.as_fd()))
-        .transpose()
-        .map_err(sys(id, "enter the container's pid namespace"))?;
     let cloned = clone(
         CloneFlags::empty(),
         cgroup_dir.as_ref().map(|fd| fd.as_fd()),
@@ -414,101 +427,127 @@ fn start(
         drop(ours);
         crate::process::exec::run(plan, theirs)
     }
-    if let Some(visit) = pid_visit {
-        visit
-            .leave()
-            .map_err(sys(id, "return to berth's pid namespace"))?;
-    }
     if let Some(own) = own_cpus {
         let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
-    let Cloned::Parent { pid, in_cgroup } = cloned.map_err(sys(id, "clone the process"))? else {
+    let Cloned::Parent {
+        pid: setup,
+        in_cgroup,
+    } = cloned.map_err(sys(id, "clone the process"))?
+    else {
         unreachable!("the child never returns")
     };
     drop(theirs);
     drop(plan);
     let moved = (own_cgroup || !has_v1) && (in_cgroup || cgroup.unified_dir().is_none());
-    let result = watch_start(starting, pid, moved, &ours);
+    let mut forked = None;
+    let result = watch_start(starting, setup, moved, &ours, &mut forked);
+    // The setup process leaves once it has forked, or failed.
     if result.is_err() {
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
+        let _ = nix::sys::signal::kill(setup, Signal::SIGKILL);
     }
-    result.map(|master| (pid, master))
+    let _ = nix::sys::wait::waitpid(setup, None);
+    match result {
+        Ok(master) => Ok((forked.expect("a process that ran its program"), master)),
+        Err(err) => {
+            if let Some(pid) = forked {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            Err(err)
+        }
+    }
 }
 
-/// Places the process in the cgroup, lets it go on, and follows it until its program runs:
-/// a terminal it sends goes on to the console socket, or back to the caller to relay.
+/// Places the setup process in the cgroup, lets it go on, and follows it until the process it
+/// forks (`forked`) runs its program: a terminal it sends goes on to the console socket, or back
+/// to the caller to relay.
 fn watch_start(
-    starting: &Starting,
-    pid: Pid,
+    starting: &Launch,
+    setup: Pid,
     in_cgroup: bool,
     channel: &Channel,
+    forked: &mut Option<Pid>,
 ) -> Result<Option<OwnedFd>, ContainerError> {
-    let Starting {
-        opts,
-        state,
-        config,
+    let Launch {
         cgroup,
         console_socket,
         oom_score_adj,
         outside,
         affinity,
+        failed,
+        ..
     } = starting;
-    let id = opts.id.as_str();
-    let failed = |reason: String| -> ContainerError {
-        ExecError::Failed {
-            id: id.into(),
-            reason,
-        }
-        .into()
-    };
     let lost = || failed("the process went away before its program ran".into());
+    // What the setup process has, the process it forks inherits.
     if !in_cgroup {
-        cgroups::manager(cgroup).add_process(pid.as_raw())?;
+        cgroups::manager(cgroup).add_process(setup.as_raw())?;
     }
     if let Some(score) = oom_score_adj {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
+        std::fs::write(format!("/proc/{setup}/oom_score_adj"), score.to_string())
             .map_err(|e| failed(format!("cannot set process.oomScoreAdj to {score}: {e}")))?;
     }
     outside
-        .apply(pid.as_raw())
+        .apply_io_priority(setup.as_raw())
         .map_err(|e| failed(e.to_string()))?;
     if let Some(cpus) = &affinity.last {
-        crate::process::settings::set_affinity(pid.as_raw(), cpus)
+        crate::process::settings::set_affinity(setup.as_raw(), cpus)
             .map_err(|e| failed(e.to_string()))?;
     }
     channel.send(&Message::Go).map_err(|_| lost())?;
     let mut master = None;
     loop {
         match channel.recv_with_fd() {
-            Ok((Message::Console(name), Some(fd))) => {
-                match (console_socket, &opts.console_socket) {
-                    (Some(socket), Some(path)) => {
-                        console::send_master(socket, path, fd.as_fd(), &name)?
-                    }
-                    _ => master = Some(fd),
-                }
-            }
-            Ok((Message::Fd, Some(listener))) => {
-                send_seccomp_listener(config, state, pid, &listener)?
-            }
+            Ok((Message::Console(name), Some(fd))) => match console_socket {
+                Some((socket, path)) => console::send_master(socket, path, fd.as_fd(), &name)?,
+                None => master = Some(fd),
+            },
+            // At once: the process may make calls the agent answers before it runs its
+            // program. Its pid is the setup process's, which installed the filter (see
+            // process::exec); the process it forks shares it.
+            Ok((Message::Fd, Some(fd))) => (starting.listener)(setup, &fd)?,
             Ok((Message::Ready, _)) => break,
             Ok((Message::Error(reason), _)) => return Err(failed(reason)),
             _ => return Err(lost()),
         }
     }
-    // Only execve itself can fail now; on success the channel closes with the exec.
-    match channel.recv() {
-        Err(ChannelError::Closed) => Ok(master),
-        Ok(Message::Error(reason)) => Err(failed(reason)),
-        _ => Err(lost()),
+    // The setup process forks the process into the container, which may hand the channel to
+    // the container: from here only a pid berth can check, and error text, are taken.
+    loop {
+        match channel.recv() {
+            Ok(Message::Pid(n)) if forked.is_none() && is_forked(n, setup) => {
+                let pid = Pid::from_raw(n);
+                *forked = Some(pid);
+                if outside.has_scheduler() {
+                    outside
+                        .apply_scheduler(n)
+                        .map_err(|e| failed(e.to_string()))?;
+                    channel.send(&Message::Go).map_err(|_| lost())?;
+                }
+            }
+            // Not the process the setup process forked: someone else's word.
+            Ok(Message::Pid(_)) => {}
+            Ok(Message::Error(reason)) => return Err(failed(reason)),
+            // Closed once the setup process is gone and the forked one runs its program (or,
+            // created, let go of the channel to wait for `start`).
+            Err(ChannelError::Closed) if forked.is_some() => return Ok(master),
+            _ => return Err(lost()),
+        }
     }
 }
 
-/// Hands the process's seccomp notify listener to the agent at `linux.seccomp.listenerPath`.
-fn send_seccomp_listener(
+/// Whether `pid` is the process the setup process forked: berth's own child (CLONE_PARENT),
+/// and not the setup process.
+fn is_forked(pid: i32, setup: Pid) -> bool {
+    pid != setup.as_raw() && super::parent_of(pid) == Some(std::process::id() as i32)
+}
+
+/// Hands the seccomp notify listener of process `pid` to the agent at
+/// `linux.seccomp.listenerPath`, with the container's state `oci`.
+pub(super) fn send_seccomp_listener(
     config: &Spec,
     state: &State,
+    oci: serde_json::Value,
     pid: Pid,
     listener: &OwnedFd,
 ) -> Result<(), ContainerError> {
@@ -517,7 +556,6 @@ fn send_seccomp_listener(
     else {
         return Ok(());
     };
-    let oci = super::oci_state(state, Status::Running);
     let mut process_state = oci_spec::runtime::ContainerProcessState::default();
     process_state.set_version(state.oci_version.clone());
     process_state.set_pid(pid.as_raw());
@@ -680,8 +718,10 @@ fn cgroup_for(container: &CgroupConfig, sub: Option<&str>) -> Result<CgroupConfi
 }
 
 /// The container's namespaces that differ from berth's, opened through its init: the pid one
-/// apart (berth enters it for the clone), the others for the process to join.
-fn container_namespaces(state: &State) -> Result<(Vec<Join>, Option<Join>), ContainerError> {
+/// apart (the setup process joins it for its children only), the others for the process to join.
+pub(super) fn container_namespaces(
+    state: &State,
+) -> Result<(Vec<Join>, Option<Join>), ContainerError> {
     let mut join = Vec::new();
     let mut pid_ns = None;
     let kinds = [

@@ -1,9 +1,9 @@
 //! `start`: release a created container's init by writing into its exec fifo, then run the
-//! poststart hooks. If a startContainer hook fails (the init reports it through a file in the
-//! state folder) or a poststart one does (runtime-spec 1.3; before it, a warning), `start` fails
-//! and the container is destroyed.
+//! poststart hooks. If a startContainer hook fails (the init writes why back into the fifo) or a
+//! poststart one does (runtime-spec 1.3; before it, a warning), `start` fails and the container
+//! is destroyed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -52,19 +52,25 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         &state.id,
         "reach the waiting init through the exec fifo",
     ))?;
-    nix::unistd::write(&fd, b"0").map_err(sys(&state.id, "start the init"))?;
+    // The fifo's name goes before the init is released: `state` reads "created" while it
+    // exists, and the program may already be running (and be seen) before the wait below ends.
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::write(&fd, START).map_err(sys(&state.id, "start the init"))?;
     wait_for_exec(&fd);
+    // The init is gone instead of running its program: it left the reason in the fifo, whose
+    // buffer lasts while this end is open.
+    let failure = read_back(&fd);
     drop(fd);
-    // The init is gone instead of running its program: it left the reason.
-    let failure =
-        crate::bounded::read_regular(&dir.start_error_path(), 64 << 10).unwrap_or_default();
     if !failure.is_empty() {
+        let reason = match failure.as_slice() {
+            START => "the init went away before it ran the program".to_string(),
+            text => String::from_utf8_lossy(text).trim().to_string(),
+        };
         return Err(ContainerError::StartFailed {
             id: state.id.clone(),
-            reason: String::from_utf8_lossy(&failure).trim().to_string(),
+            reason,
         });
     }
-    let _ = std::fs::remove_file(&fifo);
     state.status = Status::Running;
     dir.write_state(state)?;
     let poststart = state
@@ -78,6 +84,28 @@ pub fn start_locked(dir: &ContainerDir, state: &mut State) -> Result<(), Contain
         crate::hooks::run("poststart", &poststart, &json)?;
     }
     Ok(())
+}
+
+/// What `start` writes into the exec fifo.
+const START: &[u8] = b"0";
+
+/// What is left in the fifo once no reader is: nothing after the program ran, why it did not
+/// otherwise (or the start byte, unread, when the init died first).
+fn read_back(writer: &OwnedFd) -> Vec<u8> {
+    // The fifo's name is gone: reopened for reading through the writer's descriptor.
+    let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+    let Ok(reader) = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; libc::PIPE_BUF];
+    match nix::unistd::read(&reader, &mut buf) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Waits until the init has run the startContainer hooks and executed the program (or died), so

@@ -203,6 +203,8 @@ pub fn attach(
             name: None,
             addresses: addresses.clone(),
             up: link.up,
+            index: None,
+            kind: None,
         });
         store.put_devices(&record)?;
 
@@ -239,6 +241,8 @@ pub fn attach(
         })?;
         if let Some(last) = record.devices.last_mut() {
             last.name = Some(moved.name.clone());
+            last.index = Some(moved.index);
+            last.kind = moved.kind.clone();
         }
         store.put_devices(&record)?;
         for address in &addresses {
@@ -320,7 +324,17 @@ fn move_back(record: &DevicesRecord) -> Result<(), NetworkError> {
             name: device.host_name.clone(),
             source,
         };
-        let Some(link) = inside.link(name).map_err(failed)? else {
+        // By the index it got when it moved in, and of the same kind: a container holding
+        // CAP_NET_ADMIN may have renamed it and made an interface of its own under its name
+        // (an ifb, a tap) for berth to hand the host under the host's name, with its addresses.
+        let found = match device.index {
+            Some(index) => inside
+                .link_by_index(index)
+                .map_err(failed)?
+                .filter(|link| link.kind == device.kind),
+            None => inside.link(name).map_err(failed)?,
+        };
+        let Some(link) = found else {
             crate::logging::warn(&format!(
                 "linux.netDevices of container {:?}: {name} (the host's {}) is no longer in \
                  its network namespace",
@@ -328,6 +342,7 @@ fn move_back(record: &DevicesRecord) -> Result<(), NetworkError> {
             ));
             continue;
         };
+        let name = &link.name;
         inside.set_down(link.index, name).map_err(failed)?;
         let back = inside.move_link(link.index, name, &device.host_name, &home);
         if back.as_ref().err().and_then(|e| e.errno()) == Some(libc::EEXIST) {

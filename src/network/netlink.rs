@@ -100,6 +100,8 @@ pub struct Link {
     pub up: bool,
     /// The index of the bridge it is attached to.
     pub controller: Option<u32>,
+    /// Its kind (`veth`, `macvlan`, `ifb` …); none for a physical interface.
+    pub kind: Option<String>,
 }
 
 impl Netlink {
@@ -668,10 +670,17 @@ fn link_of(message: RouteNetlinkMessage) -> Option<Link> {
     };
     let mut name = String::new();
     let mut controller = None;
+    let mut kind = None;
     for attribute in link.attributes {
         match attribute {
             LinkAttribute::IfName(n) => name = n,
             LinkAttribute::Controller(index) => controller = Some(index),
+            LinkAttribute::LinkInfo(infos) => {
+                kind = infos.into_iter().find_map(|info| match info {
+                    LinkInfo::Kind(kind) => Some(kind.to_string()),
+                    _ => None,
+                })
+            }
             _ => {}
         }
     }
@@ -680,5 +689,6 @@ fn link_of(message: RouteNetlinkMessage) -> Option<Link> {
         name,
         up: link.header.flags.contains(LinkFlags::Up),
         controller,
+        kind,
     })
 }

@@ -122,6 +122,13 @@ pub struct MovedDevice {
     pub addresses: Vec<InterfaceAddress>,
     /// Whether it was up on the host.
     pub up: bool,
+    /// Its index and kind in the container's namespace once moved: what `delete` gives back
+    /// is the interface of that index and kind, whatever the container named it, never
+    /// another interface the container made and gave its name.
+    #[serde(default)]
+    pub index: Option<u32>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// The locked store; the lock is held until it is dropped.

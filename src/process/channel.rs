@@ -34,6 +34,9 @@ pub enum Message {
     Fd,
     /// init or exec → berth: the pty master follows; the text is the pty's name (`/dev/pts/0`).
     Console(String),
+    /// init → berth: the container is built (namespaces, root filesystem); its process is to be
+    /// started from outside its pid namespace (`process::exec`).
+    Built,
 }
 
 impl Message {
@@ -48,6 +51,7 @@ impl Message {
             Message::State(json) => (b'S', json.as_bytes()),
             Message::Fd => (b'F', b""),
             Message::Console(name) => (b'C', name.as_bytes()),
+            Message::Built => (b'B', b""),
         };
         let mut out = Vec::with_capacity(1 + body.len() + 4);
         out.push(tag);
@@ -73,6 +77,7 @@ impl Message {
             b'S' => Message::State(text()),
             b'F' => Message::Fd,
             b'C' => Message::Console(text()),
+            b'B' => Message::Built,
             _ => return Err(ChannelError::Garbled),
         })
     }
@@ -136,6 +141,30 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends `message` with write(2), for a process under a seccomp filter that may allow no
+    /// more (a SOCK_SEQPACKET socket takes one write as one message). Without MSG_NOSIGNAL: a
+    /// process whose berth is gone may die of SIGPIPE.
+    pub fn write(&self, message: &Message) -> Result<(), ChannelError> {
+        let bytes = message.encode();
+        nix::unistd::write(&self.fd, &bytes)?;
+        Ok(())
+    }
+
+    /// Waits for the next message with read(2), for the same reason; it carries no descriptor.
+    pub fn read(&self) -> Result<Message, ChannelError> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let len = loop {
+            match nix::unistd::read(&self.fd, &mut buf) {
+                Err(Errno::EINTR) => continue,
+                other => break other?,
+            }
+        };
+        if len == 0 {
+            return Err(ChannelError::Closed);
+        }
+        Message::decode(&buf[..len])
+    }
+
     /// Waits for the next message. A closed peer is `ChannelError::Closed`.
     pub fn recv(&self) -> Result<Message, ChannelError> {
         self.recv_with_fd().map(|(message, _)| message)
@@ -197,6 +226,7 @@ mod tests {
             Message::Go,
             Message::MapIds,
             Message::State("{\"id\":\"x\"}".into()),
+            Message::Built,
         ];
         for m in &messages {
             a.send(m).unwrap();
@@ -212,6 +242,11 @@ mod tests {
             b.recv().unwrap(),
             Message::Error("y".repeat(MAX_MESSAGE - 1))
         );
+        // Plain writes and reads carry the same messages.
+        a.write(&Message::Pid(7)).unwrap();
+        assert_eq!(b.recv().unwrap(), Message::Pid(7));
+        b.send(&Message::Go).unwrap();
+        assert_eq!(a.read().unwrap(), Message::Go);
         drop(a);
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
     }

@@ -1,8 +1,21 @@
 //! The init sequence: what the container's first process does between clone and the execve of
 //! the container's program. Everything it needs was worked out by berth before the clone; errors
 //! travel back over the channel and become the command's error.
+//!
+//! The init builds the container (namespaces, root filesystem, hooks, terminal) and, before it
+//! tells berth the container is created, becomes exactly what the program is to be: user,
+//! capabilities, no_new_privs, LSM labels, seccomp filter, berth's descriptors closed but the
+//! exec fifo. Only then can anything else of a container see it: `exec` refuses a container
+//! still being created, and the pid namespace it made is its own until then. While it waits for
+//! `start` it holds the exec fifo and nothing else of berth's, and talks to `start` only through
+//! it.
+//!
+//! A container whose pid namespace is joined by path is different: whatever is in that namespace
+//! would see its init from its first instant, running berth's code with berth's privileges. So
+//! there the init builds the container from outside the namespace and says [`Message::Built`];
+//! berth then starts the container's process the way `exec` starts one (`process::exec`), and
+//! the init leaves.
 
-use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -10,8 +23,8 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Hook;
 
-use super::channel::{Channel, Message};
-use super::program::{self, become_root_in_userns, ProgramError};
+use super::channel::{Channel, ChannelError, Message};
+use super::program::{self, become_root_in_userns, ProgramError, Ready, SeccompAt};
 use super::ProcessPlan;
 use crate::console::{self, ConsoleError, WindowSize};
 use crate::namespaces::{self, Join};
@@ -50,11 +63,15 @@ pub struct InitPlan {
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
-    /// The exec fifo, open read-write: reading blocks until `start` writes a byte.
-    pub fifo: OwnedFd,
-    /// A file in the container's state folder (close-on-exec, like the fifo): after `start`,
-    /// why the program could not run (a startContainer hook failed), for `start` to report.
-    pub start_error: OwnedFd,
+    /// The state the createRuntime hooks had, which berth sends at the hooks point.
+    pub state: String,
+    /// The exec fifo, open read-write: reading blocks until `start` writes a byte; after it, why
+    /// the program could not run (a startContainer hook failed) goes back the same way, for
+    /// `start` to report. None when the init only builds the container (`built_only`).
+    pub fifo: Option<OwnedFd>,
+    /// Whether the init only builds the container, from outside the pid namespace it joins:
+    /// berth starts the container's process itself (see the module's comment).
+    pub built_only: bool,
     /// The name of a new session keyring, so containers do not share the host's keys.
     pub session_keyring: Option<String>,
     /// berth's lock on the container's folder, which the init must not keep holding.
@@ -83,18 +100,46 @@ pub enum InitError {
     Channel(&'static str),
 }
 
-/// Runs the init in the new process: returns only in the two-stage intermediate, which exits.
-pub fn run(plan: InitPlan, channel: Channel) -> ! {
+/// Runs the init in the new process; never returns.
+pub fn run(mut plan: InitPlan, channel: Channel) -> ! {
     let kernel = Linux;
-    let code = match init(&kernel, plan, &channel) {
-        Ok(never) => match never {},
+    let seccomp = plan.seccomp.take();
+    let ready = match build(&kernel, &mut plan, seccomp.as_ref(), &channel) {
+        Ok(ready) => ready,
         Err(err) => {
             let _ = channel.send(&Message::Error(err.to_string()));
-            1
+            // SAFETY: leave without running destructors or atexit handlers copied from berth.
+            unsafe { libc::_exit(1) }
         }
     };
-    // SAFETY: leave without running destructors or atexit handlers copied from berth.
-    unsafe { libc::_exit(code) }
+    let Some(mut ready) = ready else {
+        // Built only: berth opens our namespaces, starts the container's process, then closes
+        // the channel, which lets us go.
+        let code = match channel.send(&Message::Built).map(|()| channel.recv()) {
+            Ok(Err(ChannelError::Closed)) => 0,
+            _ => 1,
+        };
+        // SAFETY: as above.
+        unsafe { libc::_exit(code) }
+    };
+    // From here the init is the container's to see: it keeps nothing of berth's but the fifo.
+    if channel.write(&Message::Ready).is_err() {
+        // SAFETY: as above.
+        unsafe { libc::_exit(1) }
+    }
+    drop(channel);
+    let fifo = plan
+        .fifo
+        .as_ref()
+        .expect("an init that waits for start has the fifo");
+    let started = wait_for_start(fifo).and_then(|()| {
+        run_start_hooks(&plan.start_container_hooks, &plan.state, &mut ready)?;
+        Ok(program::exec(ready, &plan.process)?)
+    });
+    let Err(err) = started;
+    report_start_failure(fifo, &err.to_string());
+    // SAFETY: the container's program could not start; leave without running destructors.
+    unsafe { libc::_exit(127) }
 }
 
 fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError> {
@@ -104,13 +149,18 @@ fn wait_for_go(channel: &Channel, during: &'static str) -> Result<(), InitError>
     }
 }
 
-fn init(
+/// Everything up to the container created: `Some` program ready to run, confined, or `None`
+/// once a container that is only built is.
+fn build<'a>(
     kernel: &dyn Kernel,
-    mut plan: InitPlan,
+    plan: &mut InitPlan,
+    seccomp: Option<&'a crate::seccomp::Filter>,
     channel: &Channel,
-) -> Result<Infallible, InitError> {
+) -> Result<Option<program::Ready<'a>>, InitError> {
     // SAFETY: the lock descriptor is a copy of berth's; nothing else in this process uses it.
     unsafe { libc::close(plan.lock_fd) };
+    // While /proc is the host's, which tells where the environment is.
+    super::scrub_environment();
     // The host's cgroup files are closed as soon as they are used.
     let join_cgroups = std::mem::take(&mut plan.join_cgroups);
     crate::cgroups::join_self(&join_cgroups)
@@ -175,17 +225,15 @@ fn init(
     // Until its execve the init runs berth's code, from berth's own binary unless the container
     // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
     // meanwhile (container::exposure). Closed on exec.
-    let _held = match plan.own_pid_namespace {
-        true => {
-            Some(hold_pid_namespace().map_err(|e| InitError::Sys("lock the pid namespace", e))?)
-        }
-        false => None,
-    };
+    if plan.own_pid_namespace {
+        let held = hold_pid_namespace().map_err(|e| InitError::Sys("lock the pid namespace", e))?;
+        std::mem::forget(held);
+    }
     // Changing user (into a user namespace) may have made this process dumpable again.
     super::clone::undumpable().map_err(|e| InitError::Sys("stay non-dumpable", e))?;
     // Device nodes and the files berth makes get exactly the modes asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    if let Some(name) = &plan.session_keyring {
+    if let (Some(name), false) = (&plan.session_keyring, plan.built_only) {
         join_session_keyring(name)?;
     }
     if plan.new_netns {
@@ -202,53 +250,46 @@ fn init(
             .map_err(|e| InitError::Sys("set the domain name", e))?;
     }
     rootfs::prepare(kernel, &plan.rootfs)?;
-    let mut state = String::new();
     if plan.hooks_point {
         channel
             .send(&Message::HooksPoint)
             .map_err(|_| InitError::Channel("asking for the createRuntime hooks"))?;
-        state = match channel.recv() {
+        plan.state = match channel.recv() {
             Ok(Message::State(state)) => state,
             _ => return Err(InitError::Channel("waiting for the createRuntime hooks")),
         };
-        crate::hooks::run("createContainer", &plan.create_container_hooks, &state)?;
+        crate::hooks::run("createContainer", &plan.create_container_hooks, &plan.state)?;
     }
     // The host's /proc is still /proc here: the container's cannot stand in for it.
-    let labels = plan.process.labels.open()?;
+    let labels = match plan.built_only {
+        false => Some(plan.process.labels.open()?),
+        true => None,
+    };
     rootfs::switch_root(kernel, &plan.rootfs)?;
     if plan.terminal {
-        let slave = console::setup(plan.console_size, channel)?;
+        let slave = console::hand_over(plan.console_size, channel)?;
         console::mount_dev_console(kernel, &slave)?;
-    } else {
+        if !plan.built_only {
+            console::attach_stdio(&slave)?;
+        }
+    } else if !plan.built_only {
         // A session of its own, as runc's and crun's inits have (console::setup makes one for a
         // terminal): a session led from outside the container's pid namespace keeps CRIU from
         // checkpointing it.
         nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
     rootfs::finish(kernel, &plan.rootfs)?;
+    let Some(labels) = labels else {
+        return Ok(None);
+    };
     reopen_dev_null().map_err(|e| InitError::Sys("open the container's /dev/null", e))?;
-    let process = &plan.process;
-    let ready = program::prepare(process, plan.seccomp.as_ref(), labels, channel)?;
+    // What the program inherits: no signal ignored or caught (berth ignores SIGPIPE), the ones
+    // a created container ends on caught. execve resets caught ones by itself, so nothing is
+    // left to do about dispositions once the filter is in.
+    program::reset_signals();
     end_on_signals_while_created();
-    channel
-        .send(&Message::Ready)
-        .map_err(|_| InitError::Channel("reporting the container created"))?;
-    // From here berth's `create` may have returned: `start` reports failures (start_error).
-    let started = wait_for_start(&plan.fifo).and_then(|()| {
-        run_start_hooks(&plan.start_container_hooks, &state, ready.env())?;
-        Ok(program::exec(ready, process)?)
-    });
-    let Err(err) = started;
-    // `start` reports it; the container's stderr only if that file cannot take it.
-    let text = err.to_string();
-    if nix::unistd::write(&plan.start_error, text.as_bytes()).is_err() {
-        eprintln!(
-            "{}",
-            crate::logging::stderr_line(crate::logging::Level::Error, &text)
-        );
-    }
-    // SAFETY: the container's program could not start; leave without running destructors.
-    unsafe { libc::_exit(127) }
+    let ready = program::prepare(&plan.process, seccomp, SeccompAt::Prepare, labels, channel)?;
+    Ok(Some(ready))
 }
 
 /// Makes this process dumpable (`on`) or not again, when `wanted`: see
@@ -271,10 +312,18 @@ fn dumpable_for_maps(wanted: bool, on: bool) -> Result<(), InitError> {
 /// startContainer hooks: in the container, after `start`, before the program. As runc gives
 /// them: the state says `created` (the program has not run yet) and carries the init's pid as
 /// the container sees it, and a hook with no env of its own gets the program's environment.
-fn run_start_hooks(hooks: &[Hook], state: &str, env: &[CString]) -> Result<(), InitError> {
+/// They run as the program will, seccomp filter included: their path resolves in the image,
+/// which may have replaced them.
+pub(super) fn run_start_hooks(
+    hooks: &[Hook],
+    state: &str,
+    ready: &mut Ready,
+) -> Result<(), InitError> {
     if hooks.is_empty() {
         return Ok(());
     }
+    ready.install_seccomp_now()?;
+    let env = ready.env();
     let state = match serde_json::from_str::<serde_json::Value>(state) {
         Ok(mut value) => {
             value["status"] = "created".into();
@@ -303,12 +352,23 @@ fn run_start_hooks(hooks: &[Hook], state: &str, env: &[CString]) -> Result<(), I
 
 /// The init of a created container is pid 1 of its pid namespace, and the kernel drops every
 /// signal sent to it for which it has no handler (but SIGKILL and SIGSTOP): `berth kill ID` would
-/// succeed and do nothing. Catch the usual ones and end, as runc's init does. execve resets the
-/// handlers; signals `run` keeps blocked for forwarding stay pending and never reach them.
+/// succeed and do nothing. Catch the usual ones and end, as runc's init does. SIGPIPE is caught
+/// and does nothing, so a startContainer hook that leaves without reading its state gives an
+/// error rather than the init's death (and the program does not inherit it ignored). execve
+/// resets the handlers; signals `run` keeps blocked for forwarding stay pending and never reach
+/// them.
 fn end_on_signals_while_created() {
     extern "C" fn end(signal: libc::c_int) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + signal) }
+    }
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a handler that does nothing; the struct is zeroed, then filled.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGPIPE, &action, std::ptr::null_mut());
     }
     for signal in [
         libc::SIGTERM,
@@ -342,7 +402,7 @@ fn hold_pid_namespace() -> Result<OwnedFd, Errno> {
 }
 
 /// Blocks until `start` writes a byte into the exec fifo.
-fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
+pub(super) fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     let mut byte = [0u8; 1];
     loop {
         match nix::unistd::read(fifo, &mut byte) {
@@ -353,9 +413,25 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     }
 }
 
+/// Why the program could not run, for `start`: written back into the exec fifo, whose buffer
+/// `start` (which holds it open) reads once no reader is left; the container's stderr only if
+/// the fifo cannot take it. At most what one atomic write to a pipe carries.
+pub(super) fn report_start_failure(fifo: &OwnedFd, text: &str) {
+    let text = &text.as_bytes()[..text.len().min(libc::PIPE_BUF)];
+    if !matches!(nix::unistd::write(fifo, text), Ok(n) if n == text.len()) {
+        eprintln!(
+            "{}",
+            crate::logging::stderr_line(
+                crate::logging::Level::Error,
+                &String::from_utf8_lossy(text)
+            )
+        );
+    }
+}
+
 /// Joins a new session keyring named `name`. Kernels without keyrings, or that refuse (some
 /// user namespace setups), leave the container with the keyring it inherited, as runc does.
-fn join_session_keyring(name: &str) -> Result<(), InitError> {
+pub(super) fn join_session_keyring(name: &str) -> Result<(), InitError> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
     let name = CString::new(name).unwrap_or_default();
     // SAFETY: keyctl reads a NUL-terminated name.
@@ -369,7 +445,7 @@ fn join_session_keyring(name: &str) -> Result<(), InitError> {
 /// Replaces standard streams that are the host's `/dev/null` (engines give one for stdin) with
 /// the container's own, as runc does: a file of the host's, outside every mount of the
 /// container, is one CRIU cannot checkpoint.
-fn reopen_dev_null() -> Result<(), Errno> {
+pub(super) fn reopen_dev_null() -> Result<(), Errno> {
     use std::os::fd::AsFd;
     let null = match nix::fcntl::open(
         "/dev/null",

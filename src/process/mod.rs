@@ -5,6 +5,7 @@ pub mod channel;
 pub mod clone;
 pub mod exec;
 pub mod init;
+pub mod procfs;
 pub mod program;
 pub mod seal;
 pub mod settings;
@@ -257,14 +258,65 @@ pub struct Outside {
 impl Outside {
     /// Sets them on process `pid`, before it runs the program; its children inherit them.
     pub fn apply(&self, pid: i32) -> Result<(), ProcessError> {
+        self.apply_io_priority(pid)?;
+        self.apply_scheduler(pid)
+    }
+
+    pub fn apply_io_priority(&self, pid: i32) -> Result<(), ProcessError> {
         if let Some(value) = self.io_priority {
             settings::set_io_priority(pid, value)?;
         }
+        Ok(())
+    }
+
+    /// A scheduler is set on the process itself, never on a parent to inherit: a parent under
+    /// SCHED_DEADLINE cannot fork, and SCHED_FLAG_RESET_ON_FORK would not pass it on.
+    pub fn apply_scheduler(&self, pid: i32) -> Result<(), ProcessError> {
         if let Some(attr) = &self.scheduler {
             settings::set_scheduler(pid, attr)?;
         }
         Ok(())
     }
+
+    pub fn has_scheduler(&self) -> bool {
+        self.scheduler.is_some()
+    }
+}
+
+/// Overwrites berth's environment in this process's memory with zeros. A clone of berth shows
+/// that memory as `/proc/PID/environ` until its execve replaces it, and the variables of berth's
+/// caller are none of the container's business. Nothing in the process reads its environment
+/// afterwards: the program's is in its plan (hooks get theirs explicitly).
+pub fn scrub_environment() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name, which may hold anything, start with the third.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let field = |n: usize| fields.get(n - 3)?.trim().parse::<usize>().ok();
+    let (Some(start), Some(end)) = (field(50), field(51)) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    // SAFETY: [start, end) is this process's environment block (env_start and env_end), which the
+    // kernel mapped writable at execve; clearenv first drops libc's pointers into it, and the
+    // process is single-threaded.
+    unsafe {
+        libc::clearenv();
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+    }
+}
+
+/// Whether `path` names a file through the process that opens it (its descriptors).
+fn names_itself(path: &Path) -> bool {
+    ["/proc/self/", "/proc/thread-self/", "/dev/fd/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// Finds the program to run the way execvp would, and says clearly why when it cannot.
@@ -282,6 +334,10 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
                 }
             }
             Ok(_) => Err(format!("{} is not a regular file", path.display())),
+            // /proc/self and /dev/fd name the process that runs the program. A process started
+            // from outside the container's pid namespace is set up by another, for which the
+            // container's /proc has no `self` (`process::exec`): the execve will tell.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && names_itself(path) => Ok(()),
             Err(e) => Err(format!("{}: {}", path.display(), e)),
         }
     };

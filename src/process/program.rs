@@ -54,7 +54,8 @@ pub enum ProgramError {
 }
 
 /// A program ready to run: found on disk, with its final environment, the caller already in the
-/// process's user, capabilities and working directory.
+/// process's user, capabilities and working directory, and under its seccomp filter unless that
+/// is left to the last moment ([`SeccompAt::Exec`]).
 pub struct Ready<'a> {
     path: CString,
     env: Vec<CString>,
@@ -67,6 +68,28 @@ impl Ready<'_> {
     pub fn env(&self) -> &[CString] {
         &self.env
     }
+
+    /// Installs the seccomp filter now instead of right before execve: whatever runs in the
+    /// container before its program (startContainer hooks, whose path resolves in the image)
+    /// must run under it, and so must anything they leave behind, as under runc.
+    pub fn install_seccomp_now(&mut self) -> Result<(), ProgramError> {
+        if let Some(filter) = self.late_seccomp.take() {
+            crate::seccomp::install(filter)?;
+        }
+        Ok(())
+    }
+}
+
+/// When the seccomp filter goes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeccompAt {
+    /// In [`prepare`], with everything else: the process is confined before anything of the
+    /// container can see it.
+    Prepare,
+    /// Right before execve, in the process that runs the program: only where the profile forbids
+    /// what starting that process needs after the filter, and nothing that could use it sees
+    /// the process meanwhile (see `process::exec`).
+    Exec,
 }
 
 /// Takes the root identity of a user namespace just made or joined.
@@ -80,13 +103,16 @@ pub fn become_root_in_userns() -> Result<(), ProgramError> {
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(root)
 }
 
-/// Applies the process's limits, personality and memory policy, its AppArmor profile or SELinux
-/// label for the execve (`labels`, opened while the host's /proc was there), seccomp filter (when
-/// it must go in before the user change), user and capabilities, working directory and umask,
-/// then finds the program.
+/// Makes the process what the container's program is to be: its limits, personality and memory
+/// policy, its AppArmor profile or SELinux label for the execve (`labels`, opened while the
+/// host's /proc was there), user and capabilities, no_new_privs, working directory and umask,
+/// berth's descriptors closed on exec, and its seccomp filter (unless `seccomp_at` leaves it to
+/// the execve); then finds the program. Signal dispositions are the caller's (see
+/// [`reset_signals`]).
 pub fn prepare<'a>(
     process: &ProcessPlan,
     seccomp: Option<&'a Filter>,
+    seccomp_at: SeccompAt,
     labels: crate::lsm::OpenLabels,
     channel: &Channel,
 ) -> Result<Ready<'a>, ProgramError> {
@@ -104,33 +130,20 @@ pub fn prepare<'a>(
         super::settings::set_memory_policy(policy)?;
     }
     labels.apply()?;
+    let now = seccomp.filter(|_| seccomp_at == SeccompAt::Prepare);
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before dropping
-    // capabilities (the profile must then allow what follows). With it, as late as possible,
-    // unless a notify listener has to reach berth before it returns.
-    let early = seccomp.filter(|f| !process.no_new_privileges || f.has_notify());
-    if let Some(filter) = early.filter(|_| !process.no_new_privileges) {
+    // capabilities (the profile must then allow what follows, as runc's must). With it, last.
+    if let Some(filter) = now.filter(|_| !process.no_new_privileges) {
         install_seccomp(filter, channel)?;
     }
     become_user(process)?;
     // A change of user makes a process dumpable again when fs.suid_dumpable is 1: until its
     // execve it is still berth (CVE-2019-5736, see clone::undumpable).
     super::clone::undumpable().map_err(ProgramError::Dumpable)?;
-    if let Some(filter) = early.filter(|_| process.no_new_privileges) {
-        install_seccomp(filter, channel)?;
-    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.umask as _));
     let program = process.args[0].to_string_lossy();
     let path = super::find_executable(&program, process.path_env()).map_err(ProgramError::Exec)?;
-    Ok(Ready {
-        path,
-        env,
-        late_seccomp: seccomp.filter(|_| early.is_none()),
-    })
-}
-
-/// Replaces the calling process with the program: berth's descriptors closed on exec (only stdio
-/// and the preserved ones stay), signals back to their defaults, the late seccomp filter in.
-pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramError> {
+    // berth's descriptors are closed on exec; only stdio and the preserved ones stay.
     let first_closed = 3 + process.preserve_fds.max(0) as libc::c_uint;
     // SAFETY: close_range only marks descriptors close-on-exec.
     unsafe {
@@ -141,10 +154,23 @@ pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramEr
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    // SAFETY: restoring default dispositions and an empty mask before exec; no handlers run here.
-    // Ignored signals survive execve, and berth may have inherited some (or ignores SIGPIPE).
-    // glibc refuses to touch its own real-time signals, so this talks to the kernel directly: an
-    // all-zero kernel sigaction is SIG_DFL with no flags and an empty mask.
+    if let Some(filter) = now.filter(|_| process.no_new_privileges) {
+        install_seccomp(filter, channel)?;
+    }
+    Ok(Ready {
+        path,
+        env,
+        late_seccomp: seccomp.filter(|_| seccomp_at == SeccompAt::Exec),
+    })
+}
+
+/// Sets every signal's disposition back to its default: ignored signals survive execve, and
+/// berth may have inherited some (and ignores SIGPIPE). Caught ones execve resets by itself, so
+/// a caller may catch some again afterwards. Done before the seccomp filter goes in.
+pub fn reset_signals() {
+    // SAFETY: restoring default dispositions; no handlers run here. glibc refuses to touch its
+    // own real-time signals, so this talks to the kernel directly: an all-zero kernel sigaction
+    // is SIG_DFL with no flags and an empty mask.
     unsafe {
         let default_action = [0u64; 4];
         for signal in 1..=64 {
@@ -158,10 +184,29 @@ pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramEr
                 );
             }
         }
+    }
+}
+
+/// Unblocks every signal: the mask survives execve, and `run` and `exec` block signals to
+/// forward them.
+pub fn unblock_signals() {
+    // SAFETY: an empty set, filled by sigemptyset, for sigprocmask to read.
+    unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+}
+
+/// Replaces the calling process with the program, signals unblocked (see [`exec_program`]).
+pub fn exec(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramError> {
+    unblock_signals();
+    exec_program(ready, process)
+}
+
+/// Replaces the calling process with the program: the late seccomp filter in, then execve. Its
+/// signal dispositions and mask are the caller's (see [`reset_signals`], [`unblock_signals`]).
+pub fn exec_program(ready: Ready, process: &ProcessPlan) -> Result<Infallible, ProgramError> {
     let mut env = ready.env;
     if process.listen_fds > 0 {
         // Socket activation names the process the descriptors are for: this one, as it sees itself.

@@ -2,17 +2,16 @@
 //! container's `/dev/null` bound over it, a masked folder an empty read-only tmpfs; a read-only
 //! path gets a read-only copy of itself and of every mount below it, made detached.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::ResolveFlag;
-use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 
-use super::resolve::{fd_path, is_device, open_if_present, open_in_root};
+use super::resolve::{is_device, open_if_present, open_in_root};
 use super::{RootfsError, RootfsPlan};
-use crate::syscall::{Attr, Kernel, MountAttr};
+use crate::syscall::{Atime, Attr, FsConfig, Kernel, MountAttr};
 
 /// The container's `/dev/null`, opened without following symlinks and checked to be the null
 /// device: masking binds it over paths, and a `/dev/null` that the image made a symlink (say to
@@ -56,24 +55,31 @@ pub(super) fn mask_paths(
         // bind mount of /dev/null refused on a directory took 0.1 to 0.4 ms, twice per run.
         let is_dir = nix::sys::stat::fstat(&target)
             .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-        let target = fd_path(target.as_raw_fd());
-        let mask_dir = || {
-            kernel.mount(
-                Some(Path::new("tmpfs")),
-                &target,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None,
-            )
-        };
-        let result = if is_dir {
-            mask_dir()
-        } else {
-            let null = dev_null.as_ref().map(|fd| fd_path(fd.as_raw_fd()));
-            match kernel.mount(null.as_deref(), &target, None, MsFlags::MS_BIND, None) {
-                Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => mask_dir(),
-                other => other,
+        // Descriptor to descriptor: after the switch /proc may have no `self` for this process
+        // (a container built from outside its pid namespace, `process::init`).
+        let mask_dir = || -> Result<(), Errno> {
+            let context = kernel.fsopen("tmpfs")?;
+            for command in [
+                FsConfig::String("source", "tmpfs"),
+                FsConfig::Flag("ro"),
+                FsConfig::Create,
+            ] {
+                kernel.fsconfig(context.as_fd(), command)?;
             }
+            let tmpfs = kernel.fsmount(context.as_fd(), Attr::RDONLY, Atime::Relatime)?;
+            kernel.move_mount(tmpfs.as_fd(), target.as_fd())
+        };
+        let result = match (is_dir, &dev_null) {
+            (false, Some(null)) => {
+                let bind = kernel
+                    .clone_mount(null.as_fd(), false)
+                    .and_then(|null| kernel.move_mount(null.as_fd(), target.as_fd()));
+                match bind {
+                    Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => mask_dir(),
+                    other => other,
+                }
+            }
+            _ => mask_dir(),
         };
         result.map_err(|source| RootfsError::Mask {
             path: shown,
@@ -106,9 +112,7 @@ pub(super) fn readonly_paths(
             set: Attr::RDONLY,
             ..MountAttr::default()
         };
-        let tree = kernel
-            .open_tree(&fd_path(target.as_raw_fd()), true)
-            .map_err(err)?;
+        let tree = kernel.clone_mount(target.as_fd(), true).map_err(err)?;
         kernel
             .mount_setattr(tree.as_fd(), true, &readonly)
             .map_err(err)?;

@@ -133,7 +133,24 @@ pub(super) fn mount_one(
         }
         MountKind::Filesystem { fstype, source } => {
             let fs_flags = mount.fs_flags;
-            match new_filesystem(kernel, fstype, source, fs_flags, &mount.data, &mount.attr) {
+            let made = match (fstype.as_str(), plan.proc_pid_ns) {
+                // The container's pid namespace is not this process's (`process::procfs`).
+                ("proc", Some(pid_ns)) => crate::process::procfs::context(kernel, pid_ns)
+                    .map_err(failed("fsopen"))
+                    .and_then(|context| {
+                        configure(
+                            kernel,
+                            context,
+                            fstype,
+                            source,
+                            fs_flags,
+                            &mount.data,
+                            &mount.attr,
+                        )
+                    }),
+                _ => new_filesystem(kernel, fstype, source, fs_flags, &mount.data, &mount.attr),
+            };
+            match made {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
                 // give it the host's, read-only where asked, as runc does.
                 Err(f) if f.errno == Errno::EPERM && fstype == "sysfs" && plan.in_userns => {
@@ -223,6 +240,20 @@ pub(super) fn new_filesystem(
     attr: &MountAttr,
 ) -> Result<OwnedFd, Failed> {
     let context = kernel.fsopen(fstype).map_err(failed("fsopen"))?;
+    configure(kernel, context, fstype, source, fs_flags, data, attr)
+}
+
+/// Gives the filesystem context `context` (of type `fstype`) its source and options, makes the
+/// filesystem and a detached mount of it with `attr`.
+fn configure(
+    kernel: &dyn Kernel,
+    context: OwnedFd,
+    fstype: &str,
+    source: &str,
+    fs_flags: MsFlags,
+    data: &[String],
+    attr: &MountAttr,
+) -> Result<OwnedFd, Failed> {
     let config = |command: FsConfig| {
         kernel
             .fsconfig(context.as_fd(), command)
@@ -232,6 +263,7 @@ pub(super) fn new_filesystem(
                 detail: kernel_says(&context).or(match command {
                     FsConfig::Flag(key) => Some(format!("option {key}")),
                     FsConfig::String(key, value) => Some(format!("option {key}={value}")),
+                    FsConfig::Fd(key, _) => Some(format!("option {key}")),
                     FsConfig::Create => None,
                 }),
             })
@@ -243,10 +275,17 @@ pub(super) fn new_filesystem(
         }
     }
     for option in data {
-        config(match option.split_once('=') {
-            Some((key, value)) => FsConfig::String(key, value),
-            None => FsConfig::Flag(option),
-        })?;
+        match option.split_once('=') {
+            Some(("lowerdir", layers))
+                if fstype == "overlay" && layers.len() > FSCONFIG_VALUE_MAX =>
+            {
+                for (key, layer) in overlay_layers(layers) {
+                    config(FsConfig::String(key, &layer))?;
+                }
+            }
+            Some((key, value)) => config(FsConfig::String(key, value))?,
+            None => config(FsConfig::Flag(option))?,
+        }
     }
     config(FsConfig::Create)?;
     kernel
@@ -260,6 +299,35 @@ pub(super) fn new_filesystem(
             errno,
             detail: kernel_says(&context),
         })
+}
+
+/// The longest value fsconfig takes: the kernel copies at most 256 bytes, the NUL included.
+const FSCONFIG_VALUE_MAX: usize = 255;
+
+/// Overlay's `lowerdir` list one layer at a time, for a list longer than fsconfig takes (many
+/// layers, as engines give for images): `lowerdir+` for each layer, `datadir+` for each
+/// data-only layer (after `::`), unescaped, since each value is one literal path. Overlayfs
+/// takes these since Linux 6.8; an older kernel refuses them and berth says so.
+fn overlay_layers(layers: &str) -> Vec<(&'static str, String)> {
+    let (lower, data) = match layers.split_once("::") {
+        Some((lower, data)) => (lower, Some(data)),
+        None => (layers, None),
+    };
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    for (key, list) in [("lowerdir+", Some(lower)), ("datadir+", data)] {
+        let Some(list) = list else { continue };
+        let mut layer = String::new();
+        let mut chars = list.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => layer.extend(chars.next()),
+                ':' => out.push((key, std::mem::take(&mut layer))),
+                c => layer.push(c),
+            }
+        }
+        out.push((key, layer));
+    }
+    out
 }
 
 /// What the kernel wrote into a filesystem context about a failure (`tmpfs: Bad value for
@@ -564,5 +632,24 @@ fn mount_hierarchy(
             new_filesystem(kernel, "cgroup", "cgroup", fs_flags, controllers, attr)
         }
         None => new_filesystem(kernel, "cgroup2", "cgroup2", fs_flags, &[], attr),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlay_layers;
+
+    #[test]
+    fn a_long_lowerdir_list_is_given_a_layer_at_a_time() {
+        let layers = overlay_layers(r"/l/a:/l/b\:c:/l/d::/data/e:/data/f");
+        let expected = [
+            ("lowerdir+", "/l/a"),
+            ("lowerdir+", "/l/b:c"),
+            ("lowerdir+", "/l/d"),
+            ("datadir+", "/data/e"),
+            ("datadir+", "/data/f"),
+        ];
+        let layers: Vec<(&str, &str)> = layers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(layers, expected);
     }
 }

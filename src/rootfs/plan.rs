@@ -78,6 +78,9 @@ pub struct RootfsPlan {
     /// In a user namespace mknod is refused: devices are bind-mounted from the host instead.
     pub in_userns: bool,
     pub sysctl: Vec<(String, String)>,
+    /// The pid namespace the container joins by path, when its init builds it from outside
+    /// (`process::init`): proc mounts show that one, not the init's.
+    pub proc_pid_ns: Option<std::os::fd::RawFd>,
 }
 
 /// The mount options berth applies itself (the rest go to the filesystem as its own options).
@@ -508,6 +511,7 @@ impl RootfsPlan {
             new_cgroupns,
             in_userns,
             sysctl,
+            proc_pid_ns: None,
         })
     }
 }

@@ -85,6 +85,15 @@ const NATIVE: Arch = Arch::ScmpArchAarch64;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("the seccomp compiler knows the syscalls of x86_64 and aarch64 hosts only");
 
+/// The `seccomp_data.arch` value of this machine's own syscalls.
+pub(super) fn native_audit() -> u32 {
+    TABLES
+        .iter()
+        .find(|t| t.arch == NATIVE)
+        .map(|t| t.audit)
+        .expect("the native architecture has a table")
+}
+
 /// The syscall's number on this architecture, if the architecture has it.
 fn syscall_number(table: &ArchTable, name: &str) -> Option<u32> {
     let index = table
@@ -190,6 +199,12 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         // Like runc, a rule that asks for the default action changes nothing and is dropped.
         if action == default {
             continue;
+        }
+        // The process hands its listener to berth with sendmsg once the filter is in: were
+        // that call the agent's, it would wait for an agent that has no listener yet.
+        if action == libc::SECCOMP_RET_USER_NOTIF && syscall.names().iter().any(|n| n == "sendmsg")
+        {
+            return Err(SeccompError::NotifySendmsg { index });
         }
         for table in &tables {
             let filter = arches
@@ -568,7 +583,7 @@ mod tests {
             let at = 16 + 8 * i;
             data[at..at + 8].copy_from_slice(&arg.to_ne_bytes());
         }
-        bpf::run(&filter.program, &data)
+        bpf::run(&filter.program, &data).expect("a well-formed program")
     }
 
     /// An x86_64 (or x32) syscall with no arguments.
@@ -1038,6 +1053,14 @@ mod tests {
             ]})),
             "linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY"
         );
+        assert!(refused(
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
+            "syscalls": [
+                { "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" },
+                { "names": ["write", "sendmsg"], "action": "SCMP_ACT_NOTIFY" }
+            ]})
+        )
+        .starts_with("linux.seccomp.syscalls[1] gives sendmsg to the seccomp agent"));
         assert_eq!(
             refused(json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x" })),
             "linux.seccomp.listenerMetadata is set without listenerPath"
@@ -1253,6 +1276,35 @@ mod tests {
         assert_eq!(verdict(&filter, AUDIT_ARCH_I386, 467, [0; 6]), enosys);
         assert_eq!(x86_64(&filter, X32_SYSCALL_BIT | 600), enosys);
         assert_eq!(filter.unknown_names_warning(), None);
+    }
+
+    #[test]
+    fn allows_says_what_the_kernel_lets_through_on_this_machine() {
+        // Docker's profile allows clone without namespace flags, and setsid and ioctl.
+        let docker = compile(&docker_profile()).unwrap();
+        let fork = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
+        assert!(docker.allows(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]));
+        let new_user = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
+        assert!(!docker.allows(libc::SYS_clone, [new_user, 0, 0, 0, 0, 0]));
+        assert!(docker.allows(libc::SYS_setsid, [0; 6]));
+        let tiocsctty = [0, libc::TIOCSCTTY, 0, 0, 0, 0];
+        assert!(docker.allows(libc::SYS_ioctl, tiocsctty));
+        // Logged, and left to the agent, count as let through; an errno or a kill do not.
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [
+                {"names": ["getpid"], "action": "SCMP_ACT_LOG"},
+                {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["execve"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["getppid"], "action": "SCMP_ACT_KILL_PROCESS"}
+            ]
+        }));
+        assert!(filter.allows(libc::SYS_getpid, [0; 6]));
+        assert!(filter.allows(libc::SYS_execve, [0; 6]));
+        assert!(filter.allows(libc::SYS_write, [1, 0, 0, 0, 0, 0]));
+        assert!(!filter.allows(libc::SYS_getppid, [0; 6]));
+        assert!(!filter.allows(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]));
     }
 
     /// Run with `cargo test --release -- --ignored --nocapture compile_time`.

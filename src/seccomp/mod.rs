@@ -69,6 +69,25 @@ impl Filter {
         })
     }
 
+    /// Whether the filter lets syscall `nr` with `args`, made on this machine's architecture,
+    /// through, as the kernel would run it: allowed, allowed and logged, or left to the seccomp
+    /// agent (SCMP_ACT_NOTIFY), which decides it as it decides the container's own calls. berth
+    /// asks before it relies on a syscall that a process makes after its filter is in.
+    pub fn allows(&self, nr: libc::c_long, args: [u64; 6]) -> bool {
+        // struct seccomp_data: nr, arch, instruction_pointer, args[6].
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        data[4..8].copy_from_slice(&compile::native_audit().to_ne_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
+        }
+        const ACTION: u32 = 0xffff_0000;
+        matches!(
+            bpf::run(&self.program, &data).map(|action| action & ACTION),
+            Some(libc::SECCOMP_RET_ALLOW | libc::SECCOMP_RET_LOG | libc::SECCOMP_RET_USER_NOTIF)
+        )
+    }
+
     /// The number of BPF instructions.
     pub fn instructions(&self) -> usize {
         self.program.len()
@@ -115,6 +134,12 @@ pub enum SeccompError {
     },
     #[error("linux.seccomp.listenerPath is not set, but a rule uses SCMP_ACT_NOTIFY")]
     NotifyWithoutListener,
+    #[error(
+        "linux.seccomp.syscalls[{index}] gives sendmsg to the seccomp agent (SCMP_ACT_NOTIFY), \
+         but berth hands the agent its listener with sendmsg from under the filter: the \
+         container would wait for an agent that never gets it"
+    )]
+    NotifySendmsg { index: usize },
     #[error("linux.seccomp.listenerMetadata is set without listenerPath")]
     MetadataWithoutListener,
     #[error("linux.seccomp.flags: this kernel does not support {flag}")]

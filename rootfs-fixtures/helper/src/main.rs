@@ -10,6 +10,7 @@ mod info;
 mod ipc;
 mod names;
 mod net;
+mod probe;
 mod probes;
 mod process;
 mod raw;
@@ -106,6 +107,7 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ("mknod-open", "PATH MAJOR MINOR", probes::mknod_open),
     ("open-exe", "PATH", probes::open_exe),
     ("steal-exe", "DIR", steal::steal_exe),
+    ("probe-procs", "DIR", probe::probe_procs),
 ];
 
 /// Runs `helper SUBCOMMAND ARGS...` (`args` includes the program name) and returns the exit status.
