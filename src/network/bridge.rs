@@ -699,7 +699,7 @@ fn localnet_off(name: &str) -> Result<(), NetworkError> {
 /// Returns whether a bridge still waits for the veth of a deleted container to go (the kernel
 /// removes it with the container's namespace), so that the cleaner should look again.
 pub fn clean_idle(root: &Path) -> Result<bool, NetworkError> {
-    let Some(store) = Store::lock_existing(root)? else {
+    let Some(store) = Store::lock_if_present(root)? else {
         return Ok(false);
     };
     let released: Vec<LeaseRecord> = store
