@@ -51,6 +51,9 @@ pub struct CreateOptions {
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
     pub keep_console: bool,
+    /// The kept pty is relayed to berth's own stdio (`run` in the foreground): it passes the
+    /// program's "\n" unchanged, as runc's does, where an embedder's keeps the usual "\r\n".
+    pub plain_newlines: bool,
 }
 
 /// A container just created: its locked folder, its state, and its init.
@@ -259,6 +262,8 @@ fn build(
     dir.write_config(&bundle.raw)?;
     crate::fault::point("create:state");
 
+    // Before it counts as made: the clean-up of a failed create would end what is in it.
+    cgroups::check_unused(&cgroup)?;
     made.cgroup = Some(cgroup.clone());
     if opts.rootless_cgroups && cgroup.systemd.is_none() {
         let explicit = cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
@@ -432,6 +437,7 @@ fn build(
         process: process_plan,
         terminal: process.terminal().unwrap_or(false),
         // A pty berth relays starts with the size of the terminal berth runs in.
+        console_relayed: opts.plain_newlines && console_socket.is_none(),
         console_size: console_socket
             .is_none()
             .then(console::caller_window_size)
@@ -453,6 +459,7 @@ fn build(
         true => None,
         false => Some(TimeNamespaceVisit::enter(&time_offsets(linux))?),
     };
+    let all_cpus = crate::process::settings::AllCpus::enter();
     let cloned = match cgroup_dir
         .as_ref()
         .map(|dir| clone_into(clone_flags, dir.as_fd()))
@@ -476,6 +483,7 @@ fn build(
         drop(ours);
         init::run(plan, theirs)
     }
+    drop(all_cpus);
     // Only berth goes back: the init stays in the time namespace it was born in.
     if let Some(visit) = time_visit {
         visit
@@ -693,6 +701,8 @@ fn start_from_outside(
             true => Terminal::Console,
             false => Terminal::None,
         },
+        // The init made the console, relayed or not; this process only opens it.
+        console_relayed: false,
         seccomp: plan.seccomp,
         seccomp_at: SeccompAt::Prepare,
         root,

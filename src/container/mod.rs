@@ -29,7 +29,7 @@ use crate::state::{State, StateError, Status};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use exec::{exec, ExecOptions};
-pub use kill::{kill, parse_signal};
+pub use kill::{kill, parse_signal, probe};
 pub use pause::{pause, resume};
 pub use run::run;
 pub use start::start;

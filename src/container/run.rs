@@ -18,6 +18,7 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
     let opts = CreateOptions {
         keep_console: true,
+        plain_newlines: true,
         ..opts.clone()
     };
     let mut created = create(root, &opts)?;

@@ -59,6 +59,8 @@ pub struct InitPlan {
     /// Whether the container gets a terminal (`process.terminal`), and its first size.
     pub terminal: bool,
     pub console_size: Option<WindowSize>,
+    /// Whether berth relays the terminal to its own stdio (no console socket).
+    pub console_relayed: bool,
     /// Whether berth runs prestart/createRuntime hooks, and this init createContainer ones.
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -168,7 +170,7 @@ fn build<'a>(
     drop(join_cgroups);
     if plan.two_stage {
         // Join first, then make the new namespaces: they belong to the user namespace.
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         let deferred = plan.unshare & CloneFlags::CLONE_NEWCGROUP;
         kernel
             .unshare(plan.unshare - deferred)
@@ -202,7 +204,7 @@ fn build<'a>(
             }
         }
     } else {
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         if plan.dumpable_for_maps {
             dumpable_for_maps(true, true)?;
             channel
@@ -222,6 +224,15 @@ fn build<'a>(
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Nothing of berth's but what the init still needs stays open from here, while it waits in
+    // the container for `start`: not the caller's other descriptors, nor berth's copies of the
+    // cgroup folders and files it held at the clone (runc's create.bats looks for leaks so).
+    drop(std::mem::take(&mut plan.join));
+    // (The pid namespace a joined container's /proc is mounted for is still to be used.)
+    let mut keep = vec![channel.as_raw_fd()];
+    keep.extend(plan.fifo.as_ref().map(|fifo| fifo.as_raw_fd()));
+    keep.extend(plan.rootfs.proc_pid_ns);
+    super::exec::close_from(3 + plan.process.preserve_fds.max(0), &keep);
     // Until its execve the init runs berth's code, from berth's own binary unless the container
     // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
     // meanwhile (container::exposure). Closed on exec.
@@ -267,7 +278,7 @@ fn build<'a>(
     };
     rootfs::switch_root(kernel, &plan.rootfs)?;
     if plan.terminal {
-        let slave = console::hand_over(plan.console_size, channel)?;
+        let slave = console::hand_over(plan.console_size, plan.console_relayed, channel)?;
         console::mount_dev_console(kernel, &slave)?;
         if !plan.built_only {
             console::attach_stdio(&slave)?;
@@ -288,7 +299,14 @@ fn build<'a>(
     // left to do about dispositions once the filter is in.
     program::reset_signals();
     end_on_signals_while_created();
-    let ready = program::prepare(&plan.process, seccomp, SeccompAt::Prepare, labels, channel)?;
+    let ready = program::prepare(
+        &plan.process,
+        plan.terminal,
+        seccomp,
+        SeccompAt::Prepare,
+        labels,
+        channel,
+    )?;
     Ok(Some(ready))
 }
 

@@ -159,6 +159,10 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
         kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
     } else if plan.no_pivot {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in host_proc_and_sys(&mountinfo, &plan.rootfs) {
+            hide_mount(kernel, &plan.rootfs, &point)?;
+        }
         kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
         kernel
             .mount(
@@ -200,6 +204,78 @@ pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsE
     Ok(())
 }
 
+/// The host's own complete procfs and sysfs mounts outside the root filesystem, from
+/// mountinfo. Under `--no-pivot` the host's tree stays in the container's mount namespace below
+/// its chroot; the kernel lets a process (root of a user namespace of its own) mount a new procfs
+/// or sysfs when a complete one is in its mount namespace, which would undo the masked paths.
+/// runc hides them the same way (`msMoveRoot`).
+fn host_proc_and_sys(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, filesystem) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let fstype = filesystem.split(' ').next()?;
+            let point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            let complete = fields.get(3) == Some(&"/");
+            (complete && matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+                .then_some(point)
+        })
+        .collect()
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space …) undone.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], code) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detaches a host mount in the container's mount namespace (the root is a slave by now: the host
+/// keeps it); one already gone with a detached parent is skipped, and one that may not be
+/// detached (locked in a user namespace) is covered with an empty tmpfs.
+fn hide_mount(kernel: &dyn Kernel, rootfs: &Path, point: &Path) -> Result<(), RootfsError> {
+    match kernel.umount2(point, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => Ok(()),
+        Err(Errno::EPERM) => kernel
+            .mount(
+                Some(Path::new("tmpfs")),
+                point,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None,
+            )
+            .map_err(|source| RootfsError::Mount {
+                what: "an empty tmpfs to hide the host's".into(),
+                target: point.display().to_string(),
+                source,
+            }),
+        Err(source) => Err(RootfsError::Pivot {
+            rootfs: rootfs.to_path_buf(),
+            step: "detach the host's procfs or sysfs",
+            source,
+        }),
+    }
+}
+
 /// After the switch: masked and read-only paths, the read-only root, the root's propagation.
 pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/")).map_err(|source| RootfsError::Pivot {
@@ -209,6 +285,25 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
     })?;
     mask::mask_paths(kernel, &root, plan)?;
     mask::readonly_paths(kernel, &root, plan)?;
+    if plan.dev_readonly {
+        let readonly = |source| RootfsError::Readonly {
+            path: "/dev".into(),
+            source,
+        };
+        let dev = resolve::open_in_root(
+            &root,
+            Path::new("/dev"),
+            nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(readonly)?;
+        let attr = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
+        kernel
+            .mount_setattr(dev.as_fd(), false, &attr)
+            .map_err(readonly)?;
+    }
     if plan.readonly {
         let readonly = MountAttr {
             set: Attr::RDONLY,
@@ -328,6 +423,28 @@ mod tests {
                 "{calls:?}"
             );
         }
+    }
+
+    #[test]
+    fn no_pivot_hides_the_hosts_complete_proc_and_sys_outside_the_root() {
+        let mountinfo = "\
+22 1 8:1 / / rw shared:1 - ext4 /dev/vda rw
+23 22 0:21 / /proc rw,nosuid - proc proc rw
+24 22 0:22 / /sys rw,nosuid - sysfs sysfs rw
+25 23 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+26 22 0:21 /sys /mnt/part rw - proc proc rw
+27 22 0:23 / /var/lib/with\\040space/proc rw - proc proc rw
+28 22 0:24 / /b/rootfs/proc rw - proc proc rw
+29 22 0:25 / /b/rootfs/sys ro - sysfs sysfs ro
+30 22 0:26 / /b/rootfs-other/proc rw - proc proc rw";
+        let hidden = host_proc_and_sys(mountinfo, Path::new("/b/rootfs"));
+        let expected = [
+            "/proc",
+            "/sys",
+            "/var/lib/with space/proc",
+            "/b/rootfs-other/proc",
+        ];
+        assert_eq!(hidden, expected.map(PathBuf::from));
     }
 
     /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the

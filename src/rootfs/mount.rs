@@ -133,6 +133,7 @@ pub(super) fn mount_one(
         }
         MountKind::Filesystem { fstype, source } => {
             let fs_flags = mount.fs_flags;
+            let data = with_mount_point_mode(&target, fstype, &mount.data);
             let made = match (fstype.as_str(), plan.proc_pid_ns) {
                 // The container's pid namespace is not this process's (`process::procfs`).
                 ("proc", Some(pid_ns)) => crate::process::procfs::context(kernel, pid_ns)
@@ -144,11 +145,11 @@ pub(super) fn mount_one(
                             fstype,
                             source,
                             fs_flags,
-                            &mount.data,
+                            &data,
                             &mount.attr,
                         )
                     }),
-                _ => new_filesystem(kernel, fstype, source, fs_flags, &mount.data, &mount.attr),
+                _ => new_filesystem(kernel, fstype, source, fs_flags, &data, &mount.attr),
             };
             match made {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
@@ -165,6 +166,19 @@ pub(super) fn mount_one(
         copy_up(&target, &detached).map_err(err)?;
     }
     attach(kernel, &detached, &target, mount).map_err(err)
+}
+
+/// A tmpfs given no `mode=` takes the mode of the folder it covers (with its setuid, setgid and
+/// sticky bits), not tmpfs's own 1777, as runc does: `docker run --tmpfs /app` passes none, and
+/// an image's 0755 /app must not turn world-writable.
+fn with_mount_point_mode(target: &OwnedFd, fstype: &str, data: &[String]) -> Vec<String> {
+    let mut data = data.to_vec();
+    if fstype == "tmpfs" && !data.iter().any(|d| d.starts_with("mode=")) {
+        if let Ok(stat) = nix::sys::stat::fstat(target) {
+            data.push(format!("mode={:o}", stat.st_mode & 0o7777));
+        }
+    }
+    data
 }
 
 /// The destination of a filesystem, made if missing. procfs and sysfs go on real directories
