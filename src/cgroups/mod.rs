@@ -271,6 +271,21 @@ pub fn manager(config: &CgroupConfig) -> Box<dyn Manager> {
     }
 }
 
+/// Makes a container's directories in the cgroup2 hierarchy (hybrid hosts), or in the v1
+/// hierarchies: `create` split in two, so that the v1 ones can be made after the clone, while the
+/// init sets up (it is born in the cgroup2 one, which must exist before).
+pub fn create_part(config: &CgroupConfig, v2: bool) -> Result<(), CgroupError> {
+    for (hierarchy, dir) in config.dirs.iter().filter(|(h, _)| h.v2 == v2) {
+        if hierarchy.v2 {
+            v2::create_dir(&hierarchy.mount_point, dir, Some(&[]))?;
+        } else {
+            let is_cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
+            v1::create_dir(dir, is_cpuset)?;
+        }
+    }
+    Ok(())
+}
+
 /// The v1 hierarchies' `tasks` files of a container's cgroup, opened for writing, so the
 /// container's process can move itself in by writing `0` into each ([`join_self`]).
 ///

@@ -487,15 +487,8 @@ enum Freezer<'a> {
 
 impl Manager for V1Manager {
     fn create(&self) -> Result<(), CgroupError> {
-        for (hierarchy, dir) in &self.config.dirs {
-            if hierarchy.v2 {
-                v2::create_dir(&hierarchy.mount_point, dir, Some(&[]))?;
-            } else {
-                let is_cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
-                create_dir(dir, is_cpuset)?;
-            }
-        }
-        Ok(())
+        super::create_part(&self.config, false)?;
+        super::create_part(&self.config, true)
     }
 
     fn apply(&self, resources: &LinuxResources, devices: &[DeviceRule]) -> Result<(), CgroupError> {
@@ -711,7 +704,7 @@ fn clock_ticks_per_second() -> u64 {
 
 /// Makes `dir` and its missing parents. A new v1 cpuset cgroup starts with no cpus and no memory
 /// nodes, and a process cannot join it until both are filled in from the parent.
-fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
+pub(crate) fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
     // mkdir first: the parents are there but on the first container of a cgroups path.
     let mut made = std::fs::create_dir(dir);
     if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
