@@ -702,15 +702,22 @@ fn a_linux_devices_node_is_used_only_as_the_device_rules_allow() {
     need_root!();
     let env = Env::new("devices-node");
     // As under runc: linux.devices makes the node, linux.resources.devices decides (engines send
-    // an allow rule beside each device they add). An unbound loop device opens when allowed.
-    let script = "true </dev/loop-probe 2>&- && echo opened || echo refused";
+    // an allow rule beside each device they add). The device rules refuse with EPERM before the
+    // driver is reached; once they allow it, an unbound loop device opens, or says ENXIO where
+    // the loop driver is not loaded (the VM lane's kernel).
+    let script = "(true </dev/loop-probe) 2>&1 && echo opened";
     let node = json!([{"path": "/dev/loop-probe", "type": "b", "major": 7, "minor": 0}]);
     let id = env.id("deny");
     let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
         c["linux"]["devices"] = node.clone();
     });
     let run = env.run(&bundle, &id);
-    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Operation not permitted"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     let id = env.id("allow");
     let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
         c["linux"]["devices"] = node.clone();
@@ -720,7 +727,12 @@ fn a_linux_devices_node_is_used_only_as_the_device_rules_allow() {
             .push(json!({"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rw"}));
     });
     let run = env.run(&bundle, &id);
-    assert_eq!(run.stdout, "opened\n", "{}", run.stderr);
+    assert!(
+        run.stdout == "opened\n" || run.stdout.contains("No such device or address"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     env.assert_gone(&id);
 }
 
