@@ -151,17 +151,34 @@ pub fn new_session() -> Result<(), ConsoleError> {
 /// In the container's process: makes its terminal, hands the master to berth over `channel`
 /// (berth sends it on to the console socket or relays it), and makes the slave the process's
 /// stdio and controlling terminal. Returns the slave, which the init also binds onto
-/// `/dev/console`.
-pub fn setup(size: Option<WindowSize>, channel: &Channel) -> Result<OwnedFd, ConsoleError> {
-    let slave = hand_over(size, channel)?;
+/// `/dev/console`. A pty berth relays to its own stdio (`relayed`) passes the program's "\n" as
+/// it is, not as "\r\n", so a pipe or file gets what was written (runc clears ONLCR likewise);
+/// one sent to a console socket keeps the usual settings for its receiver.
+pub fn setup(
+    size: Option<WindowSize>,
+    relayed: bool,
+    channel: &Channel,
+) -> Result<OwnedFd, ConsoleError> {
+    let slave = hand_over(size, relayed, channel)?;
     attach_stdio(&slave)?;
     Ok(slave)
 }
 
 /// Makes the container's terminal and hands its master to berth over `channel`; returns the
-/// slave.
-pub fn hand_over(size: Option<WindowSize>, channel: &Channel) -> Result<OwnedFd, ConsoleError> {
+/// slave. `relayed`: as for [`setup`].
+pub fn hand_over(
+    size: Option<WindowSize>,
+    relayed: bool,
+    channel: &Channel,
+) -> Result<OwnedFd, ConsoleError> {
     let pty = open_pty(size)?;
+    if relayed {
+        // Before the program can write: berth's relay only starts once it runs (`exec`).
+        let mut settings = termios::tcgetattr(&pty.master).map_err(pty_err("read the settings"))?;
+        settings.output_flags.remove(termios::OutputFlags::ONLCR);
+        termios::tcsetattr(&pty.master, SetArg::TCSANOW, &settings)
+            .map_err(pty_err("clear ONLCR"))?;
+    }
     channel
         .send_with_fd(&Message::Console(pty.name.clone()), pty.master.as_raw_fd())
         .map_err(|_| ConsoleError::HandOver)?;
@@ -310,6 +327,8 @@ impl Relay {
                 with_stdio(terminal, |fd| termios::tcgetattr(fd)).map_err(caller("read"))?;
             let mut raw = saved.clone();
             termios::cfmakeraw(&mut raw);
+            // The pty berth relays passes "\n" as is (`setup`): the terminal adds the "\r".
+            raw.output_flags.insert(termios::OutputFlags::OPOST);
             with_stdio(terminal, |fd| termios::tcsetattr(fd, SetArg::TCSANOW, &raw))
                 .map_err(caller("put in raw mode"))?;
             relay.saved = Some(saved);

@@ -15,6 +15,7 @@ pub mod lsm;
 pub mod namespaces;
 pub mod network;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod rootless;
 pub mod seccomp;

@@ -93,6 +93,14 @@ pub fn log(level: Level, msg: &str) {
     }
 }
 
+/// The log file's descriptor, if there is one: a process forked off to work on once berth has
+/// exited (the network cleaner) keeps it, and closes every other it inherited.
+pub fn file_descriptor() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let file = LOGGER.get()?.file.as_ref()?.lock().ok()?;
+    Some(file.as_raw_fd())
+}
+
 /// A line for the log file only (never stderr): what a command did, so that an engine's
 /// `--log` shows every container berth made and removed, not only failures.
 pub fn info(msg: &str) {

@@ -1,14 +1,13 @@
 //! Namespaces: which ones a container makes of its own and which it joins by path, and the
 //! order in which they are entered.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::bounded::ReadError;
-use crate::syscall::Kernel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -203,20 +202,6 @@ fn clock_id(clock: &str) -> libc::clockid_t {
 
 /// The clocks a time namespace offsets.
 pub const TIME_CLOCKS: &[&str] = &["monotonic", "boottime"];
-
-/// Joins each namespace in `join` (in order) except those in `skip`.
-pub fn enter(kernel: &dyn Kernel, join: &[Join], skip: CloneFlags) -> Result<(), NamespaceError> {
-    for ns in join.iter().filter(|j| !skip.contains(j.flag)) {
-        kernel
-            .setns(ns.fd.as_raw_fd(), ns.flag)
-            .map_err(|source| NamespaceError::Join {
-                kind: name(ns.flag),
-                path: ns.path.clone(),
-                source,
-            })?;
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

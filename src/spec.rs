@@ -132,6 +132,18 @@ pub fn load(bundle_dir: &Path) -> Result<Bundle, SpecError> {
     {
         crate::cgroups::normalize_pids(resources, raw_pids, &version);
     }
+    // A namespace whose path is empty is one to make, as for runc: Go's zero string is "unset".
+    for ns in spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+        .into_iter()
+        .flatten()
+    {
+        if ns.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            ns.set_path(None);
+        }
+    }
     let rootfs = check(&spec, &dir)?;
     check_fields(&spec, &value)?;
     Ok(Bundle {
@@ -291,7 +303,7 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     check_namespaces(spec)?;
     check_time_offsets(spec)?;
     check_devices(spec)?;
-    check_mounts(spec)?;
+    check_mounts(spec, &rootfs)?;
     check_sysctl(spec)?;
     check_hooks(spec)?;
     Ok(rootfs)
@@ -445,7 +457,7 @@ fn check_devices(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
+fn check_mounts(spec: &Spec, rootfs: &Path) -> Result<(), SpecError> {
     for (index, mount) in spec.mounts().iter().flatten().enumerate() {
         let destination = mount.destination();
         if destination.as_os_str().is_empty() {
@@ -472,7 +484,10 @@ fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
                 .source()
                 .as_ref()
                 .ok_or_else(|| bad("a bind mount needs a source"))?;
-            if !source.exists() && source.is_absolute() {
+            // A source inside the root filesystem may be made by an earlier mount (runc's
+            // mounts.bats binds /mnt/x after a bind of a folder holding x onto /mnt): its mount
+            // says whether it is there.
+            if !source.exists() && source.is_absolute() && !source.starts_with(rootfs) {
                 return Err(bad(&format!("source {} does not exist", source.display())));
             }
         } else if mount.typ().as_deref().unwrap_or("").is_empty() {

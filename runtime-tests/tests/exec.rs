@@ -374,6 +374,15 @@ fn exec_with_a_process_file_as_containerd_passes_it() {
         bad.fails().trim(),
         "berth: error: --process gives the whole process: --user cannot be added to it"
     );
+    // runc's process file may leave out the user (root) and the environment (HOME only).
+    let bare = json!({"args": ["/bin/helper", "ids"], "cwd": "/"});
+    std::fs::write(&file, bare.to_string()).unwrap();
+    let ids = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_eq!(ids.ok(), "uid=0 gid=0 euid=0 egid=0 groups=\n");
+    let bare = json!({"args": ["/bin/helper", "env"], "cwd": "/"});
+    std::fs::write(&file, bare.to_string()).unwrap();
+    let shown = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_eq!(shown.ok(), "HOME=/root\n");
     std::fs::write(&file, "{\"args\": 5}").unwrap();
     let bad = env.berth(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert!(
@@ -596,6 +605,41 @@ fn scratch_file(env: &Env) -> std::path::PathBuf {
     let one = env.scratch.join("one");
     std::fs::write(&one, "1").unwrap();
     one
+}
+
+#[test]
+fn a_created_container_holds_only_what_it_waits_for_start_with() {
+    need_root!();
+    let env = Env::new("exec-created-fds");
+    let id = env.id("created");
+    let log = env.scratch.join("berth.log");
+    let bundle = env.bundle(&id, &["/bin/helper", "true"], |_| {});
+    let one = scratch_file(&env);
+    // Descriptors 3 and 4 are the caller's, and berth logs to a file of its own: while the init
+    // waits in the container for `start`, it may hold its stdio, berth's channel, the exec fifo
+    // and the file a failed start is told through, and nothing else (runc's create.bats).
+    let b = bundle.to_str().unwrap();
+    let l = log.to_str().unwrap();
+    berth_with_fds(&env, "", &one, &["--log", l, "create", "--bundle", b, &id]).ok();
+    let pid = env.pid(&id);
+    let state_dir = env.root.join(&id);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().parse::<u32>().unwrap() < 3 {
+            continue; // stdio: the caller's files, the container's from the start
+        }
+        let target = std::fs::read_link(entry.path()).unwrap();
+        let text = target.to_string_lossy();
+        // The init's own pid namespace it holds (container::exposure) is the container's too.
+        let own_pid_ns = text
+            == std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .unwrap()
+                .to_string_lossy();
+        let allowed = text.starts_with("socket:") || own_pid_ns || target.starts_with(&state_dir);
+        assert!(allowed, "the created init holds {text}");
+    }
+    env.berth(&["delete", "--force", &id]).ok();
+    env.assert_gone(&id);
 }
 
 #[test]

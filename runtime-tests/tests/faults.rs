@@ -4,8 +4,10 @@
 //! recovers with `berth delete --force ID`, and nothing may be left: no state folder, temp file,
 //! lease, port reservation, veth, port on the bridge, address claim, published port,
 //! `route_localnet`, forwarding rule (the throwaway host's FORWARD policy drops), cgroup, mount
-//! or process. (The bridge berth made and its table stay, idle, by design: see the README,
-//! "The bridge's lifetime".)
+//! or process, and no bridge or table once no container is left: the cleaner that `delete`
+//! forks off takes them down (README, "The bridge's lifetime"), so the check waits for it, and
+//! the cleaner's own steps (`clean:…`) are walked too: it is killed there, after the `delete`
+//! that forked it returned, and the next command must fork another that finishes the work.
 //!
 //! The steps are read from the source, every `fault::point("…")` call, so a step added there is
 //! walked here; each must be reached in at least one mode, so a step renamed or moved where
@@ -57,12 +59,15 @@ fn mode_flags(mode: &str) -> Vec<&'static str> {
     }
 }
 
-/// Runs `berth ARGS` with `BERTH_FAULT=step`; whether berth was killed there.
+/// Runs `berth ARGS` with `BERTH_FAULT=step`; whether berth was killed there. A cleaner's
+/// step is reached in the process `delete` forks off: the mark file it writes says so.
 fn run_with_fault(env: &Env, step: &str, args: &[&str], tag: &str) -> bool {
     let log = std::fs::File::create(env.scratch.join(format!("fault-{tag}.log"))).unwrap();
+    let mark = env.scratch.join(format!("fault-{tag}.mark"));
     let status = env
         .berth_command(args)
         .env("BERTH_FAULT", step)
+        .env("BERTH_FAULT_MARK", &mark)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -77,7 +82,7 @@ fn run_with_fault(env: &Env, step: &str, args: &[&str], tag: &str) -> bool {
                 status.success(),
                 "berth {args:?} with {step} failed: {text}"
             );
-            false
+            mark.exists()
         }
     }
 }
@@ -129,6 +134,32 @@ fn leftovers(env: &Env, id: &str) -> Vec<String> {
                 left.push(format!("record {}", path.display()));
             }
         }
+    }
+    // no container is left, so the cleaner the recovery forked takes the bridge down
+    let bridge_gone = || {
+        let tables = env
+            .command("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        host(&["link", "show", "docker0"]).as_array().is_none()
+            && !String::from_utf8_lossy(&tables.stdout).contains("berth-docker0")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge_gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !bridge_gone() {
+        let tables = env
+            .command("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        left.push(format!(
+            "bridge or tables: {} {}",
+            host(&["link", "show", "docker0"]),
+            String::from_utf8_lossy(&tables.stdout)
+        ));
     }
     let attached = host(&["link", "show", "master", "docker0"]);
     if attached.as_array().is_some_and(|a| !a.is_empty()) {
@@ -231,7 +262,8 @@ fn berth_killed_at_any_step_of_create_or_delete_leaves_nothing_after_recovery() 
             let mut create = vec!["create"];
             create.extend(mode_flags(mode));
             create.extend(["--bundle", &b, &id]);
-            let killed = if step.starts_with("delete:") || step.starts_with("release:") {
+            let deleted = ["delete:", "release:", "clean:"];
+            let killed = if deleted.iter().any(|prefix| step.starts_with(prefix)) {
                 // made whole first, then killed while it is deleted
                 let out = env.scratch.join(format!("{id}.out"));
                 let file = std::fs::File::create(&out).unwrap();
@@ -244,7 +276,18 @@ fn berth_killed_at_any_step_of_create_or_delete_leaves_nothing_after_recovery() 
                     .unwrap();
                 assert!(status.success(), "create {id}: {}", read(&out));
                 env.berth(&["start", &id]).ok();
-                run_with_fault(&env, step, &["delete", "--force", &id], &id)
+                let killed = run_with_fault(&env, step, &["delete", "--force", &id], &id);
+                if mode == "bridge" && step.starts_with("clean:") {
+                    // the cleaner waits its debounce, then works: its mark says it got there
+                    let mark = env.scratch.join(format!("fault-{id}.mark"));
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while !mark.exists() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    mark.exists()
+                } else {
+                    killed
+                }
             } else {
                 run_with_fault(&env, step, &create, &id)
             };

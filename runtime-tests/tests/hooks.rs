@@ -216,6 +216,31 @@ fn a_start_container_hook_without_env_gets_the_programs_environment() {
 }
 
 #[test]
+fn a_start_container_hook_is_confined_also_with_no_new_privileges() {
+    need_root!();
+    let env = Env::new("hooks-seccomp-nnp");
+    let id = env.id("seccomp");
+    // It runs in the container, a program of its image: confined as the program is, as in runc
+    // (seccomp.bats), also with noNewPrivileges, where the filter otherwise waits for the execve.
+    let bundle = env.bundle(&id, &["/bin/helper", "true"], |c| {
+        c["process"]["noNewPrivileges"] = json!(true);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOTBLK}]
+        });
+        c["hooks"] = json!({"startContainer": [
+            {"path": "/bin/helper", "args": ["helper", "try-syscall", "uname"]}
+        ]});
+    });
+    let err = env.run(&bundle, &id).fails().to_string();
+    assert!(
+        err.contains("startContainer hook /bin/helper exited with status 1"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
 fn a_failing_start_container_or_poststart_hook_fails_start_and_removes_the_container() {
     need_root!();
     let env = Env::new("hooks-poststart");

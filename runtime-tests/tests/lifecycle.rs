@@ -197,6 +197,34 @@ fn kill_takes_a_number_or_a_name_and_defaults_to_sigterm() {
 }
 
 #[test]
+fn kill_with_signal_0_only_asks_whether_the_container_runs() {
+    need_root!();
+    let env = Env::new("kill-zero");
+    let id = env.id("zero");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    let out = env.create(&bundle, &id, &[]);
+    env.berth(&["start", &id]).ok();
+    wait_until("pausing", || read(&out) == "pausing\n");
+    // As kill(2) with 0: nothing is sent, the answer is whether the container may be signalled.
+    env.berth(&["kill", &id, "0"]).ok();
+    env.berth(&["kill", "--all", &id, "0"]).ok();
+    assert_eq!(env.state(&id)["status"], "running");
+    assert_eq!(read(&out), "pausing\n");
+    env.berth(&["kill", &id, "KILL"]).ok();
+    env.wait_for_status(&id, "stopped");
+    let stopped = env.berth(&["kill", &id, "0"]);
+    assert_eq!(
+        stopped.fails(),
+        format!("berth: error: cannot signal container {id:?}: container not running\n")
+    );
+    // --all reaches what is left in the cgroup, which may be nothing: no error.
+    env.berth(&["kill", "--all", &id, "0"]).ok();
+    env.berth(&["kill", "--all", &id, "KILL"]).ok();
+    env.berth(&["delete", &id]).ok();
+    env.assert_gone(&id);
+}
+
+#[test]
 fn kill_ends_a_created_container() {
     need_root!();
     let env = Env::new("kill-created");
@@ -233,7 +261,9 @@ fn kill_all_signals_every_process_in_the_container() {
     let no_pidns = |c: &mut Value| drop_namespace(c, "pid");
     let one = env.id("one");
     let all = env.id("all");
-    for id in [&one, &all] {
+    let killed = env.id("killed");
+    let gone = env.id("gone");
+    for id in [&one, &all, &killed, &gone] {
         let bundle = env.bundle(id, &args, no_pidns);
         env.create(&bundle, id, &[]);
         env.berth(&["start", id]).ok();
@@ -243,7 +273,7 @@ fn kill_all_signals_every_process_in_the_container() {
     // Plain kill reaches the init only.
     let pids = env.cgroup_pids(&one);
     let init = env.pid(&one);
-    env.berth(&["kill", &one, "KILL"]).ok();
+    env.berth(&["kill", &one, "TERM"]).ok();
     env.wait_for_status(&one, "stopped");
     let sleeps: Vec<i64> = pids.into_iter().filter(|&p| p != init).collect();
     assert_eq!(sleeps.len(), 2);
@@ -267,6 +297,30 @@ fn kill_all_signals_every_process_in_the_container() {
     env.wait_for_status(&all, "stopped");
     env.berth(&["delete", &all]).ok();
     env.assert_gone(&all);
+
+    // SIGKILL stops the container: without a pid namespace of its own that is every process in
+    // it, as in runc (kill.bats, [host pidns]), not the init alone.
+    let pids = env.cgroup_pids(&killed);
+    env.berth(&["kill", &killed, "KILL"]).ok();
+    wait_until("every process to die", || {
+        pids.iter().all(|&p| process_gone(p))
+    });
+    env.wait_for_status(&killed, "stopped");
+    env.berth(&["delete", &killed]).ok();
+    env.assert_gone(&killed);
+
+    // So also once the init is gone, and the container is called stopped: SIGKILL still ends
+    // what it left behind (kill.bats, [host pidns + init gone]).
+    let pids = env.cgroup_pids(&gone);
+    env.berth(&["kill", &gone, "TERM"]).ok();
+    env.wait_for_status(&gone, "stopped");
+    assert!(pids.iter().any(|&p| !process_gone(p)));
+    env.berth(&["kill", &gone, "KILL"]).ok();
+    wait_until("every process to die", || {
+        pids.iter().all(|&p| process_gone(p))
+    });
+    env.berth(&["delete", &gone]).ok();
+    env.assert_gone(&gone);
 }
 
 #[test]

@@ -19,8 +19,15 @@ fn each_namespace_is_new() {
     need_root!();
     let env = Env::new("ns-new");
     let id = env.id("new");
-    // berth spec's template: pid, network, ipc, uts, mount and cgroup namespaces of its own.
-    let bundle = env.bundle(&id, LOOK, |_| {});
+    // berth spec's template: pid, network, ipc, uts, mount and cgroup namespaces of its own. An
+    // empty path is no path (Go's unset string, which runc reads so): a namespace to make.
+    let bundle = env.bundle(&id, LOOK, |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "uts" || ns["type"] == "mount" {
+                ns["path"] = "".into();
+            }
+        }
+    });
     let out = env.run(&bundle, &id).ok().to_string();
     let inside = parse_namespaces(&out);
     let host = namespaces_of("self");

@@ -365,8 +365,9 @@ fn nft_ruleset(env: &Env) -> String {
 
 /// Asserts that the throwaway host holds nothing of berth's containers: no veth (the kernel
 /// removes each with its container's namespace, within milliseconds), no lease, port
-/// reservation, map element or address claim, and `route_localnet` off. `docker0` and berth's
-/// table may stay, idle, as Docker keeps `docker0`: with no port attached.
+/// reservation, map element or address claim, and `route_localnet` off; and once no container
+/// is left, no `docker0` nor berth's tables: the cleaner that the last `delete` forked off takes
+/// them down within tens of milliseconds, so this waits for it.
 #[track_caller]
 fn assert_no_network_left(env: &Env) {
     let veths = || {
@@ -382,21 +383,22 @@ fn assert_no_network_left(env: &Env) {
     assert_eq!(veths(), Vec::<String>::new(), "veths left on the host");
     // settles the leases of veths the kernel removed after their container's delete
     env.berth(&["delete", "--force", "settle"]).ok();
-    if link_names(&host_ip(env, &["link"])).contains(&"docker0".to_string()) {
-        let ports = host_ip(env, &["link", "show", "master", "docker0"]);
-        assert_eq!(ports, json!([]), "ports left on docker0");
-        let claims = host_ip(
-            env,
-            &["neigh", "show", "dev", "docker0", "nud", "permanent"],
-        );
-        assert_eq!(claims, json!([]), "address claims left on docker0");
-        let localnet = on_host(
-            env,
-            "cat",
-            &["/proc/sys/net/ipv4/conf/docker0/route_localnet"],
-        );
-        assert_eq!(localnet.trim(), "0", "route_localnet left on");
-    }
+    // docker0 may go meanwhile (the cleaner): then nothing is on it
+    let on_docker0 = |args: &[&str]| -> Value {
+        let output = env.command("ip").arg("-j").args(args).output().unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or(json!([]))
+    };
+    let ports = on_docker0(&["link", "show", "master", "docker0"]);
+    assert_eq!(ports, json!([]), "ports left on docker0");
+    let claims = on_docker0(&["neigh", "show", "dev", "docker0", "nud", "permanent"]);
+    assert_eq!(claims, json!([]), "address claims left on docker0");
+    let localnet = env
+        .command("cat")
+        .arg("/proc/sys/net/ipv4/conf/docker0/route_localnet")
+        .output()
+        .unwrap();
+    let localnet = String::from_utf8_lossy(&localnet.stdout).trim().to_string();
+    assert!(localnet != "1", "route_localnet left on");
     let map = env
         .command("nft")
         .args(["list", "map", "ip", "berth-docker0", "ports"])
@@ -406,6 +408,17 @@ fn assert_no_network_left(env: &Env) {
     assert!(!map.contains("elements"), "published ports left: {map}");
     for sub in ["leases", "ports"] {
         assert_eq!(store_records(env, sub), Vec::<String>::new(), "{sub} left");
+    }
+    if env.containers().is_empty() {
+        wait_until(
+            "the cleaner to take docker0 and berth's tables down",
+            || {
+                // the record goes last, once the kernel is done
+                !link_names(&host_ip(env, &["link"])).contains(&"docker0".to_string())
+                    && !nft_ruleset(env).contains("berth-docker0")
+                    && store_records(env, "bridges").is_empty()
+            },
+        );
     }
 }
 

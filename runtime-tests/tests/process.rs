@@ -99,6 +99,187 @@ fn home_comes_from_etc_passwd_unless_set() {
     assert_eq!(home("given", user(1000), given).unwrap(), "/var/www");
 }
 
+#[test]
+fn a_variable_given_twice_keeps_its_last_value_and_an_empty_home_is_filled_in() {
+    need_root!();
+    let env = Env::new("process-dup-env");
+    // As `docker run -e ONE=two -e ONE=three` means: one ONE, the last, where it stood.
+    let out = output(&env, "dup", &["/bin/helper", "env"], |c| {
+        c["process"]["env"] = json!(["ONE=two", "PATH=/bin", "ONE=three", "HOME=/x", "HOME="]);
+    });
+    assert_eq!(out, "PATH=/bin\nONE=three\nHOME=/root\n");
+    // An entry that is no NAME=VALUE is refused before anything is made.
+    let id = env.id("bad");
+    let bundle = env.bundle(&id, &["/bin/helper", "env"], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", "NOVALUE"]);
+    });
+    let err = env.run(&bundle, &id).fails().to_string();
+    assert_eq!(
+        err,
+        "berth: error: process.env[1] \"NOVALUE\" is not NAME=VALUE\n"
+    );
+    env.assert_gone(&id);
+    env.assert_root_empty();
+}
+
+#[test]
+fn the_working_directory_is_entered_as_root_first_or_else_as_the_user() {
+    need_root!();
+    let env = Env::new("process-cwd");
+    let user = json!({"uid": 1000, "gid": 1000});
+    // /root is 0700 and root's: the program starts there, as under runc, though it may not look
+    // inside.
+    let out = output(
+        &env,
+        "root-only",
+        &["sh", "-c", "/bin/helper cwd; ls 2>&- || echo may not look"],
+        |c| {
+            c["process"]["user"] = user.clone();
+            c["process"]["cwd"] = "/root".into();
+        },
+    );
+    assert_eq!(out, "/root\nmay not look\n");
+    // A folder that only the user's group may enter, whose owner the user namespace does not map:
+    // its root may not enter it, the user may.
+    let folder = env.scratch.join("group-only");
+    std::fs::create_dir(&folder).unwrap();
+    std::os::unix::fs::chown(&folder, Some(5000), Some(1000)).unwrap();
+    std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o070)).unwrap();
+    let id = env.id("user-only");
+    let bundle = env.bundle(&id, &["/bin/helper", "cwd"], |c| {
+        c["process"]["user"] = user.clone();
+        c["process"]["cwd"] = "/run".into();
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/run", "type": "bind", "source": folder, "options": ["bind"]
+        }));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                                            {"containerID": 65536, "hostID": 1000, "size": 1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                                            {"containerID": 65536, "hostID": 1000, "size": 1}]);
+        c["process"]["user"] = json!({"uid": 65536, "gid": 65536});
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "/run\n", "{}", run.stderr);
+}
+
+#[test]
+fn cap_dac_override_runs_a_program_only_its_owner_may_run() {
+    need_root!();
+    let env = Env::new("process-dac");
+    // A copy of the helper that only root may run (0744), for user 1000: refused without
+    // CAP_DAC_OVERRIDE, run with it, as execve decides (runc's start_hello.bats).
+    let tools = env.scratch.join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::copy(
+        runtime_tests::rootfs().join("bin/helper"),
+        tools.join("helper"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tools.join("helper"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o744),
+    )
+    .unwrap();
+    let config = |with_cap: bool| {
+        let tools = tools.clone();
+        move |c: &mut Value| {
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/run", "type": "bind", "source": tools, "options": ["bind"]
+            }));
+            if with_cap {
+                for set in [
+                    "bounding",
+                    "effective",
+                    "permitted",
+                    "inheritable",
+                    "ambient",
+                ] {
+                    let list = c["process"]["capabilities"][set].as_array_mut();
+                    match list {
+                        Some(list) => list.push("CAP_DAC_OVERRIDE".into()),
+                        None => c["process"]["capabilities"][set] = json!(["CAP_DAC_OVERRIDE"]),
+                    }
+                }
+            }
+        }
+    };
+    let id = env.id("without");
+    let bundle = env.bundle(&id, &["/run/helper", "echo", "ran"], config(false));
+    let err = env.run(&bundle, &id).fails().to_string();
+    assert!(
+        err.contains("cannot run \"/run/helper\": /run/helper is not executable"),
+        "{err}"
+    );
+    let out = output(&env, "with", &["/run/helper", "echo", "ran"], config(true));
+    assert_eq!(out, "ran\n");
+}
+
+#[test]
+fn a_container_does_not_inherit_the_cpus_berth_was_pinned_to() {
+    need_root!();
+    let host = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    if host.trim() == "0" {
+        return runtime_tests::skip("CPU affinity", "this machine has a single CPU");
+    }
+    let env = Env::new("process-affinity");
+    // berth run under `taskset -c 0` (a daemon pinned to its CPUs): the container runs on the
+    // CPUs its cpuset allows, here all of them, as under runc (cpu_affinity.bats); exec too.
+    let look = "grep Cpus_allowed_list /proc/self/status | cut -f2";
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("taskset");
+        cmd.args(["-c", "0"])
+            .arg(runtime_tests::berth_bin())
+            .arg("--root")
+            .arg(&env.root)
+            .args(args);
+        runtime_tests::run_to_files(&mut cmd, &env.scratch)
+    };
+    let id = env.id("run");
+    let bundle = env.bundle(&id, &["sh", "-c", look], |_| {});
+    let ran = run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(ran.ok(), host, "{}", ran.stderr);
+    let id = env.id("exec");
+    let bundle = env.bundle(&id, &["/bin/helper", "pause"], |_| {});
+    env.berth(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id])
+        .ok();
+    let exec = run(&["exec", &id, "sh", "-c", look]);
+    assert_eq!(exec.ok(), host, "{}", exec.stderr);
+    env.berth(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn a_user_that_is_not_root_may_reopen_its_stdout() {
+    need_root!();
+    let env = Env::new("process-stdio");
+    // berth's stdout here is a pipe berth was given: the program's user gets it, as from runc,
+    // so /dev/stdout opens (it is 0600 and root's otherwise).
+    let id = env.id("reopen");
+    let script = "echo reopened > /dev/stdout; stat -Lc %u /proc/self/fd/1";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000})
+    });
+    let out = env
+        .berth_command(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reopened\n1000\n",
+        "{stderr}"
+    );
+    env.assert_gone(&id);
+    // A file berth writes to is the caller's, and stays as it is.
+    let file = env.run(&bundle, &id);
+    assert_eq!(file.stdout, "0\n", "{}", file.stderr);
+}
+
 /// The `helper caps` lines as (name, mask).
 fn caps(out: &str) -> Vec<(String, u64)> {
     out.lines()

@@ -26,6 +26,66 @@ fn tmpfs_at_run(config: &mut Value) {
 }
 
 #[test]
+fn a_bind_source_inside_the_root_filesystem_may_come_from_an_earlier_mount() {
+    need_root!();
+    let env = Env::new("rootfs-bind-order");
+    let source = env.scratch.join("source");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    std::fs::write(source.join("sub/file"), "from the earlier mount\n").unwrap();
+    let id = env.id("order");
+    // ROOTFS/run/first/sub exists only once the first bind is in place: mounts are made in
+    // their order, and the second finds its source then (runc's mounts.bats builds a tree so).
+    let inside = runtime_tests::rootfs().join("run/first/sub");
+    assert!(!inside.exists());
+    let bundle = env.bundle(&id, &["cat", "/run/second/file"], |c| {
+        tmpfs_at_run(c);
+        add_mount(
+            c,
+            json!({"destination": "/run/first", "type": "bind", "source": source,
+                   "options": ["bind"]}),
+        );
+        add_mount(
+            c,
+            json!({"destination": "/run/second", "type": "bind", "source": inside,
+                   "options": ["bind"]}),
+        );
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "from the earlier mount\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_tmpfs_without_a_mode_keeps_the_mode_of_the_folder_it_covers() {
+    need_root!();
+    let env = Env::new("rootfs-tmpfs-mode");
+    let id = env.id("mode");
+    // As runc: the image's 0755 /run and 1777 /tmp, and 0700 /root stay so (tmpfs alone would
+    // make each 1777); a mode= given wins.
+    let bundle = env.bundle(
+        &id,
+        &["stat", "-c", "%a", "/run", "/tmp", "/root", "/home"],
+        |c| {
+            for (destination, options) in [
+                ("/run", json!([])),
+                ("/tmp", json!(["nosuid"])),
+                ("/root", json!(["nodev"])),
+                ("/home", json!(["mode=0710"])),
+            ] {
+                add_mount(
+                    c,
+                    json!({"destination": destination, "type": "tmpfs", "source": "tmpfs",
+                       "options": options}),
+                );
+            }
+        },
+    );
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "755\n1777\n700\n710\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn bind_mounts_take_their_options() {
     need_root!();
     let env = Env::new("rootfs-bind");
@@ -790,6 +850,60 @@ fn no_pivot_runs_in_the_root_filesystem() {
 }
 
 #[test]
+fn no_pivot_leaves_no_complete_proc_to_mount_a_new_one_from() {
+    need_root!();
+    let env = Env::new("rootfs-no-pivot-proc");
+    let id = env.id("proc");
+    // Root of a user namespace of its own may mount a procfs only where its mount namespace
+    // already has a complete one: the host's, left below the chroot, must be gone (as runc's
+    // no_pivot.bats checks), or the new procfs would show what the masked paths hide.
+    let script =
+        "unshare -mrpf sh -c 'mount -t proc none /proc 2>&- && echo mounted || echo refused'";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        for set in ["bounding", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SETFCAP"));
+        }
+    });
+    let run = env.berth(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    // The same with pivot_root, which leaves nothing of the host.
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "refused\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_read_only_dev_gets_its_devices_and_mounts_first() {
+    need_root!();
+    let env = Env::new("rootfs-dev-ro");
+    let id = env.id("dev-ro");
+    // runc's mounts.bats ("ro /dev mount"): the devices and the mount points of /dev/pts,
+    // /dev/shm and /dev/mqueue are made in /dev, which turns read-only after them.
+    let script = "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                  grep -c ' /dev/pts ' /proc/mounts; echo x > /dev/null && echo null ok; \
+                  /bin/helper write /dev/new x";
+    let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
+        for mount in c["mounts"].as_array_mut().unwrap() {
+            if mount["destination"] == "/dev" {
+                mount["options"].as_array_mut().unwrap().push("ro".into());
+            }
+        }
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.stdout, "ro\n1\nnull ok\nEROFS\n", "{}", run.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn dev_has_the_default_devices_and_symlinks() {
     need_root!();
     let env = Env::new("rootfs-dev");
@@ -857,13 +971,17 @@ fn masked_paths_are_empty_and_readonly_paths_refuse_writes() {
     let script = "/bin/helper cat /proc/keys; /bin/helper ls /sys/firmware; \
                   /bin/helper cat /etc/hostname; /bin/helper ls /home; echo ---; \
                   /bin/helper write /proc/sys/kernel/hostname x; /bin/helper write /run/x x; \
-                  /bin/helper write /tmp/x x";
+                  /bin/helper write /tmp/x x; echo ---; grep -c ' /home ' /proc/self/mountinfo; \
+                  grep -c ' /run ' /proc/self/mountinfo";
     let bundle = env.bundle(&id, &["sh", "-c", script], |c| {
         let masked = c["linux"]["maskedPaths"].as_array_mut().unwrap();
         masked.push("/etc/hostname".into());
         masked.push("/home".into());
         masked.push("/does/not/exist".into());
+        // A path given twice is masked once (one mount), and made read-only once.
+        masked.push("/home".into());
         let readonly = c["linux"]["readonlyPaths"].as_array_mut().unwrap();
+        readonly.push("/run".into());
         readonly.push("/run".into());
         tmpfs_at_run(c);
         add_mount(
@@ -875,9 +993,12 @@ fn masked_paths_are_empty_and_readonly_paths_refuse_writes() {
     assert!(std::fs::read_dir("/sys/firmware").unwrap().next().is_some());
     let out = env.run(&bundle, &id).ok().to_string();
     // A masked file reads empty, a masked folder lists nothing; a missing path is skipped.
-    let (masked, writes) = out.split_once("---\n").unwrap();
+    let (masked, rest) = out.split_once("---\n").unwrap();
     assert_eq!(masked, "", "masked paths show content");
+    let (writes, mounts) = rest.split_once("---\n").unwrap();
     assert_eq!(writes, "EROFS\nEROFS\nok\n");
+    // /home: one masking mount; /run: its tmpfs and one read-only bind over it.
+    assert_eq!(mounts, "1\n2\n");
 }
 
 #[test]

@@ -88,6 +88,49 @@ fn errno_ret_and_argument_comparisons_pick_the_calls() {
 }
 
 #[test]
+fn conditions_on_one_argument_each_match_as_under_runc_and_crun() {
+    need_root!();
+    let env = Env::new("seccomp-same-arg");
+    let id = env.id("same");
+    // socket(AF_INET6 or AF_INET, …): two conditions on argument 0 are two rules, as runc and
+    // crun read them (both at once could never hold). The raw IPv4 socket is refused.
+    let bundle = env.bundle(&id, &["/bin/helper", "try-syscall", "socket-raw"], |c| {
+        add_caps(c, &["CAP_NET_RAW"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES,
+                          "args": [{"index": 0, "value": libc::AF_INET6, "op": "SCMP_CMP_EQ"},
+                                   {"index": 0, "value": libc::AF_INET, "op": "SCMP_CMP_EQ"}]}]
+        });
+    });
+    let out = env.run(&bundle, &id);
+    assert_eq!(out.stdout, "EACCES\n", "{}", out.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_profile_that_forbids_what_berth_calls_still_starts_without_no_new_privileges() {
+    need_root!();
+    let env = Env::new("seccomp-early");
+    let id = env.id("early");
+    // Without noNewPrivileges the filter goes in while berth still holds CAP_SYS_ADMIN, before
+    // the user change; the working directory is entered (and checked with getcwd) before it.
+    // faccessat2, which berth asks whether the program may run, is denied too (runtime-tools'
+    // profile does): execve decides then.
+    let bundle = env.bundle(&id, &["/bin/helper", "try-syscall", "getcwd"], |c| {
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["process"]["cwd"] = json!("/tmp");
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd", "chdir", "faccessat2"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let out = env.run(&bundle, &id);
+    assert_eq!(out.stdout, "EPERM\n", "{}", out.stderr);
+    env.assert_gone(&id);
+}
+
+#[test]
 fn syscalls_newer_than_linux_6_1_follow_dockers_profile_and_newer_than_it_get_enosys() {
     need_root!();
     let env = Env::new("seccomp-new");

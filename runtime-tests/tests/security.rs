@@ -406,10 +406,37 @@ fn a_working_directory_outside_the_root_filesystem_is_refused() {
         .args(["run", "--bundle", bundle.to_str().unwrap(), &id]);
     let out = run_to_files(&mut cmd, &env.scratch);
     assert!(!out.stdout.contains("marker"), "{}", out.stdout);
+    // The leaked descriptor never reaches the container: the init closes what it was not given.
+    let err = out.fails();
+    assert!(
+        err.contains("cannot change to the working directory /proc/self/fd/7: ENOENT"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+    // One passed on on purpose (--preserve-fds) is there, and is caught as outside the root.
+    let bundle = env.bundle(&id, &["/bin/helper", "ls", "."], |c| {
+        c["process"]["cwd"] = Value::from("/proc/self/fd/3");
+    });
+    let script = format!("exec 3<{}; exec \"$0\" \"$@\"", secret.display());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .arg(berth_bin())
+        .arg("--root")
+        .arg(&env.root)
+        .args([
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ]);
+    let out = run_to_files(&mut cmd, &env.scratch);
+    assert!(!out.stdout.contains("marker"), "{}", out.stdout);
     let err = out.fails();
     assert!(
         err.contains(
-            "the working directory /proc/self/fd/7 is outside the container's root filesystem"
+            "the working directory /proc/self/fd/3 is outside the container's root filesystem"
         ),
         "{err}"
     );

@@ -197,12 +197,29 @@ fn a_container_with_a_terminal_gets_only_the_pty_as_stdio() {
     let env = Env::new("tty-fds");
     let id = env.id("fds");
     let bundle = env.bundle(&id, &[], with_terminal(&["/bin/helper", "fds"]));
-    // Not from a terminal: berth relays to its files all the same.
+    // Not from a terminal: berth relays to its files all the same, the program's "\n" as it
+    // wrote it (the pty's "\r\n" is for a terminal; runc clears ONLCR likewise).
     let run = env.run(&bundle, &id);
     assert_eq!(
         run.ok(),
-        "0 -> /dev/pts/0\r\n1 -> /dev/pts/0\r\n2 -> /dev/pts/0\r\n"
+        "0 -> /dev/pts/0\n1 -> /dev/pts/0\n2 -> /dev/pts/0\n"
     );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn the_terminal_belongs_to_the_programs_user() {
+    need_root!();
+    let env = Env::new("tty-owner");
+    let id = env.id("owner");
+    // As from runc: a program that is not root can reopen its terminal (the group is devpts's).
+    let script = "stat -Lc %u:%g /proc/self/fd/0; echo hi > $(tty) && echo reopened";
+    let bundle = env.bundle(&id, &[], |c| {
+        with_terminal(&["sh", "-c", script])(c);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let run = env.run(&bundle, &id);
+    assert_eq!(run.ok(), "1000:5\nhi\nreopened\n");
     env.assert_gone(&id);
 }
 
@@ -230,7 +247,7 @@ fn exec_t_relays_a_terminal_and_keeps_the_exit_status() {
     assert_eq!(
         env.berth(&["exec", "--tty", &id, "/bin/helper", "isatty"])
             .ok(),
-        "true\r\n"
+        "true\n"
     );
 }
 

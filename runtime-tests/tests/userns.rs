@@ -187,4 +187,19 @@ fn joins_the_user_namespace_of_another_container() {
     let theirs = namespaces_of(&pid.to_string());
     assert_eq!(parse_namespaces(&out)["user"], theirs["user"]);
     env.assert_gone(&second);
+
+    // With a network namespace that user namespace does not own (the host made it): berth joins
+    // it before the user namespace, while it still may, as runc does ([wrong userns owner]).
+    let netns = NetNs::new(&format!("{}-owner", env.name));
+    let third = env.id("third");
+    let bundle = env.bundle(&third, &["/bin/helper", "ns"], |c| {
+        join_namespace(c, "user", &format!("/proc/{pid}/ns/user"));
+        join_namespace(c, "network", netns.path.to_str().unwrap());
+    });
+    let out = env.run(&bundle, &third).ok().to_string();
+    let inside = parse_namespaces(&out);
+    assert_eq!(inside["user"], theirs["user"]);
+    let netns_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&netns.path).unwrap());
+    assert_eq!(inside["net"], format!("net:[{netns_inode}]"));
+    env.assert_gone(&third);
 }

@@ -101,8 +101,10 @@ make_host() {
     readlink /proc/self/ns/mnt >"$work/mnt-ns"
     mount -t tmpfs -o mode=755 tmpfs /run
     # The cgroup hierarchies on a tmpfs of this namespace, so that folders engines make for
-    # controllers the host has not mounted go with it (see cgroup-view.sh).
-    if [[ $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
+    # controllers the host has not mounted go with it (see cgroup-view.sh). The sid lane has one
+    # from enter-sid-root already, with crun's hidden cgroup.controllers, which a second view
+    # would drop.
+    if [[ $lane == bookworm && $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
         mkdir -p "$work/cgroup-view"
         cgroup_view "$work/cgroup-view"
         mount --move "$work/cgroup-view" /sys/fs/cgroup
@@ -152,10 +154,12 @@ inside_main() {
         echo "engine-tests: == $engine"
         "${engine}_start"
         # The reference runtimes and berth as the runtime binary; containerd also through
-        # berth's own shim (in the bookworm lane: the sid lane does not have it yet).
+        # berth's own shim, in both lanes, and Docker 28 (sid) through it as a runtimeType.
         local runtimes=("${references[@]}" berth) shim_lanes=0
-        [[ $engine == containerd && $lane == bookworm ]] && shim_lanes=1
-        ((shim_lanes)) && runtimes+=(shim)
+        [[ $engine == containerd ]] && shim_lanes=1
+        if ((shim_lanes)) || [[ $engine == docker && $lane == sid ]]; then
+            runtimes+=(shim)
+        fi
         for rt in "${runtimes[@]}"; do
             run_steps "$engine" "$rt" "${engine}_steps"
         done

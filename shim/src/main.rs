@@ -15,6 +15,20 @@ mod stdio;
 mod task;
 
 fn main() {
+    // The daemon (neither `start` nor `delete`) clones every container's processes, which show
+    // its binary as their exe until they run their programs: it runs from a view of its binary
+    // that no one can write, whatever their capabilities (CVE-2019-5736, see
+    // `berth::process::seal`). Once, at start, for its whole life; the view shares the binary's
+    // page cache, so it costs no memory.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let daemon = containerd_shim::parse(&args)
+        .is_ok_and(|f| f.action.is_empty() && !f.socket.is_empty() && !f.version);
+    if daemon {
+        if let Err(e) = berth::process::seal::ensure_sealed() {
+            eprintln!("containerd-shim-berth-v2: {e}");
+            std::process::exit(1);
+        }
+    }
     // One malloc arena for all threads: the shim's threads mostly wait, and glibc's arena per
     // thread costs resident memory in every shim.
     // SAFETY: mallopt takes a parameter number and a value.

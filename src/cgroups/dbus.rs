@@ -504,7 +504,10 @@ mod tests {
                 .ok()?;
             let daemon = Daemon { child, dir };
             let bus = daemon.dir.join("bus");
-            super::super::wait_until(Duration::from_secs(5), || bus.exists());
+            // The socket file exists from bind(), before the daemon listens: wait for a connection.
+            super::super::wait_until(Duration::from_secs(5), || {
+                std::os::unix::net::UnixStream::connect(&bus).is_ok()
+            });
             Some(daemon)
         }
     }

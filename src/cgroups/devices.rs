@@ -1,7 +1,8 @@
-//! Device access: the rules a container gets (the spec's `linux.resources.devices`, then an allow
-//! rule for each of its `linux.devices`, then the devices every container needs, as runc does;
-//! the last matching rule wins and anything unmatched is denied), written as v1 `devices.allow` /
-//! `devices.deny` lines or compiled into an eBPF program for cgroup v2.
+//! Device access: the rules a container gets (the spec's `linux.resources.devices`, then the
+//! devices every container needs, as runc does; the last matching rule wins and anything
+//! unmatched is denied), written as v1 `devices.allow` / `devices.deny` lines or compiled into an
+//! eBPF program for cgroup v2. A `linux.devices` entry makes a node and grants nothing: whether
+//! the container may use it is for `linux.resources.devices` to say (engines send both).
 
 use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
@@ -50,7 +51,7 @@ fn default_rules() -> Vec<DeviceRule> {
     ]
 }
 
-/// The rules for a container: its `linux.resources.devices`, its `linux.devices`, the defaults.
+/// The rules for a container: its `linux.resources.devices`, then the defaults.
 pub fn rules_for(linux: Option<&Linux>) -> Result<Vec<DeviceRule>, CgroupError> {
     let mut rules = Vec::new();
     let resources = linux.and_then(|l| l.resources().as_ref());
@@ -61,25 +62,6 @@ pub fn rules_for(linux: Option<&Linux>) -> Result<Vec<DeviceRule>, CgroupError> 
         .enumerate()
     {
         rules.push(from_spec(entry, index)?);
-    }
-    for device in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let kind = match device.typ() {
-            LinuxDeviceType::B => 'b',
-            LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-            // A fifo needs no device access.
-            _ => continue,
-        };
-        rules.push(DeviceRule {
-            allow: true,
-            kind,
-            major: u32::try_from(device.major()).ok(),
-            minor: u32::try_from(device.minor()).ok(),
-            access: ALL_ACCESS,
-        });
     }
     rules.extend(default_rules());
     Ok(rules)
@@ -383,8 +365,8 @@ mod tests {
         ] {
             assert!(run_program(&prog, 'c', major, minor, READ | WRITE));
         }
-        // linux.devices entries are allowed.
-        assert!(run_program(&prog, 'c', 10, 229, READ | WRITE));
+        // A linux.devices entry is not allowed by itself: the deny rule holds for it.
+        assert!(!run_program(&prog, 'c', 10, 229, READ | WRITE));
         assert!(!run_program(&prog, 'c', 10, 230, READ));
     }
 
@@ -422,7 +404,7 @@ mod tests {
         let writes = v1_writes(&template_rules());
         assert_eq!(writes[0], ("devices.deny", "a".to_string()));
         assert_eq!(writes[1], ("devices.deny", "a".to_string()));
-        assert!(writes.contains(&("devices.allow", "c 10:229 rwm".to_string())));
+        assert!(!writes.iter().any(|(_, line)| line.starts_with("c 10:229")));
         assert!(writes.contains(&("devices.allow", "b *:* m".to_string())));
         assert!(writes.contains(&("devices.allow", "c 136:* rwm".to_string())));
         assert_eq!(writes.last().unwrap().1, "c 10:200 rwm");

@@ -78,6 +78,12 @@ pub enum CgroupError {
         layout: String,
         reason: String,
     },
+    #[error(
+        "cgroup {path} already holds {count} process(es): a container's cgroup must be its own"
+    )]
+    InUse { path: PathBuf, count: usize },
+    #[error("cgroup {path} is frozen: the container's processes would freeze as they enter it")]
+    Frozen { path: PathBuf },
     #[error("cgroup {path} is still {state} after {waited:?}")]
     Stuck {
         path: PathBuf,
@@ -265,6 +271,21 @@ pub fn manager(config: &CgroupConfig) -> Box<dyn Manager> {
     }
 }
 
+/// Makes a container's directories in the cgroup2 hierarchy (hybrid hosts), or in the v1
+/// hierarchies: `create` split in two, so that the v1 ones can be made after the clone, while the
+/// init sets up (it is born in the cgroup2 one, which must exist before).
+pub fn create_part(config: &CgroupConfig, v2: bool) -> Result<(), CgroupError> {
+    for (hierarchy, dir) in config.dirs.iter().filter(|(h, _)| h.v2 == v2) {
+        if hierarchy.v2 {
+            v2::create_dir(&hierarchy.mount_point, dir, Some(&[]))?;
+        } else {
+            let is_cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
+            v1::create_dir(dir, is_cpuset)?;
+        }
+    }
+    Ok(())
+}
+
 /// The v1 hierarchies' `tasks` files of a container's cgroup, opened for writing, so the
 /// container's process can move itself in by writing `0` into each ([`join_self`]).
 ///
@@ -353,6 +374,40 @@ pub(crate) fn set(dir: &Path, file: &str, value: &str, field: &str) -> Result<()
             source,
         }),
     }
+}
+
+/// Refuses a cgroup that exists already and holds processes or is frozen, before berth makes or
+/// changes anything in it, as runc does: another container's processes would become this one's
+/// (its `kill --all` and `delete`, or a failed create's clean-up, would end them), and in a
+/// frozen one the init would freeze as it enters, and `create` wait for ever.
+pub fn check_unused(config: &CgroupConfig) -> Result<(), CgroupError> {
+    for (hierarchy, dir) in &config.dirs {
+        let procs = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+            Ok(procs) => procs,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: dir.join("cgroup.procs"),
+                    source,
+                })
+            }
+        };
+        let count = procs.lines().filter(|l| !l.trim().is_empty()).count();
+        if count > 0 {
+            return Err(CgroupError::InUse {
+                path: dir.clone(),
+                count,
+            });
+        }
+        let frozen = match hierarchy.v2 {
+            true => read_file(&dir.join("cgroup.freeze")).is_ok_and(|v| v == "1"),
+            false => read_file(&dir.join("freezer.state")).is_ok_and(|v| v != "THAWED"),
+        };
+        if frozen {
+            return Err(CgroupError::Frozen { path: dir.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// `key value` lines (memory.stat, cpu.stat …) as pairs; lines that are not are skipped.

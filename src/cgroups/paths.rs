@@ -87,7 +87,7 @@ pub(crate) fn clean_path(path: &Path) -> Option<PathBuf> {
 /// The mounted cgroup hierarchies, from /proc/self/mountinfo.
 pub fn discover() -> Result<(Layout, Vec<Hierarchy>), CgroupError> {
     let path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Layout {
+    let text = crate::procfs::read(path).map_err(|source| CgroupError::Layout {
         path: path.to_path_buf(),
         source,
     })?;
@@ -200,7 +200,7 @@ pub(crate) fn own_dir(hierarchy: &Hierarchy) -> Result<PathBuf, CgroupError> {
 /// berth's own cgroups, from /proc/self/cgroup: (controllers, path) per line.
 fn own_cgroups() -> Result<Vec<(Vec<String>, PathBuf)>, CgroupError> {
     let path = Path::new("/proc/self/cgroup");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Layout {
+    let text = crate::procfs::read(path).map_err(|source| CgroupError::Layout {
         path: path.to_path_buf(),
         source,
     })?;

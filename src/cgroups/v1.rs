@@ -137,13 +137,25 @@ impl V1Manager {
         }
         #[allow(deprecated)]
         if let Some(kernel) = memory.kernel().filter(|&k| k != 0) {
-            let value = kernel.to_string();
-            set(
-                dir,
-                "memory.kmem.limit_in_bytes",
-                &value,
-                &format!("{field}.kernel"),
-            )?;
+            // Deprecated since Linux 5.4: later kernels refuse the write (EOPNOTSUPP) or, newer
+            // still, take it and hold no limit (a line in dmesg is all they say), so only reading
+            // it back tells. A limit held reads back rounded down to a page.
+            let file = "memory.kmem.limit_in_bytes";
+            let held = match set(dir, file, &kernel.to_string(), &format!("{field}.kernel")) {
+                Ok(()) => kernel < 0 || read_u64(&dir.join(file))? <= kernel as u64,
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                {
+                    false
+                }
+                Err(err) => return Err(err),
+            };
+            if !held {
+                crate::logging::warn(&format!(
+                    "{field}.kernel is ignored: this kernel keeps no kernel memory limit \
+                     ({file} holds none)"
+                ));
+            }
         }
         if let Some(tcp) = memory.kernel_tcp().filter(|&k| k != 0) {
             let value = tcp.to_string();
@@ -230,21 +242,42 @@ impl V1Manager {
                 &format!("{field}.burst"),
             )?;
         }
-        if let Some(period) = cpu.realtime_period().filter(|&p| p != 0) {
-            set(
-                cpu_dir()?,
-                "cpu.rt_period_us",
-                &period.to_string(),
-                &format!("{field}.realtimePeriod"),
-            )?;
-        }
-        if let Some(runtime) = cpu.realtime_runtime().filter(|&r| r != 0) {
-            set(
-                cpu_dir()?,
-                "cpu.rt_runtime_us",
-                &runtime.to_string(),
-                &format!("{field}.realtimeRuntime"),
-            )?;
+        let rt_period = cpu.realtime_period().filter(|&p| p != 0);
+        let rt_runtime = cpu.realtime_runtime().filter(|&r| r != 0);
+        if rt_period.is_some() || rt_runtime.is_some() {
+            let dir = cpu_dir()?;
+            let write_period = || match rt_period {
+                Some(p) => set(
+                    dir,
+                    "cpu.rt_period_us",
+                    &p.to_string(),
+                    &format!("{field}.realtimePeriod"),
+                ),
+                None => Ok(()),
+            };
+            let write_runtime = || match rt_runtime {
+                Some(r) => set(
+                    dir,
+                    "cpu.rt_runtime_us",
+                    &r.to_string(),
+                    &format!("{field}.realtimeRuntime"),
+                ),
+                None => Ok(()),
+            };
+            // As with the CFS pair: a period shorter than the runtime in place is refused
+            // until the runtime is lowered first (runc issue 4094).
+            match write_period() {
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    write_runtime()?;
+                    write_period()?;
+                }
+                other => {
+                    other?;
+                    write_runtime()?;
+                }
+            }
         }
         if let Some(idle) = cpu.idle() {
             set(
@@ -454,15 +487,8 @@ enum Freezer<'a> {
 
 impl Manager for V1Manager {
     fn create(&self) -> Result<(), CgroupError> {
-        for (hierarchy, dir) in &self.config.dirs {
-            if hierarchy.v2 {
-                v2::create_dir(&hierarchy.mount_point, dir, Some(&[]))?;
-            } else {
-                let is_cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
-                create_dir(dir, is_cpuset)?;
-            }
-        }
-        Ok(())
+        super::create_part(&self.config, false)?;
+        super::create_part(&self.config, true)
     }
 
     fn apply(&self, resources: &LinuxResources, devices: &[DeviceRule]) -> Result<(), CgroupError> {
@@ -678,7 +704,7 @@ fn clock_ticks_per_second() -> u64 {
 
 /// Makes `dir` and its missing parents. A new v1 cpuset cgroup starts with no cpus and no memory
 /// nodes, and a process cannot join it until both are filled in from the parent.
-fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
+pub(crate) fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
     // mkdir first: the parents are there but on the first container of a cgroups path.
     let mut made = std::fs::create_dir(dir);
     if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
@@ -698,12 +724,24 @@ fn create_dir(dir: &Path, is_cpuset: bool) -> Result<(), CgroupError> {
         }
     }
     if is_cpuset {
-        let parent = dir.parent().unwrap_or(dir);
         for file in ["cpuset.cpus", "cpuset.mems"] {
-            if read_file(&dir.join(file))?.is_empty() {
-                write_file(&dir.join(file), &read_file(&parent.join(file))?)?;
-            }
+            cpuset_value(dir, file)?;
         }
     }
     Ok(())
+}
+
+/// A cpuset's `cpus` or `mems`, filled from its parent's when empty (a new cpuset starts empty,
+/// and takes no process so): up the tree as far as needed, since a parent made by someone
+/// else (a pod's cgroup) may be empty too, as runc does.
+fn cpuset_value(dir: &Path, file: &str) -> Result<String, CgroupError> {
+    let value = read_file(&dir.join(file))?;
+    match dir.parent() {
+        Some(parent) if value.is_empty() && parent.join(file).exists() => {
+            let inherited = cpuset_value(parent, file)?;
+            write_file(&dir.join(file), &inherited)?;
+            Ok(inherited)
+        }
+        _ => Ok(value),
+    }
 }

@@ -54,6 +54,7 @@ impl CreateArgs {
             systemd_cgroup: global.systemd_cgroup,
             rootless_cgroups: global.rootless_cgroups,
             keep_console: false,
+            plain_newlines: false,
         })
     }
 }

@@ -51,6 +51,9 @@ pub struct CreateOptions {
     /// Keep the pty master of a container with a terminal, for `run` in the foreground to relay,
     /// instead of requiring --console-socket.
     pub keep_console: bool,
+    /// The kept pty is relayed to berth's own stdio (`run` in the foreground): it passes the
+    /// program's "\n" unchanged, as runc's does, where an embedder's keeps the usual "\r\n".
+    pub plain_newlines: bool,
 }
 
 /// A container just created: its locked folder, its state, and its init.
@@ -60,6 +63,20 @@ pub struct Created {
     pub pid: Pid,
     /// The pty master, when the container has a terminal and `keep_console` was asked for.
     pub console: Option<OwnedFd>,
+    /// The container's mount namespace, held for `run` in the foreground ([`Then::Watch`]).
+    pub(super) mount_ns: Option<OwnedFd>,
+}
+
+/// What berth does once the container is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Then {
+    /// Returns: `start` or `run` starts it through the exec fifo.
+    Wait,
+    /// As `Wait`, and berth holds the container's mount namespace (`run` in the foreground).
+    /// The last process to leave a mount namespace tears its mounts down, which waits for an RCU
+    /// grace period (0.05 to 5 ms here): held, the program's exit does not wait for it, and berth
+    /// lets it go on another thread while it removes the container.
+    Watch,
 }
 
 /// What has been made so far, to undo on failure.
@@ -73,6 +90,9 @@ struct Made {
     /// The root filesystem's mount in the host's mount namespace, without one of its own.
     host_mount: Option<crate::rootfs::HostMount>,
 }
+
+/// The state, the init, the pty master and the mount namespace `build` returns.
+type Built = (State, Pid, Option<OwnedFd>, Option<OwnedFd>);
 
 /// What `create` works out before it makes anything, so bad input leaves nothing behind.
 struct Checked {
@@ -88,6 +108,15 @@ struct Checked {
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerError> {
+    create_then(root, opts, Then::Wait)
+}
+
+/// Creates a container whose init, once created, does `then`.
+pub(super) fn create_then(
+    root: &Root,
+    opts: &CreateOptions,
+    then: Then,
+) -> Result<Created, ContainerError> {
     crate::state::validate_id(&opts.id)?;
     let extra_fds = ExtraFds::new(opts.preserve_fds, true)?;
     let bundle = spec::load(&opts.bundle)?;
@@ -155,12 +184,13 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created, ContainerErr
     };
     let dir = root.create_container(&opts.id)?;
     let mut made = Made::default();
-    match build(root, &dir, opts, checked, &mut made) {
-        Ok((state, pid, console)) => Ok(Created {
+    match build(root, &dir, opts, checked, then, &mut made) {
+        Ok((state, pid, console, mount_ns)) => Ok(Created {
             dir,
             state,
             pid,
             console,
+            mount_ns,
         }),
         Err(err) => {
             undo(root, dir, made);
@@ -203,8 +233,9 @@ fn build(
     dir: &ContainerDir,
     opts: &CreateOptions,
     checked: Checked,
+    then: Then,
     made: &mut Made,
-) -> Result<(State, Pid, Option<OwnedFd>), ContainerError> {
+) -> Result<Built, ContainerError> {
     let id = opts.id.as_str();
     let Checked {
         bundle,
@@ -256,9 +287,10 @@ fn build(
         host_mount: None,
     };
     dir.write_state(&state)?;
-    dir.write_config(&bundle.raw)?;
     crate::fault::point("create:state");
 
+    // Before it counts as made: the clean-up of a failed create would end what is in it.
+    cgroups::check_unused(&cgroup)?;
     made.cgroup = Some(cgroup.clone());
     if opts.rootless_cgroups && cgroup.systemd.is_none() {
         let explicit = cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
@@ -277,22 +309,36 @@ fn build(
         cgroups::rootless::check_resources(&cgroup, &resources.0)?;
     }
     let manager = cgroups::manager(&cgroup);
-    manager.create()?;
-    // Limits and device rules are in place before the init exists. In a user namespace no
-    // device node can be made and an ordinary user can load no device program: see
-    // cgroups::rootless for why the rules are not applied there.
     let userns = namespaces.has_user() || crate::rootless::in_user_namespace();
-    if opts.rootless_cgroups && userns {
-        crate::logging::debug(
-            "rootless: linux.resources.devices is not applied: the container is in a user \
-             namespace, where its processes cannot make device nodes",
-        );
-        // (without a cgroup, check_resources has refused every limit)
-        if !cgroup.dirs.is_empty() {
-            manager.update(&resources.0)?;
-        }
+    // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
+    // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
+    // systemd, a user namespace or rootless cgroups, berth moves it as before.
+    let own_cgroup = cgroup.systemd.is_none() && !userns && !opts.rootless_cgroups;
+    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
+    // Then berth makes the v1 cgroups and applies the limits while the init sets up its mounts
+    // (it has two CPUs to do it on), and the init joins them before the first step that needs
+    // them (`InitPlan::cgroups_later`). Otherwise the limits and device rules are in place
+    // before the init exists.
+    let v1_later = own_cgroup && has_v1;
+    let mut cgroups_later = v1_later;
+    if v1_later {
+        cgroups::create_part(&cgroup, true)?;
     } else {
-        manager.apply(&resources.0, &resources.1)?;
+        manager.create()?;
+        // In a user namespace no device node can be made and an ordinary user can load no
+        // device program: see cgroups::rootless for why the rules are not applied there.
+        if opts.rootless_cgroups && userns {
+            crate::logging::debug(
+                "rootless: linux.resources.devices is not applied: the container is in a user \
+                 namespace, where its processes cannot make device nodes",
+            );
+            // (without a cgroup, check_resources has refused every limit)
+            if !cgroup.dirs.is_empty() {
+                manager.update(&resources.0)?;
+            }
+        } else {
+            manager.apply(&resources.0, &resources.1)?;
+        }
     }
     crate::fault::point("create:cgroup");
     made.network = true;
@@ -315,29 +361,18 @@ fn build(
     // With a user namespace, namespaces given by path must be joined before the new ones are
     // made, so the new ones belong to the new user namespace: that takes one more process.
     let two_stage = userns && !namespaces.join.is_empty();
-    // The init is born in the cgroup2 directory and moves itself into the v1 ones (see
-    // `cgroups::open_v1_tasks`), so berth never moves it: that costs an RCU grace period. With
-    // systemd or a user namespace, berth moves it as before.
-    let own_cgroup = cgroup.systemd.is_none() && !userns;
     let cgroup_dir = match cgroup.layout {
         Some(Layout::Unified) => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
         Some(Layout::Hybrid) if own_cgroup => cgroup.unified_dir().and_then(|d| open_path(d).ok()),
         _ => None,
     };
-    let join_cgroups = match own_cgroup {
-        true => cgroups::open_v1_tasks(&cgroup)?,
-        false => Vec::new(),
-    };
-    let has_v1 = cgroup.dirs.iter().any(|(hierarchy, _)| !hierarchy.v2);
     // Whether berth must move the init after the clone (its cgroup namespace waits for that).
     let parent_moves = |born_in_v2: bool| {
         (has_v1 && !own_cgroup) || (cgroup.unified_dir().is_some() && !born_in_v2)
     };
     let (mut clone_flags, mut unshare) = if two_stage {
         (CloneFlags::empty(), new)
-    } else if new.contains(CloneFlags::CLONE_NEWCGROUP)
-        && (cgroup_dir.is_none() || !join_cgroups.is_empty())
-    {
+    } else if new.contains(CloneFlags::CLONE_NEWCGROUP) && (cgroup_dir.is_none() || v1_later) {
         // The cgroup namespace is rooted where the process is when it is made: after the move.
         (
             new - CloneFlags::CLONE_NEWCGROUP,
@@ -418,7 +453,8 @@ fn build(
     };
     let mut plan = InitPlan {
         join: std::mem::take(&mut namespaces.join),
-        join_cgroups,
+        join_cgroups: Vec::new(),
+        cgroups_later,
         unshare,
         two_stage,
         wait_go,
@@ -432,6 +468,7 @@ fn build(
         process: process_plan,
         terminal: process.terminal().unwrap_or(false),
         // A pty berth relays starts with the size of the terminal berth runs in.
+        console_relayed: opts.plain_newlines && console_socket.is_none(),
         console_size: console_socket
             .is_none()
             .then(console::caller_window_size)
@@ -453,6 +490,7 @@ fn build(
         true => None,
         false => Some(TimeNamespaceVisit::enter(&time_offsets(linux))?),
     };
+    let all_cpus = crate::process::settings::AllCpus::enter();
     let cloned = match cgroup_dir
         .as_ref()
         .map(|dir| clone_into(clone_flags, dir.as_fd()))
@@ -468,6 +506,9 @@ fn build(
                 unshare |= clone_flags & CloneFlags::CLONE_NEWCGROUP;
                 clone_flags -= CloneFlags::CLONE_NEWCGROUP;
                 plan.unshare = unshare;
+                // berth moves it into every hierarchy before it goes on.
+                cgroups_later = false;
+                plan.cgroups_later = false;
             }
             clone(clone_flags, None)
         }
@@ -476,6 +517,7 @@ fn build(
         drop(ours);
         init::run(plan, theirs)
     }
+    drop(all_cpus);
     // Only berth goes back: the init stays in the time namespace it was born in.
     if let Some(visit) = time_visit {
         visit
@@ -493,10 +535,27 @@ fn build(
     drop(plan);
     drop(theirs);
     made.children.push(first);
+    // Opened now, while the init surely lives: a program that runs at once may be gone soon.
+    let mount_ns = match then == Then::Watch && !two_stage && new.contains(CloneFlags::CLONE_NEWNS)
+    {
+        true => open_namespace(first, "mnt"),
+        false => None,
+    };
     crate::fault::point("create:clone");
+    if v1_later {
+        cgroups::create_part(&cgroup, false)?;
+        manager.apply(&resources.0, &resources.1)?;
+    }
     if parent_moves(in_cgroup) {
         manager.add_process(first.as_raw())?;
     }
+    if cgroups_later {
+        let tasks = cgroups::open_v1_tasks(&cgroup)?;
+        let raw: Vec<_> = tasks.iter().map(|fd| fd.as_raw_fd()).collect();
+        ours.send_with_fds(&Message::Cgroups, &raw)
+            .map_err(|_| init_failed(id, &ours, first))?;
+    }
+    dir.write_config(&bundle.raw)?;
     let write_maps = |pid: Pid| match &id_maps {
         Some(maps) => maps.write(pid.as_raw()).map_err(|e| ContainerError::Init {
             id: id.into(),
@@ -643,7 +702,17 @@ fn build(
             other => other.into(),
         })?;
     }
-    Ok((state, pid, console))
+    Ok((state, pid, console, mount_ns))
+}
+
+/// The namespace `kind` of process `pid`, open; `None` if it cannot be (the hold is a speed-up).
+fn open_namespace(pid: Pid, kind: &str) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        format!("/proc/{pid}/ns/{kind}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// What berth keeps to start the process of a container that its init builds from outside the
@@ -693,6 +762,8 @@ fn start_from_outside(
             true => Terminal::Console,
             false => Terminal::None,
         },
+        // The init made the console, relayed or not; this process only opens it.
+        console_relayed: false,
         seccomp: plan.seccomp,
         seccomp_at: SeccompAt::Prepare,
         root,

@@ -4,10 +4,28 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{status, ContainerError};
 use crate::state::{Root, Status};
+
+/// One event, written as runc writes it: `type`, `id`, then `data`, in that order (readers such
+/// as runc's own tests match a line by that beginning).
+#[derive(Debug, serde::Serialize)]
+pub struct Event<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl std::fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&line)
+    }
+}
 
 /// Emits a stats event now (`once`), or stats every `interval` and an oom event whenever the
 /// OOM killer strikes, until the container stops or is deleted, or `emit` returns false.
@@ -16,7 +34,7 @@ pub fn watch(
     id: &str,
     interval: Duration,
     once: bool,
-    mut emit: impl FnMut(Value) -> bool,
+    mut emit: impl FnMut(Event) -> bool,
 ) -> Result<(), ContainerError> {
     let state = root.read_state(id)?;
     let dir = root.container_dir(id);
@@ -24,9 +42,13 @@ pub fn watch(
         return Err(ContainerError::NotRunning { id: id.into() });
     }
     let manager = crate::cgroups::manager(&state.cgroup);
-    let stats_event = || -> Result<Value, ContainerError> {
+    let stats_event = || -> Result<Event, ContainerError> {
         let stats = manager.stats()?;
-        Ok(json!({"type": "stats", "id": id, "data": stats}))
+        Ok(Event {
+            kind: "stats",
+            id,
+            data: serde_json::to_value(stats).ok(),
+        })
     };
     if once {
         emit(stats_event()?);
@@ -38,7 +60,12 @@ pub fn watch(
     loop {
         let kills = manager.oom_kills();
         if kills > oom_kills {
-            if !emit(json!({"type": "oom", "id": id})) {
+            let oom = Event {
+                kind: "oom",
+                id,
+                data: None,
+            };
+            if !emit(oom) {
                 return Ok(());
             }
             oom_kills = kills;
@@ -97,6 +124,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_keep_runcs_field_order() {
+        let oom = Event {
+            kind: "oom",
+            id: "web",
+            data: None,
+        };
+        assert_eq!(oom.to_string(), r#"{"type":"oom","id":"web"}"#);
+        let stats = Event {
+            kind: "stats",
+            id: "web",
+            data: Some(serde_json::json!({"pids": {"current": 1}})),
+        };
+        assert_eq!(
+            stats.to_string(),
+            r#"{"type":"stats","id":"web","data":{"pids":{"current":1}}}"#
+        );
+    }
 
     #[test]
     fn durations_parse_like_gos() {

@@ -181,7 +181,7 @@ pub fn exec(root: &Root, opts: &ExecOptions, detach: bool) -> Result<i32, Contai
         keep_console: true,
         ..opts.clone()
     };
-    let Spawned { pid, console } = spawn(root, &opts)?;
+    let Spawned { pid, console } = spawn_relayed(root, &opts, true)?;
     let sent = |reason: String| -> ContainerError {
         // The program runs already: it is ours to end, not the container.
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -204,6 +204,16 @@ pub fn exec(root: &Root, opts: &ExecOptions, detach: bool) -> Result<i32, Contai
 /// Starts the process and returns once its program runs. A terminal goes to the console socket,
 /// or with `keep_console` back to the caller.
 pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError> {
+    spawn_relayed(root, opts, false)
+}
+
+/// `spawn`; a kept terminal that berth relays to its own stdio (`relayed`) passes the program's
+/// "\n" unchanged, as runc's does.
+fn spawn_relayed(
+    root: &Root,
+    opts: &ExecOptions,
+    relayed: bool,
+) -> Result<Spawned, ContainerError> {
     let id = opts.id.as_str();
     // Before berth opens anything, so none of its descriptors can pass for a preserved one.
     let extra_fds = ExtraFds::new(opts.preserve_fds, false)?;
@@ -299,6 +309,7 @@ pub fn spawn(root: &Root, opts: &ExecOptions) -> Result<Spawned, ContainerError>
             true => Terminal::New(console_size),
             false => Terminal::None,
         },
+        console_relayed: relayed && console_socket.is_none(),
         seccomp,
         seccomp_at: SeccompAt::Prepare,
         root: chroot,
@@ -409,6 +420,8 @@ pub(super) fn launch(
             },
         )?;
     // The process is born on the `initial` CPUs: berth moves there for the clone, and back.
+    // Otherwise on every CPU, not those berth's caller pinned it to.
+    let all_cpus = crate::process::settings::AllCpus::enter();
     let own_cpus = match &starting.affinity.initial {
         Some(cpus) => {
             let own = nix::sched::sched_getaffinity(Pid::from_raw(0))
@@ -430,6 +443,7 @@ pub(super) fn launch(
     if let Some(own) = own_cpus {
         let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &own);
     }
+    drop(all_cpus);
     let Cloned::Parent {
         pid: setup,
         in_cgroup,
@@ -590,7 +604,16 @@ fn process_for(opts: &ExecOptions, config: &Spec) -> Result<Process, ExecError> 
             };
             let mut value: serde_json::Value =
                 serde_json::from_slice(&text).map_err(parse_error)?;
-            let process: Process = match crate::spec::spec_names_for_oci_spec(&mut value) {
+            // runc's process file may leave out `user`: its process then runs as root (0:0).
+            let no_user = value.as_object_mut().is_some_and(|process| {
+                let absent = !process.contains_key("user");
+                if absent {
+                    process.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+                }
+                absent
+            });
+            let renamed = crate::spec::spec_names_for_oci_spec(&mut value);
+            let process: Process = match renamed || no_user {
                 true => serde_json::from_value(value),
                 false => serde_json::from_slice(&text),
             }

@@ -29,7 +29,7 @@ use crate::state::{State, StateError, Status};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use exec::{exec, ExecOptions};
-pub use kill::{kill, parse_signal};
+pub use kill::{kill, parse_signal, probe};
 pub use pause::{pause, resume};
 pub use run::run;
 pub use start::start;
@@ -124,7 +124,7 @@ pub fn process_start_time(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::procfs::read(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: the fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();

@@ -4,7 +4,7 @@
 
 use nix::sys::signalfd::SignalFd;
 
-use super::create::{create, CreateOptions, Created};
+use super::create::{create_then, CreateOptions, Created, Then};
 use super::start::start_locked;
 use super::{sys, ContainerError};
 use crate::console::Relay;
@@ -13,14 +13,16 @@ use crate::state::{Root, StateError};
 /// Runs a container. Detached, returns 0 once it runs; otherwise returns its exit status.
 pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, ContainerError> {
     if detach {
-        return start_or_remove(create(root, opts)?).map(|_| 0);
+        return start_or_remove(create_then(root, opts, Then::Wait)?).map(|_| 0);
     }
     super::wait::block_signals().map_err(sys(&opts.id, "block signals"))?;
     let opts = CreateOptions {
         keep_console: true,
+        plain_newlines: true,
         ..opts.clone()
     };
-    let mut created = create(root, &opts)?;
+    let mut created = create_then(root, &opts, Then::Watch)?;
+    let mount_ns = created.mount_ns.take();
     // The caller's terminal goes raw before the program starts, and back when berth is done.
     let watched = (|| -> Result<(SignalFd, Option<Relay>), ContainerError> {
         let signals = super::wait::watch_signals().map_err(sys(&opts.id, "watch signals"))?;
@@ -41,19 +43,63 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32, Conta
     } = start_or_remove(created)?;
     // Unlocked while it runs, so `kill`, `exec`, `pause` and `delete --force` can reach it.
     drop(dir);
+    // Made while the program runs: it tears the container's mounts down once it exits.
+    let unmounter = mount_ns.and_then(Unmounter::start);
     let code = super::wait::foreground(pid, &signals, relay.as_mut());
     drop(relay);
-    match root.open_container(&opts.id) {
+    // The container's mounts are torn down on the other thread while this one removes the
+    // container (see `Then::Watch`).
+    if let Some(unmounter) = &unmounter {
+        unmounter.go();
+    }
+    let removed = match root.open_container(&opts.id) {
         // Unless someone deleted it meanwhile (and perhaps made another under the same id).
         Ok(dir) if dir.read_state().is_ok_and(|now| now.pid == state.pid) => {
-            super::delete::destroy(dir, &state)?
+            super::delete::destroy(dir, &state)
         }
-        Ok(_) | Err(StateError::NotExist(_)) => {}
-        Err(err) => return Err(err.into()),
+        Ok(_) | Err(StateError::NotExist(_)) => Ok(()),
+        Err(err) => Err(err.into()),
+    };
+    if let Some(unmounter) = unmounter {
+        unmounter.finish();
     }
-    Ok(code)
+    removed.map(|()| code)
 }
 
+/// The thread that tears the container's mounts down (see `Then::Watch`): made while the
+/// program runs, it holds the container's mount namespace until told to let it go, once the
+/// program exited, and waits for the teardown (an RCU grace period) beside berth's own work.
+struct Unmounter {
+    go: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Unmounter {
+    /// None if no thread can be made: the namespace is let go at once, and the program's exit
+    /// tears the mounts down, as without the hold.
+    fn start(mount_ns: std::os::fd::OwnedFd) -> Option<Unmounter> {
+        let (go, told) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let _ = told.recv();
+                drop(mount_ns);
+            })
+            .ok()
+            .map(|thread| Unmounter { go, thread })
+    }
+
+    fn go(&self) {
+        let _ = self.go.send(());
+    }
+
+    /// Returns once the mounts are gone.
+    fn finish(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the container, or removes it.
 fn start_or_remove(mut created: Created) -> Result<Created, ContainerError> {
     match start_locked(&created.dir, &mut created.state) {
         Ok(()) => Ok(created),

@@ -6,20 +6,23 @@
 //!   claims its address, and its veth. All of it goes at `delete`; the veth goes with the
 //!   container's network namespace (the kernel removes it; deleting it here waits 17 to 22 ms
 //!   for RCU grace periods).
-//! - Per bridge: the bridge berth made and its nftables table stay once the last container is
-//!   gone, as Docker keeps `docker0` and its chains. Deleting the bridge waits 33 to 48 ms for
-//!   RCU grace periods, and any nf_tables deletion one more (about 15 ms, paid when the
-//!   netlink socket closes, since Linux flushes the transaction's pending destruction there);
-//!   an idle bridge with no port carries no traffic and its table matches nothing. What would
-//!   act on traffic with no container left goes with the last container: `route_localnet`
-//!   (ports on 127.0.0.1) and the accept rules in a host firewall that drops forwarding.
+//! - Per bridge: the bridge berth made, its nftables tables, `route_localnet` (ports on
+//!   127.0.0.1) and the accept rules in a host firewall that drops forwarding, while any
+//!   container uses it. `route_localnet` goes at once with the last published port; the rest
+//!   goes with the cleaner that the last container's `delete` forks off (see `cleaner`), since
+//!   deleting the bridge waits 33 to 48 ms for RCU grace periods, and any nf_tables deletion
+//!   one more (about 15 ms, paid when the netlink socket closes, since Linux flushes the
+//!   transaction's pending destruction there). The cleaner waits 50 ms first, so a container
+//!   run right after keeps the bridge.
 //!
 //! Crash safety: a record is written before the kernel state it stands for (a lease before its
 //! address claim and its veth, a port record before its map element, a bridge record before
 //! the forwarding rules). The kernel's own changes are atomic (one netlink request
 //! or one nf_tables transaction each). So whatever berth was doing when it was killed, the
 //! records say what may exist, and `release` (at `delete --force`, or through `reclaim` at the
-//! next `create`) undoes it, each step finding "already gone" fine.
+//! next `create`) undoes it, each step finding "already gone" fine. A bridge record with no
+//! container of its `--root` left makes the next `create` or `delete` that sees it fork the
+//! cleaner again, so a cleaner killed half-way is finished by the next command.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -67,7 +70,7 @@ pub fn reserve_address(
     }
     let store = Store::lock(root)?;
     let bridge = (req.mode == Mode::Bridge).then_some(req.bridge.as_str());
-    reclaim(&store, bridge)?;
+    let idle = reclaim(&store, bridge)?;
     check_ports_free(&store, &req.ports)?;
     let owner = Owner::current();
     let lease = match req.mode {
@@ -111,6 +114,11 @@ pub fn reserve_address(
             .collect();
         let _ = release_records(&store, &leases, &port_records);
         return Err(e);
+    }
+    drop(store);
+    if idle {
+        // another bridge of this --root that a killed berth or cleaner left idle
+        super::cleaner::spawn(root);
     }
     Ok(Reservation {
         ports: req.ports.clone(),
@@ -406,24 +414,28 @@ pub(super) fn ensure_bridge(
             index
         }
         None => {
-            let made = host.create_bridge(name, MTU, random_mac()?);
-            match made {
-                Ok(()) => {
-                    // written at once, so a berth killed from here on still knows whose it is
-                    let made = BridgeRecord {
-                        made_by_berth: true,
-                        gateway_added: false,
-                        subnet,
-                        nat: false,
-                        localnet: false,
-                        forward: None,
-                    };
+            // recorded first, so that a berth killed from here on leaves a record of the bridge
+            // it may have made, and the cleaner takes it down
+            let mut made = record.clone().unwrap_or(BridgeRecord {
+                made_by_berth: true,
+                gateway_added: false,
+                subnet,
+                nat: false,
+                localnet: false,
+                forward: None,
+            });
+            made.made_by_berth = true;
+            store.put_bridge(name, &made)?;
+            match host.create_bridge(name, MTU, random_mac()?) {
+                Ok(()) => {}
+                // another --root made it meanwhile: it is theirs
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    made.made_by_berth = false;
                     store.put_bridge(name, &made)?;
-                    record = Some(made);
                 }
-                Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
+            record = Some(made);
             index_of(name)?.ok_or_else(|| NetworkError::Bridge {
                 bridge: name.to_string(),
                 reason: "it vanished right after it was made".to_string(),
@@ -439,13 +451,22 @@ pub(super) fn ensure_bridge(
         localnet: false,
         forward: None,
     });
+    if before.is_none() {
+        // recorded before berth changes anything on it, as everything else
+        store.put_bridge(name, &record)?;
+    }
     let gateway = subnet.gateway();
     let prefix_len = subnet.prefix_len();
     if !host.addresses(index)?.contains(&(gateway, prefix_len)) {
+        let added_before = record.gateway_added;
+        if !record.made_by_berth && !added_before {
+            record.gateway_added = true;
+            store.put_bridge(name, &record)?;
+        }
         match host.add_address(index, name, gateway, prefix_len) {
-            Ok(()) => record.gateway_added = !record.made_by_berth,
+            Ok(()) => {}
             // another --root added it meanwhile
-            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => record.gateway_added = added_before,
             Err(e) => return Err(e.into()),
         }
     }
@@ -483,9 +504,11 @@ fn random_mac() -> Result<[u8; 6], NetworkError> {
     Ok(mac)
 }
 
-pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
+/// Releases what container `id` holds; returns whether the cleaner is due (see
+/// [`settle_bridges`]).
+pub fn release(root: &Path, id: &str) -> Result<bool, NetworkError> {
     let Some(store) = Store::lock_existing(root)? else {
-        return Ok(());
+        return Ok(false);
     };
     // released leases of earlier containers whose veth is gone are settled on the way
     let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
@@ -505,8 +528,8 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
 }
 
 /// Drops the records of containers that no longer exist, with whatever they still hold, and
-/// settles released leases and the bridges but `except`.
-fn reclaim(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
+/// settles released leases and the bridges but `except`; returns whether the cleaner is due.
+fn reclaim(store: &Store, except: Option<&str>) -> Result<bool, NetworkError> {
     let (released, held): (Vec<LeaseRecord>, Vec<LeaseRecord>) = store
         .leases()?
         .into_iter()
@@ -618,70 +641,142 @@ fn release_records(
 
 /// Settles every bridge berth keeps a record of but `except` (the one a `create` is about to
 /// use): so whatever a killed berth left on a bridge goes with the next command that finds no
-/// container on it, not only with the release of a container of that bridge.
-fn settle_bridges(store: &Store, except: Option<&str>) -> Result<(), NetworkError> {
-    let names = store.bridge_names()?;
-    if names.iter().all(|name| Some(name.as_str()) == except) {
-        return Ok(());
+/// container on it, not only with the release of a container of that bridge. Returns whether
+/// one of them has no container of this `--root` on it any more: then the cleaner is due.
+fn settle_bridges(store: &Store, except: Option<&str>) -> Result<bool, NetworkError> {
+    let mut idle = false;
+    for name in store.bridge_names()? {
+        if Some(name.as_str()) != except {
+            idle |= settle_bridge(store, &name)?;
+        }
     }
-    let mut host = Netlink::open()?;
-    for name in names.iter().filter(|name| Some(name.as_str()) != except) {
-        settle_bridge(store, &mut host, name)?;
-    }
-    Ok(())
+    Ok(idle)
 }
 
-/// Takes back what a bridge holds only for its containers: `route_localnet` once no port is
-/// published through it, and, once no container of this `--root` uses it, the accept rules in
-/// a host firewall that drops forwarding and the gateway address berth put on a bridge it did
-/// not make. The bridge and its table stay (see the module's
-/// opening comment).
-fn settle_bridge(store: &Store, host: &mut Netlink, name: &str) -> Result<(), NetworkError> {
+/// Turns `route_localnet` off once no port is published through the bridge (an `echo` into
+/// /proc, so at once); returns whether no container of this `--root` uses the bridge any more.
+/// The rest of what the bridge holds for its containers goes with the cleaner (see
+/// [`clean_idle`]), since removing it waits for the kernel's grace periods.
+fn settle_bridge(store: &Store, name: &str) -> Result<bool, NetworkError> {
     let Some(mut record) = store.bridge(name)? else {
-        return Ok(());
+        return Ok(false);
     };
-    let before = record.clone();
     let publishing = store
         .ports()?
         .iter()
         .any(|port| port.published_to.as_ref().is_some_and(|(b, _)| b == name));
     if record.localnet && !publishing {
-        // another --root may still publish through the same table
-        if firewall::published_count(name)? == 0 {
-            let path = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
-            match write_sysctl(Path::new(&path), "0") {
-                Ok(()) => {}
-                // the bridge is gone, and its setting with it
-                Err(NetworkError::Sysctl { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
+        localnet_off(name)?;
         record.localnet = false;
+        store.put_bridge(name, &record)?;
     }
     let in_use = store
         .leases()?
         .iter()
         .any(|lease| lease.lease.bridge == name && lease.released_at.is_none());
-    if let (Some(flavour), false) = (record.forward, in_use) {
-        firewall::close_forwarding(flavour, name)?;
-        record.forward = None;
+    Ok(!in_use)
+}
+
+/// Turns `route_localnet` off unless another `--root` still publishes a port through the same
+/// table; a bridge that is gone took its setting with it.
+fn localnet_off(name: &str) -> Result<(), NetworkError> {
+    if firewall::published_count(name)? > 0 {
+        return Ok(());
     }
-    if record.gateway_added && !in_use {
-        if let Some(index) = index_of(name)? {
-            let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());
-            host.delete_address(index, name, gateway, prefix_len)?;
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
+    match write_sysctl(Path::new(&path), "0") {
+        Err(NetworkError::Sysctl { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
         }
-        record.gateway_added = false;
+        other => other,
     }
-    if !record.made_by_berth && !record.gateway_added && !in_use {
-        // nothing of berth's on a bridge it did not make but its table
-        return store.remove_bridge(name);
+}
+
+/// The cleaner's work (see `cleaner`), with the store locked: settles released leases, then
+/// takes down each bridge no container of this `--root` uses, unless one came meanwhile.
+/// Returns whether a bridge still waits for the veth of a deleted container to go (the kernel
+/// removes it with the container's namespace), so that the cleaner should look again.
+pub fn clean_idle(root: &Path) -> Result<bool, NetworkError> {
+    let Some(store) = Store::lock_if_present(root)? else {
+        return Ok(false);
+    };
+    let released: Vec<LeaseRecord> = store
+        .leases()?
+        .into_iter()
+        .filter(|record| record.released_at.is_some())
+        .collect();
+    settle_released(&store, &released)?;
+    let leases = store.leases()?;
+    let mut waiting = false;
+    for name in store.bridge_names()? {
+        let on_bridge = leases.iter().filter(|lease| lease.lease.bridge == name);
+        match on_bridge.map(|lease| lease.released_at.is_some()).min() {
+            // a container uses it: it stays
+            Some(false) => {}
+            // only veths of deleted containers, still going
+            Some(true) => waiting = true,
+            None => teardown(&store, &name)?,
+        }
     }
-    if record != before {
-        store.put_bridge(name, &record)?;
+    Ok(waiting)
+}
+
+/// Removes what berth holds on a bridge that no container of this `--root` uses: the accept
+/// rules in a host firewall that drops forwarding, `route_localnet`, and then, unless a
+/// container of another `--root` is on it (a veth berth admitted, a port published), the gateway
+/// address berth put on a bridge it did not make, both tables, and the bridge berth made if
+/// nothing is attached to it. Each step takes "already gone" as done, and the record goes last,
+/// so a berth killed half-way leaves a record that says what may be left.
+fn teardown(store: &Store, name: &str) -> Result<(), NetworkError> {
+    let Some(record) = store.bridge(name)? else {
+        return Ok(());
+    };
+    if let Some(flavour) = record.forward {
+        firewall::close_forwarding(flavour, name)?;
     }
-    Ok(())
+    crate::fault::point("clean:forwarding");
+    localnet_off(name)?;
+    let mut host = Netlink::open()?;
+    let index = index_of(name)?;
+    let attached: Vec<u32> = match index {
+        Some(index) => host
+            .links()?
+            .iter()
+            .filter(|link| link.controller == Some(index))
+            .map(|link| link.index)
+            .collect(),
+        None => Vec::new(),
+    };
+    // a veth berth admitted that is still on the bridge, or a port published: a container of
+    // another --root, which keeps the bridge and its tables; this root's next command looks
+    // again
+    let admitted = firewall::admitted(name)?;
+    if attached.iter().any(|link| admitted.contains(link)) || firewall::published_count(name)? > 0 {
+        if record.forward.is_some() {
+            let record = BridgeRecord {
+                forward: None,
+                ..record
+            };
+            store.put_bridge(name, &record)?;
+        }
+        return Ok(());
+    }
+    if let (Some(index), true) = (index, record.gateway_added) {
+        let (gateway, prefix_len) = (record.subnet.gateway(), record.subnet.prefix_len());
+        host.delete_address(index, name, gateway, prefix_len)?;
+    }
+    firewall::teardown_bridge(name)?;
+    crate::fault::point("clean:tables");
+    if let (Some(_), true) = (index, record.made_by_berth) {
+        if !attached.is_empty() {
+            // a port someone else put there: the bridge stays while it does
+            return Ok(());
+        }
+        host.delete_link(name)?;
+    }
+    store.remove_bridge(name)
 }
 
 #[cfg(test)]

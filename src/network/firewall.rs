@@ -229,6 +229,22 @@ fn family_name(family: Family) -> &'static str {
     }
 }
 
+/// Removes both of the bridge's tables, with everything published through them; tables already
+/// gone are fine. One transaction: adding a table that exists changes nothing, so adding each
+/// before deleting it makes the deletion succeed either way.
+pub fn teardown_bridge(bridge: &str) -> Result<(), FirewallError> {
+    let t = table(bridge);
+    let mut changes = Vec::new();
+    for family in [Family::IPv4, Family::Bridge] {
+        changes.push((family, new_table(&t), NLM_F_CREATE));
+        changes.push((family, delete_table(&t), 0));
+    }
+    Nft::open()?.batch(changes, &|| {
+        format!("remove nftables tables ip and bridge {t}")
+    })?;
+    Ok(())
+}
+
 /// Whether both of the bridge's tables exist.
 pub fn exists(bridge: &str) -> Result<bool, FirewallError> {
     let mut nft = Nft::open()?;
@@ -299,6 +315,20 @@ pub fn sweep(bridge: &str, live: &HashSet<u32>) -> Result<usize, FirewallError> 
         format!("sweep gone veths from nftables table bridge {t}")
     })?;
     Ok(stale.len())
+}
+
+/// The interface indexes of the veths admitted to the bridge, by any `--root` (the elements of
+/// gone veths among them until they are swept); none when the table is gone.
+pub fn admitted(bridge: &str) -> Result<HashSet<u32>, FirewallError> {
+    let keys = match set_keys(&mut Nft::open()?, &table(bridge), VETHS) {
+        Ok(keys) => keys,
+        Err(FirewallError::Nft(e)) if e.errno() == Some(libc::ENOENT) => return Ok(HashSet::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(keys
+        .iter()
+        .filter_map(|key| Some(u32::from_ne_bytes(key.get(..4)?.try_into().ok()?)))
+        .collect())
 }
 
 /// The keys of set `set` in the bridge family's table `table`.
@@ -435,6 +465,12 @@ pub fn unpublish(
 
 fn new_table(name: &str) -> NfTablesMessage {
     NfTablesMessage::NewTable(TableMessage {
+        attributes: vec![TableAttribute::Name(name.to_string())],
+    })
+}
+
+fn delete_table(name: &str) -> NfTablesMessage {
+    NfTablesMessage::DeleteTable(TableMessage {
         attributes: vec![TableAttribute::Name(name.to_string())],
     })
 }

@@ -24,13 +24,16 @@
 //! - Published ports are DNAT rules in an nftables table programmed over netlink; 127.0.0.1
 //!   works through `route_localnet` on the bridge plus masquerade, not a userland proxy, since
 //!   berth has no daemon to keep a proxy process per port alive (see `firewall`).
-//! - The bridge's table is made with the first container and removed with the last.
+//! - The bridge berth made and its tables are made with the first container and removed
+//!   after the last, by a cleaner its `delete` forks off, so that no `delete` waits for the
+//!   kernel's grace periods (see `cleaner`).
 //! - At delete, a container's veth is left for the kernel to remove with its network
 //!   namespace while other containers use the bridge: deleting it would keep `delete` waiting
 //!   15 to 30 ms for RCU grace periods. Its address stays taken until the veth is seen gone;
 //!   one that outlives its container by a second is deleted by the next `reserve`.
 
 mod bridge;
+mod cleaner;
 mod firewall;
 mod inspect;
 mod ipam;
@@ -343,12 +346,18 @@ pub fn attach(
 /// and its address stays taken until the veth is seen gone (see `bridge::release_records`).
 pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
     netdevices::release(root, id, false)?;
-    bridge::release(root, id)
+    if bridge::release(root, id)? {
+        cleaner::spawn(root);
+    }
+    Ok(())
 }
 
 /// [`release`] for a `create` that failed: the interfaces it moved into a namespace joined by
 /// path come back too, since the container never came to be.
 pub fn release_failed_create(root: &Path, id: &str) -> Result<(), NetworkError> {
     netdevices::release(root, id, true)?;
-    bridge::release(root, id)
+    if bridge::release(root, id)? {
+        cleaner::spawn(root);
+    }
+    Ok(())
 }

@@ -162,6 +162,20 @@ impl Store {
         Self::lock_dir(root, dir).map(Some)
     }
 
+    /// Locks the store only if its lock file is there, making nothing: what the network cleaner
+    /// takes, which may come after whoever made `root` has removed it.
+    pub fn lock_if_present(root: &Path) -> Result<Option<Store>, NetworkError> {
+        let dir = root.join(".network");
+        match OpenOptions::new().write(true).open(dir.join("lock")) {
+            Ok(file) => Self::lock_file(root, dir, file).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(NetworkError::Store {
+                path: dir.join("lock"),
+                source,
+            }),
+        }
+    }
+
     fn lock_dir(root: &Path, dir: PathBuf) -> Result<Store, NetworkError> {
         let path = dir.join("lock");
         let file = OpenOptions::new()
@@ -173,6 +187,11 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
+        Self::lock_file(root, dir, file)
+    }
+
+    fn lock_file(root: &Path, dir: PathBuf, file: File) -> Result<Store, NetworkError> {
+        let path = dir.join("lock");
         let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
             NetworkError::Store {
                 path,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, unshare, CloneFlags};
 use serde_json::Value;
 
-use super::bridge::{ensure_bridge, MTU, VETH_LINGER};
+use super::bridge::{clean_idle, ensure_bridge, MTU, VETH_LINGER};
 use super::ipam;
 use super::netlink::Netlink;
 use super::store::Store;
@@ -217,8 +217,7 @@ fn host_request(ports: &[&str]) -> NetworkRequest {
 /// Asserts that nothing of berth's containers is left in the namespace or the store, once the
 /// kernel had time to remove their veths (a veth whose namespace lives on, as with a test's
 /// `Container` still running, is deleted by the next store lock a second after its release).
-/// The bridge berth made and its table may stay, idle: no port, no neighbour claim, no map
-/// element, `route_localnet` off.
+/// Then the cleaner's work, which takes down the bridge berth made and its tables.
 fn assert_nothing_left(root: &TempRoot) {
     let deadline = Instant::now() + VETH_LINGER + Duration::from_millis(300);
     while host_link_names().iter().any(|l| l.starts_with("veth")) && Instant::now() < deadline {
@@ -242,6 +241,19 @@ fn assert_nothing_left(root: &TempRoot) {
     assert!(!published_map().contains("elements"), "{}", published_map());
     assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
     assert_eq!(root.records("ports"), Vec::<String>::new());
+    // and what the cleaner forked off by the last release does (here in-process): the bridge
+    // berth made and its tables go, with the record that said they were berth's
+    let deadline = Instant::now() + VETH_LINGER * 3;
+    while clean_idle(root.path()).unwrap() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!host_link_names().contains(&"docker0".to_string()));
+    assert!(
+        !nft_ruleset().contains("berth-docker0"),
+        "{}",
+        nft_ruleset()
+    );
+    assert_eq!(root.records("bridges"), Vec::<String>::new());
 }
 
 #[test]
@@ -572,13 +584,52 @@ fn a_released_veth_keeps_its_address_until_it_is_gone() {
         release(root.path(), "next").unwrap();
 
         // The last container on the bridge leaves its veth to the kernel like any other, and
-        // the bridge stays, idle.
+        // the bridge stays for the cleaner to take down (see assert_nothing_left).
         let (held, lease) = start("held-2");
         release(root.path(), "held-2").unwrap();
         assert!(host_link_names().contains(&lease.host_veth));
         drop((held, keeper));
         release(root.path(), "keeper").unwrap();
         assert!(host_link_names().contains(&"docker0".to_string()));
+        assert_nothing_left(&root);
+    });
+}
+
+#[test]
+fn the_cleaner_leaves_a_bridge_a_container_came_back_to_and_takes_an_idle_one_down() {
+    require_root!();
+    in_throwaway_host(|| {
+        let root = TempRoot::new("cleaner");
+        let req = bridge_request(&["8080:80/tcp"]);
+        let start = |id: &str| {
+            let container = Container::start();
+            let reservation = reserve(root.path(), id, &req).unwrap();
+            attach(root.path(), id, &req, &reservation, container.pid()).unwrap();
+            container
+        };
+        let clean = || {
+            let deadline = Instant::now() + VETH_LINGER * 3;
+            while clean_idle(root.path()).unwrap() {
+                assert!(Instant::now() < deadline, "the cleaner waits for ever");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        // The last container goes, and another comes before the cleaner looks: the bridge, its
+        // tables and route_localnet stay for it.
+        drop(start("first"));
+        release(root.path(), "first").unwrap();
+        let next = start("next");
+        clean();
+        assert!(host_link_names().contains(&"docker0".to_string()));
+        assert!(nft_ruleset().contains("table ip berth-docker0"));
+        assert!(nft_ruleset().contains("table bridge berth-docker0"));
+        let localnet = fs::read_to_string("/proc/sys/net/ipv4/conf/docker0/route_localnet");
+        assert_eq!(localnet.unwrap().trim(), "1");
+        assert!(ping(Some(&next), Ipv4Addr::new(172, 17, 0, 1)));
+        assert_eq!(root.records("bridges"), ["docker0"]);
+        // Once it goes too, nothing is left after the cleaner.
+        drop(next);
+        release(root.path(), "next").unwrap();
         assert_nothing_left(&root);
     });
 }
@@ -783,6 +834,8 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
         release(root.path(), "web").unwrap();
         wait_until_gone(&veth);
         release(root.path(), "settle").unwrap();
+        // what the cleaner forked off by that release does, here in-process
+        assert!(!clean_idle(root.path()).unwrap());
         let bridge = &host_ip_json(&["addr", "show", "dev", "docker0"])[0];
         let addresses: Vec<&str> = bridge["addr_info"]
             .as_array()
@@ -792,13 +845,18 @@ fn a_bridge_berth_did_not_make_is_shared_from_the_top_and_left_in_place() {
             .map(|a| a["local"].as_str().unwrap())
             .collect();
         assert_eq!(addresses, ["172.17.0.1", "172.17.255.254"]);
-        // Docker's own neighbour stays, berth's claim is gone; berth's table stays, idle
+        // Docker's bridge and its own neighbour stay; berth's claim and tables are gone
         let neighbours = host_ip_json(&["neigh", "show", "dev", "docker0", "nud", "permanent"]);
         assert_eq!(neighbours.as_array().unwrap().len(), 1, "{neighbours}");
         assert_eq!(neighbours[0]["dst"], "172.17.255.253");
         assert!(!published_map().contains("elements"));
         assert_eq!(root.records("leases/docker0"), Vec::<String>::new());
         assert_eq!(root.records("bridges"), Vec::<String>::new());
+        assert!(
+            !nft_ruleset().contains("berth-docker0"),
+            "{}",
+            nft_ruleset()
+        );
     });
 }
 

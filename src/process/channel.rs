@@ -6,12 +6,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recv, recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
 };
 
 /// The largest message: an error text or the state JSON.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// The most descriptors one message carries: the `tasks` files of a host's v1 hierarchies.
+pub const MAX_FDS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -25,6 +27,9 @@ pub enum Message {
     Pid(i32),
     /// berth → init: go on (uid/gid maps written, cgroup joined).
     Go,
+    /// berth → init: the container's v1 cgroups are made; their `tasks` files follow, for the
+    /// init to move itself in.
+    Cgroups,
     /// init → berth: in its new user namespace and dumpable for the moment, so an ordinary
     /// user may write its uid and gid maps.
     MapIds,
@@ -47,6 +52,7 @@ impl Message {
             Message::Ready => (b'R', b""),
             Message::Pid(_) => (b'P', b""),
             Message::Go => (b'G', b""),
+            Message::Cgroups => (b'T', b""),
             Message::MapIds => (b'M', b""),
             Message::State(json) => (b'S', json.as_bytes()),
             Message::Fd => (b'F', b""),
@@ -73,6 +79,7 @@ impl Message {
                 body.try_into().map_err(|_| ChannelError::Garbled)?,
             )),
             b'G' => Message::Go,
+            b'T' => Message::Cgroups,
             b'M' => Message::MapIds,
             b'S' => Message::State(text()),
             b'F' => Message::Fd,
@@ -129,12 +136,16 @@ impl Channel {
 
     /// Sends a descriptor with `message`.
     pub fn send_with_fd(&self, message: &Message, fd: RawFd) -> Result<(), ChannelError> {
+        self.send_with_fds(message, &[fd])
+    }
+
+    /// Sends descriptors (at most [`MAX_FDS`]) with `message`.
+    pub fn send_with_fds(&self, message: &Message, fds: &[RawFd]) -> Result<(), ChannelError> {
         let bytes = message.encode();
-        let fds = [fd];
         sendmsg::<()>(
             self.fd.as_raw_fd(),
             &[IoSlice::new(&bytes)],
-            &[ControlMessage::ScmRights(&fds)],
+            &[ControlMessage::ScmRights(fds)],
             MsgFlags::MSG_NOSIGNAL,
             None,
         )?;
@@ -172,10 +183,35 @@ impl Channel {
 
     /// Waits for the next message and the descriptor that came with it, if any.
     pub fn recv_with_fd(&self) -> Result<(Message, Option<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (message, fds) = self.recv_with_fds()?;
+        Ok((message, fds.into_iter().next()))
+    }
+
+    /// Waits for the next message and the descriptors that came with it.
+    pub fn recv_with_fds(&self) -> Result<(Message, Vec<OwnedFd>), ChannelError> {
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut reset = false;
-        let (len, fd) = loop {
+        let (len, fds, buf) = loop {
+            // The message's length first (MSG_TRUNC), without taking it (MSG_PEEK): most are a
+            // few bytes, and a buffer ready for the longest (64 KiB) is zeroed each time, which
+            // in the init, a copy of berth, is a page fault and a page copied per page.
+            let len = match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(0) => return Err(ChannelError::Closed),
+                Ok(len) => len,
+                Err(Errno::EINTR) => continue,
+                // A peer that exited with our last message unread leaves ECONNRESET pending ahead
+                // of what it sent before (its error, say): that is still queued, so read on.
+                Err(Errno::ECONNRESET) if !reset => {
+                    reset = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -184,18 +220,19 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(msg) => {
-                    let mut fd = None;
+                    let mut owned = Vec::new();
                     for cmsg in msg.cmsgs().map_err(ChannelError::Io)? {
                         if let ControlMessageOwned::ScmRights(fds) = cmsg {
                             // SAFETY: the kernel just gave us these descriptors; we own them now.
-                            fd = fds.first().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) });
+                            owned.extend(
+                                fds.iter().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) }),
+                            );
                         }
                     }
-                    break (msg.bytes, fd);
+                    let bytes = msg.bytes;
+                    break (bytes, owned, buf);
                 }
                 Err(Errno::EINTR) => continue,
-                // A peer that exited with our last message unread leaves ECONNRESET pending ahead
-                // of what it sent before (its error, say): that is still queued, so read on.
                 Err(Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }
@@ -203,7 +240,7 @@ impl Channel {
         if len == 0 {
             return Err(ChannelError::Closed);
         }
-        Ok((Message::decode(&buf[..len])?, fd))
+        Ok((Message::decode(&buf[..len])?, fds))
     }
 
     pub fn as_raw_fd(&self) -> RawFd {
@@ -224,6 +261,7 @@ mod tests {
             Message::Ready,
             Message::Pid(4242),
             Message::Go,
+            Message::Cgroups,
             Message::MapIds,
             Message::State("{\"id\":\"x\"}".into()),
             Message::Built,
@@ -283,5 +321,21 @@ mod tests {
         nix::unistd::write(fd.unwrap(), b"ok").unwrap();
         nix::unistd::read(&r, &mut buf).unwrap();
         assert_eq!(&buf, b"ok");
+
+        // Several at once, in their order.
+        let pipes: Vec<_> = (0..12).map(|_| nix::unistd::pipe().unwrap()).collect();
+        let raw: Vec<_> = pipes.iter().map(|(_, w)| w.as_raw_fd()).collect();
+        a.send_with_fds(&Message::Cgroups, &raw).unwrap();
+        let (message, fds) = b.recv_with_fds().unwrap();
+        assert_eq!(message, Message::Cgroups);
+        assert_eq!(fds.len(), pipes.len());
+        for (i, fd) in fds.iter().enumerate() {
+            nix::unistd::write(fd, &[i as u8]).unwrap();
+        }
+        for (i, (r, _)) in pipes.iter().enumerate() {
+            let mut byte = [0u8; 1];
+            nix::unistd::read(r, &mut byte).unwrap();
+            assert_eq!(byte[0], i as u8);
+        }
     }
 }

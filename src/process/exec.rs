@@ -53,6 +53,8 @@ pub struct ExecPlan {
     pub join_cgroups: Vec<OwnedFd>,
     pub process: ProcessPlan,
     pub terminal: Terminal,
+    /// Whether berth relays the terminal to its own stdio (no console socket).
+    pub console_relayed: bool,
     /// The container's seccomp filter, and when it goes in.
     pub seccomp: Option<Filter>,
     pub seccomp_at: SeccompAt,
@@ -243,6 +245,7 @@ fn prepare(
         join_cgroups,
         process,
         terminal,
+        console_relayed,
         seccomp,
         seccomp_at,
         root,
@@ -285,12 +288,13 @@ fn prepare(
         super::init::reopen_dev_null()
             .map_err(|e| super::init::InitError::Sys("open the container's /dev/null", e))?;
     }
+    let has_terminal = !matches!(terminal, Terminal::None);
     let session = match terminal {
         // A created container's process leads a session of its own, as an init does.
         Terminal::None if start.is_some() => Session::New,
         Terminal::None => Session::Inherited,
         Terminal::New(size) => {
-            let slave = console::hand_over(size, channel)?;
+            let slave = console::hand_over(size, console_relayed, channel)?;
             console::use_as_stdio(&slave)?;
             Session::WithTerminal
         }
@@ -305,7 +309,7 @@ fn prepare(
     // The filter lives as long as this process: it is leaked on purpose, since both this process
     // and the forked one end in _exit or execve.
     let filter: Option<&'static Filter> = seccomp.map(|f| &*Box::leak(Box::new(f)));
-    let ready = program::prepare(&process, filter, seccomp_at, labels, channel)?;
+    let ready = program::prepare(&process, has_terminal, filter, seccomp_at, labels, channel)?;
     Ok((
         ready,
         Rest {
@@ -381,7 +385,7 @@ fn final_process(mut ready: program::Ready, rest: Rest, channel: Channel) -> ! {
 /// Joins `namespaces` as runc does: first every one but user and mount that berth's credentials
 /// allow (the pid namespace among them, for the children), then the user namespace, then those
 /// refused before (a container run by an unprivileged user owns them only from inside its user
-/// namespace), and mount last: joining it moves the root and working directory into the
+/// namespace; one owned by another user namespace only from outside it), and mount last: joining it moves the root and working directory into the
 /// container. Returns whether a user namespace was joined.
 pub fn join(kernel: &dyn Kernel, namespaces: &[Join]) -> Result<bool, NamespaceError> {
     let late = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
@@ -417,7 +421,7 @@ fn join_error(ns: &Join, source: Errno) -> NamespaceError {
 }
 
 /// Closes every descriptor from `first` up but `keep`.
-fn close_from(first: i32, keep: &[i32]) {
+pub(super) fn close_from(first: i32, keep: &[i32]) {
     let mut keep: Vec<libc::c_uint> = keep
         .iter()
         .filter(|&&fd| fd >= first)
@@ -501,6 +505,7 @@ mod tests {
                 true => Terminal::New(None),
                 false => Terminal::None,
             },
+            console_relayed: false,
             seccomp: Some(crate::seccomp::compile(&profile).unwrap()),
             seccomp_at: SeccompAt::Prepare,
             root: None,

@@ -37,6 +37,10 @@ pub struct InitPlan {
     pub join: Vec<Join>,
     /// The `tasks` files of the container's v1 cgroups, which the init moves itself into first.
     pub join_cgroups: Vec<OwnedFd>,
+    /// Whether berth makes the v1 cgroups while the init sets up: it sends their `tasks` files
+    /// (`Message::Cgroups`), which the init waits for and joins (and then makes its cgroup
+    /// namespace) just before the first step that needs them.
+    pub cgroups_later: bool,
     /// Namespaces made after joining (the two-stage path) or after the cgroup move.
     pub unshare: CloneFlags,
     /// Whether the process must fork once more to become pid 1 of a pid namespace it unshared.
@@ -59,6 +63,8 @@ pub struct InitPlan {
     /// Whether the container gets a terminal (`process.terminal`), and its first size.
     pub terminal: bool,
     pub console_size: Option<WindowSize>,
+    /// Whether berth relays the terminal to its own stdio (no console socket).
+    pub console_relayed: bool,
     /// Whether berth runs prestart/createRuntime hooks, and this init createContainer ones.
     pub hooks_point: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -168,7 +174,7 @@ fn build<'a>(
     drop(join_cgroups);
     if plan.two_stage {
         // Join first, then make the new namespaces: they belong to the user namespace.
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         let deferred = plan.unshare & CloneFlags::CLONE_NEWCGROUP;
         kernel
             .unshare(plan.unshare - deferred)
@@ -202,7 +208,7 @@ fn build<'a>(
             }
         }
     } else {
-        namespaces::enter(kernel, &plan.join, CloneFlags::empty())?;
+        super::exec::join(kernel, &plan.join)?;
         if plan.dumpable_for_maps {
             dumpable_for_maps(true, true)?;
             channel
@@ -216,12 +222,21 @@ fn build<'a>(
         if plan.userns {
             become_root_in_userns()?;
         }
-        if !plan.unshare.is_empty() {
+        if !plan.unshare.is_empty() && !plan.cgroups_later {
             kernel
                 .unshare(plan.unshare)
                 .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
         }
     }
+    // Nothing of berth's but what the init still needs stays open from here, while it waits in
+    // the container for `start`: not the caller's other descriptors, nor berth's copies of the
+    // cgroup folders and files it held at the clone (runc's create.bats looks for leaks so).
+    drop(std::mem::take(&mut plan.join));
+    // (The pid namespace a joined container's /proc is mounted for is still to be used.)
+    let mut keep = vec![channel.as_raw_fd()];
+    keep.extend(plan.fifo.as_ref().map(|fifo| fifo.as_raw_fd()));
+    keep.extend(plan.rootfs.proc_pid_ns);
+    super::exec::close_from(3 + plan.process.preserve_fds.max(0), &keep);
     // Until its execve the init runs berth's code, from berth's own binary unless the container
     // could ptrace: it holds its pid namespace shared, so nothing that could ptrace is let in
     // meanwhile (container::exposure). Closed on exec.
@@ -249,7 +264,11 @@ fn build<'a>(
             .setdomainname(name)
             .map_err(|e| InitError::Sys("set the domain name", e))?;
     }
-    rootfs::prepare(kernel, &plan.rootfs)?;
+    let mut join_cgroups = || match plan.cgroups_later {
+        true => join_cgroups_later(kernel, plan.unshare, channel),
+        false => Ok(()),
+    };
+    rootfs::prepare_joining(kernel, &plan.rootfs, &mut join_cgroups)?;
     if plan.hooks_point {
         channel
             .send(&Message::HooksPoint)
@@ -265,9 +284,16 @@ fn build<'a>(
         false => Some(plan.process.labels.open()?),
         true => None,
     };
-    rootfs::switch_root(kernel, &plan.rootfs)?;
+    let old_root = rootfs::pivot(kernel, &plan.rootfs)?;
+    // Detaching the old root waits for an RCU grace period (0.05 to 6 ms here, the more the busier
+    // the machine): a thread of its own does it while this one masks paths.
+    let mut detaching = old_root.map(|old_root| Detaching::start(old_root, &plan.rootfs));
+    let mut detached = || match detaching.take() {
+        Some(detaching) => detaching.finish(),
+        None => Ok(()),
+    };
     if plan.terminal {
-        let slave = console::hand_over(plan.console_size, channel)?;
+        let slave = console::hand_over(plan.console_size, plan.console_relayed, channel)?;
         console::mount_dev_console(kernel, &slave)?;
         if !plan.built_only {
             console::attach_stdio(&slave)?;
@@ -278,7 +304,8 @@ fn build<'a>(
         // checkpointing it.
         nix::unistd::setsid().map_err(|e| InitError::Sys("start a session", e))?;
     }
-    rootfs::finish(kernel, &plan.rootfs)?;
+    rootfs::finish_joining(kernel, &plan.rootfs, &mut detached)?;
+    detached()?;
     let Some(labels) = labels else {
         return Ok(None);
     };
@@ -288,8 +315,128 @@ fn build<'a>(
     // left to do about dispositions once the filter is in.
     program::reset_signals();
     end_on_signals_while_created();
-    let ready = program::prepare(&plan.process, seccomp, SeccompAt::Prepare, labels, channel)?;
+    let ready = program::prepare(
+        &plan.process,
+        plan.terminal,
+        seccomp,
+        SeccompAt::Prepare,
+        labels,
+        channel,
+    )?;
     Ok(Some(ready))
+}
+
+/// The old root being detached on a thread of its own, or, when no thread could be made (a pids
+/// limit), still to detach. The thread is a bare pthread: a Rust thread sets up a signal stack,
+/// a name and shared handles first, which took as long again as the detaching it overlaps.
+struct Detaching {
+    /// Read by the thread until it is joined; the result comes back in it.
+    job: Box<DetachJob>,
+    thread: Option<libc::pthread_t>,
+}
+
+struct DetachJob {
+    old_root: rootfs::OldRoot,
+    rootfs: std::path::PathBuf,
+    result: Option<Result<(), InitError>>,
+}
+
+impl DetachJob {
+    fn run(&mut self, own_working_folder: bool) {
+        let kernel = Linux;
+        self.result = Some((|| {
+            // A thread unshares its working folder first: detaching the old root moves into it.
+            if own_working_folder {
+                kernel
+                    .unshare(CloneFlags::CLONE_FS)
+                    .map_err(|e| InitError::Sys("unshare the working folder", e))?;
+            }
+            Ok(rootfs::detach_old_root(
+                &kernel,
+                &self.old_root,
+                &self.rootfs,
+            )?)
+        })());
+    }
+}
+
+extern "C" fn detach_thread(job: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `job` is the DetachJob of a Detaching, which leaves it alone until it has joined
+    // this thread, and joins it before it is dropped.
+    let job = unsafe { &mut *(job as *mut DetachJob) };
+    job.run(true);
+    std::ptr::null_mut()
+}
+
+impl Detaching {
+    fn start(old_root: rootfs::OldRoot, plan: &RootfsPlan) -> Detaching {
+        let mut job = Box::new(DetachJob {
+            old_root,
+            rootfs: plan.rootfs.clone(),
+            result: None,
+        });
+        let job_ptr = &mut *job as *mut DetachJob as *mut libc::c_void;
+        // SAFETY: attr is initialised before use and destroyed after; the thread gets a pointer
+        // to the boxed job, which stays put (the Box is not moved out of) until it is joined.
+        let thread = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut thread: libc::pthread_t = 0;
+            libc::pthread_attr_init(&mut attr);
+            libc::pthread_attr_setstacksize(&mut attr, 64 << 10);
+            let rc = libc::pthread_create(&mut thread, &attr, detach_thread, job_ptr);
+            libc::pthread_attr_destroy(&mut attr);
+            (rc == 0).then_some(thread)
+        };
+        Detaching { job, thread }
+    }
+
+    /// Returns once the old root is detached.
+    fn finish(mut self) -> Result<(), InitError> {
+        match self.thread.take() {
+            // SAFETY: a thread made by `start`, joined once.
+            Some(thread) => unsafe {
+                libc::pthread_join(thread, std::ptr::null_mut());
+            },
+            None => self.job.run(false),
+        }
+        self.job
+            .result
+            .take()
+            .unwrap_or(Err(InitError::Sys("detach the old root", Errno::ECHILD)))
+    }
+}
+
+impl Drop for Detaching {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // SAFETY: a thread made by `start`, not joined yet: the job it reads must outlive it.
+            unsafe {
+                libc::pthread_join(thread, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Waits for the `tasks` files of the v1 cgroups berth made meanwhile, moves in, then makes the
+/// namespaces that must come after the move (the cgroup namespace is rooted where the process is).
+fn join_cgroups_later(
+    kernel: &dyn Kernel,
+    unshare: CloneFlags,
+    channel: &Channel,
+) -> Result<(), InitError> {
+    let tasks = match channel.recv_with_fds() {
+        Ok((Message::Cgroups, tasks)) => tasks,
+        _ => return Err(InitError::Channel("waiting for the container's cgroups")),
+    };
+    crate::cgroups::join_self(&tasks)
+        .map_err(|e| InitError::Sys("join the container's cgroups", e))?;
+    drop(tasks);
+    if !unshare.is_empty() {
+        kernel
+            .unshare(unshare)
+            .map_err(|e| InitError::Sys("unshare the cgroup namespace", e))?;
+    }
+    Ok(())
 }
 
 /// Makes this process dumpable (`on`) or not again, when `wanted`: see

@@ -44,6 +44,8 @@ pub fn rlimit(typ: PosixRlimitType) -> (libc::__rlimit_resource_t, &'static str)
 pub enum ProcessError {
     #[error("process.{0} holds a NUL byte")]
     Nul(&'static str),
+    #[error("process.env[{index}] {entry:?} is not NAME=VALUE")]
+    BadEnv { index: usize, entry: String },
     #[error(transparent)]
     Capabilities(#[from] crate::capabilities::CapabilityError),
     #[error(transparent)]
@@ -141,8 +143,8 @@ impl ProcessPlan {
                 .collect::<Result<Vec<_>, _>>()
         };
         let args = cstrings(process.args().as_deref().unwrap_or_default(), "args")?;
-        let mut env = cstrings(process.env().as_deref().unwrap_or_default(), "env")?;
-        let needs_home = !env.iter().any(|e| e.as_bytes().starts_with(b"HOME="));
+        let (env, needs_home) = environment(process.env().as_deref().unwrap_or_default())?;
+        let mut env = cstrings(&env, "env")?;
         if extra.listen > 0 {
             // The program's socket-activation variables describe the descriptors it gets.
             env.retain(|e| {
@@ -248,6 +250,31 @@ impl ProcessPlan {
     }
 }
 
+/// The program's environment from `process.env`: each name once, with its last value, where that
+/// last value stood (what `docker run -e A=1 -e A=2` means, and what runc and Go's os/exec do);
+/// an empty HOME is dropped. Says whether HOME is still to come from /etc/passwd.
+fn environment(list: &[String]) -> Result<(Vec<String>, bool), ProcessError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut env = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate().rev() {
+        let name = match entry.split_once('=') {
+            Some((name, _)) if !name.is_empty() => name,
+            _ => {
+                return Err(ProcessError::BadEnv {
+                    index,
+                    entry: entry.clone(),
+                })
+            }
+        };
+        if seen.insert(name) && entry != "HOME=" {
+            env.push(entry.clone());
+        }
+    }
+    env.reverse();
+    let needs_home = !env.iter().any(|e| e.starts_with("HOME="));
+    Ok((env, needs_home))
+}
+
 /// The settings berth gives the new process from outside (they take a pid).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outside {
@@ -325,9 +352,19 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
         use std::os::unix::fs::PermissionsExt;
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() => {
-                if meta.permissions().mode() & 0o111 == 0
-                    || nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_err()
-                {
+                // As execve decides: by the effective ids and capabilities (plain access(2)
+                // takes the real ones, and none for a user that is not root, so it refuses what
+                // CAP_DAC_OVERRIDE lets run). Only EACCES is a refusal: the container's seccomp
+                // filter may already be in and deny faccessat2 itself (runtime-tools' profile
+                // answers EPERM), and then execve has the last word.
+                let effective = nix::unistd::faccessat(
+                    nix::fcntl::AT_FDCWD,
+                    path,
+                    nix::unistd::AccessFlags::X_OK,
+                    nix::fcntl::AtFlags::AT_EACCESS,
+                );
+                let refused = effective == Err(nix::errno::Errno::EACCES);
+                if meta.permissions().mode() & 0o111 == 0 || refused {
                     Err(format!("{} is not executable", path.display()))
                 } else {
                     Ok(())
@@ -377,6 +414,24 @@ pub fn find_executable(name: &str, path_env: Option<&[u8]>) -> Result<CString, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_variable_keeps_its_last_value_and_an_empty_home_is_dropped() {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (env, needs_home) =
+            environment(&list(&["ONE=two", "PATH=/bin", "ONE=", "TWO=a=b", "TWO=c"])).unwrap();
+        assert_eq!(env, list(&["PATH=/bin", "ONE=", "TWO=c"]));
+        assert!(needs_home);
+        let (env, needs_home) = environment(&list(&["HOME=/override", "HOME="])).unwrap();
+        assert!(env.is_empty() && needs_home);
+        let (env, needs_home) = environment(&list(&["HOME=", "HOME=/h"])).unwrap();
+        assert_eq!(env, list(&["HOME=/h"]));
+        assert!(!needs_home);
+        for bad in ["NOEQUALS", "=value"] {
+            let err = environment(&list(&["A=1", bad])).unwrap_err().to_string();
+            assert_eq!(err, format!("process.env[1] {bad:?} is not NAME=VALUE"));
+        }
+    }
 
     #[test]
     fn listen_fds_come_first_and_the_environment_says_so() {

@@ -108,9 +108,10 @@ pub fn become_root_in_userns() -> Result<(), ProgramError> {
 /// host's /proc was there), user and capabilities, no_new_privs, working directory and umask,
 /// berth's descriptors closed on exec, and its seccomp filter (unless `seccomp_at` leaves it to
 /// the execve); then finds the program. Signal dispositions are the caller's (see
-/// [`reset_signals`]).
+/// [`reset_signals`]). `terminal`: the process's stdio is the pty berth made for it.
 pub fn prepare<'a>(
     process: &ProcessPlan,
+    terminal: bool,
     seccomp: Option<&'a Filter>,
     seccomp_at: SeccompAt,
     labels: crate::lsm::OpenLabels,
@@ -121,6 +122,15 @@ pub fn prepare<'a>(
         env.push(home_for(process.uid)?);
     }
     set_rlimits(process)?;
+    own_stdio(process.uid, terminal);
+    // The working directory is entered as root, as runc does, so a program may start in one its
+    // user cannot enter (root's 0700 home); and before the filter, which need not allow chdir
+    // and getcwd for berth. Refused for want of permission (a folder only the user may enter, or
+    // root of a user namespace that does not own it), it is entered again as the user.
+    let cwd_entered = match enter_cwd(process) {
+        Err(ProgramError::Cwd(_, Errno::EACCES | Errno::EPERM)) => false,
+        other => other.map(|()| true)?,
+    };
     // Before the filter, which may forbid both calls (Docker's profile allows personality only
     // for a few values and set_mempolicy only with CAP_SYS_NICE).
     if let Some(persona) = process.personality {
@@ -137,6 +147,12 @@ pub fn prepare<'a>(
         install_seccomp(filter, channel)?;
     }
     become_user(process)?;
+    if !cwd_entered {
+        enter_cwd(process)?;
+    }
+    if process.no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().map_err(ProgramError::NoNewPrivs)?;
+    }
     // A change of user makes a process dumpable again when fs.suid_dumpable is 1: until its
     // execve it is still berth (CVE-2019-5736, see clone::undumpable).
     super::clone::undumpable().map_err(ProgramError::Dumpable)?;
@@ -260,21 +276,52 @@ fn become_user(process: &ProcessPlan) -> Result<(), ProgramError> {
     nix::unistd::setresuid(uid, uid, uid).map_err(user_err)?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    crate::capabilities::apply(&process.caps)?;
+    Ok(())
+}
+
+/// Changes to the process's working directory, and checks that it lies inside the container.
+fn enter_cwd(process: &ProcessPlan) -> Result<(), ProgramError> {
     let cwd = || process.cwd.display().to_string();
     nix::unistd::chdir(&process.cwd).map_err(|e| ProgramError::Cwd(cwd(), e))?;
     // A host directory reachable as /proc/self/fd/N (a leaked descriptor: CVE-2024-21626) would
     // put the working directory outside the container's root; the kernel then calls it
     // unreachable, which getcwd reports as ENOENT.
     match nix::unistd::getcwd() {
-        Ok(dir) if dir.is_absolute() => {}
-        Ok(_) | Err(Errno::ENOENT) => return Err(ProgramError::CwdOutside(cwd())),
-        Err(e) => return Err(ProgramError::Cwd(cwd(), e)),
+        Ok(dir) if dir.is_absolute() => Ok(()),
+        Ok(_) | Err(Errno::ENOENT) => Err(ProgramError::CwdOutside(cwd())),
+        Err(e) => Err(ProgramError::Cwd(cwd(), e)),
     }
-    crate::capabilities::apply(&process.caps)?;
-    if process.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(ProgramError::NoNewPrivs)?;
+}
+
+/// Gives the process's user its stdio, as runc does, so a program that is not root can reopen
+/// /dev/stdout, /dev/stderr or its terminal (nginx and many scripts do): the pty berth made, and
+/// pipes and sockets, which exist only as these descriptors. The caller's files and terminal are
+/// not the container's to change and stay as they are, and so does a descriptor whose owner a
+/// user namespace does not map (EPERM): the program can still use it as it is.
+fn own_stdio(uid: u32, terminal: bool) {
+    for fd in 0..3 {
+        // SAFETY: stdio of this process; a closed one fails fstat and is skipped.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(stat) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        let kind = stat.st_mode & libc::S_IFMT;
+        let anonymous = || {
+            nix::sys::statfs::fstatfs(fd).is_ok_and(|fs| {
+                // linux/magic.h: PIPEFS_MAGIC, SOCKFS_MAGIC.
+                matches!(fs.filesystem_type().0, 0x5049_5045 | 0x534F_434B)
+            })
+        };
+        let ours = match kind {
+            libc::S_IFCHR => terminal,
+            libc::S_IFIFO | libc::S_IFSOCK => anonymous(),
+            _ => false,
+        };
+        if ours && stat.st_uid != uid {
+            let _ = nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), None);
+        }
     }
-    Ok(())
 }
 
 fn set_rlimits(process: &ProcessPlan) -> Result<(), ProgramError> {

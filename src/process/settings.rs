@@ -355,6 +355,35 @@ impl ExecAffinity {
     }
 }
 
+/// Lets berth itself run on every CPU until the guard is dropped, so the process it clones
+/// meanwhile does not inherit the CPUs its caller pinned berth to (`taskset`, a daemon's
+/// CPUAffinity): joining its cgroup's cpuset then gives it that cpuset's CPUs, as under runc.
+/// The kernel keeps a pinning asked for by the user across a cpuset change (since 6.2).
+pub struct AllCpus(Option<nix::sched::CpuSet>);
+
+impl AllCpus {
+    pub fn enter() -> AllCpus {
+        let own = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+        let mut all = nix::sched::CpuSet::new();
+        for cpu in 0..nix::sched::CpuSet::count() {
+            let _ = all.set(cpu);
+        }
+        // Kept as it was when it cannot change (the kernel keeps what the cgroup allows).
+        match nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all) {
+            Ok(()) => AllCpus(own),
+            Err(_) => AllCpus(None),
+        }
+    }
+}
+
+impl Drop for AllCpus {
+    fn drop(&mut self) {
+        if let Some(own) = &self.0 {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), own);
+        }
+    }
+}
+
 /// Sets the CPUs process `pid` (0: the caller) may run on.
 pub fn set_affinity(pid: i32, cpus: &nix::sched::CpuSet) -> Result<(), SettingsError> {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), cpus).map_err(|source| {

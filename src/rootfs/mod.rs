@@ -13,7 +13,7 @@ mod mount;
 mod plan;
 mod resolve;
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -88,6 +88,20 @@ pub enum RootfsError {
 /// Builds the root filesystem before the switch: propagation, the root bind mount, the spec's
 /// mounts, `/dev`, and the sysctls. Runs in the init, in its mount namespace.
 pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    prepare_joining(kernel, plan, &mut || Ok(()))
+}
+
+/// [`prepare`], calling `join_cgroups` once, before the first step that needs the container's
+/// cgroups: a cgroup mount (of the container's cgroups, in its cgroup namespace), or the device
+/// nodes (the devices cgroup decides which may be made). berth makes the v1 cgroups while the
+/// init mounts what comes before.
+pub fn prepare_joining<E: From<RootfsError>>(
+    kernel: &dyn Kernel,
+    plan: &RootfsPlan,
+    join_cgroups: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<(), E> {
+    let mut join = Some(join_cgroups);
+    let mut join = move || join.take().map_or(Ok(()), |join| join());
     let mount_err = |what: &str, target: &Path| {
         let what = what.to_string();
         let target = target.display().to_string();
@@ -109,7 +123,13 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
         kernel
             .mount(None, Path::new("/"), None, root_propagation, None)
             .map_err(mount_err("propagation", Path::new("/")))?;
-        mount::make_parent_private(kernel, &plan.rootfs)?;
+        // pivot_root refuses a shared parent mount; after a recursive slave or private change
+        // no mount is shared, and reading mountinfo to check (0.1 ms) is left out.
+        let nothing_shared = root_propagation.contains(MsFlags::MS_REC)
+            && root_propagation.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE);
+        if !nothing_shared {
+            mount::make_parent_private(kernel, &plan.rootfs)?;
+        }
         kernel
             .mount(
                 Some(&plan.rootfs),
@@ -126,9 +146,13 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
         source,
     })?;
     for mount in &plan.mounts {
+        if mount.kind == MountKind::Cgroup {
+            join()?;
+        }
         mount::mount_one(kernel, &root, plan, mount)?;
     }
     if plan.setup_dev {
+        join()?;
         device::make_devices(kernel, &root, plan)?;
     }
     for (key, value) in &plan.sysctl {
@@ -141,67 +165,187 @@ pub fn prepare(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError
     Ok(())
 }
 
+fn pivot_error(rootfs: &Path, step: &'static str) -> impl FnOnce(Errno) -> RootfsError {
+    let rootfs = rootfs.to_path_buf();
+    move |source| RootfsError::Pivot {
+        rootfs,
+        step,
+        source,
+    }
+}
+
 /// Switches the root: pivot_root into the root filesystem and detach the old root, or under
 /// `--no-pivot` move the root filesystem over `/` and chroot into it; in the host's mount
 /// namespace, only chroot into it.
 pub fn switch_root(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
-    let err = |step: &'static str| {
-        let rootfs = plan.rootfs.clone();
-        move |source| RootfsError::Pivot {
-            rootfs,
-            step,
-            source,
-        }
-    };
-    let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
-    if plan.host_mount_ns {
-        // The host's mount namespace: pivot_root or MS_MOVE would move the host's own root.
-        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
-        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
-    } else if plan.no_pivot {
-        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
-        kernel
-            .mount(
-                Some(Path::new(".")),
-                Path::new("/"),
-                None,
-                MsFlags::MS_MOVE,
-                None,
-            )
-            .map_err(err("move mount"))?;
-        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
-    } else {
-        let old_root = open_dir(Path::new("/")).map_err(err("open /"))?;
-        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
-        kernel
-            .pivot_root(Path::new("."), Path::new("."))
-            .map_err(err("pivot_root"))?;
-        // The old root now sits on top of the new one: detach it without touching the host.
-        // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
-        // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
-        kernel
-            .fchdir(old_root.as_raw_fd())
-            .map_err(err("chdir to old root"))?;
-        kernel
-            .mount(
-                None,
-                Path::new("."),
-                None,
-                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(err("old root propagation"))?;
-        kernel
-            .umount2(Path::new("."), MntFlags::MNT_DETACH)
-            .map_err(err("detach old root"))?;
+    match pivot(kernel, plan)? {
+        Some(old_root) => detach_old_root(kernel, &old_root, &plan.rootfs),
+        None => Ok(()),
     }
+}
+
+/// The old root after pivot_root: on top of the new one until [`detach_old_root`] takes it away.
+pub struct OldRoot(OwnedFd);
+
+/// [`switch_root`] but the old root's detaching, which the caller does with [`detach_old_root`]
+/// (and may do on another thread meanwhile: it waits for an RCU grace period, and paths
+/// resolved from `/` already lead into the new root). `None` under `--no-pivot` and in the
+/// host's mount namespace.
+pub fn pivot(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<Option<OldRoot>, RootfsError> {
+    let err = |step: &'static str| pivot_error(&plan.rootfs, step);
+    let new_root = open_dir(&plan.rootfs).map_err(err("open"))?;
+    if plan.host_mount_ns || plan.no_pivot {
+        if !plan.host_mount_ns {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for point in host_proc_and_sys(&mountinfo, &plan.rootfs) {
+                hide_mount(kernel, &plan.rootfs, &point)?;
+            }
+        }
+        kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+        // In the host's mount namespace, pivot_root or MS_MOVE would move the host's own root.
+        if !plan.host_mount_ns {
+            kernel
+                .mount(
+                    Some(Path::new(".")),
+                    Path::new("/"),
+                    None,
+                    MsFlags::MS_MOVE,
+                    None,
+                )
+                .map_err(err("move mount"))?;
+        }
+        kernel.chroot(Path::new(".")).map_err(err("chroot"))?;
+        let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
+        kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
+        return Ok(None);
+    }
+    let old_root = open_dir(Path::new("/")).map_err(err("open /"))?;
+    kernel.fchdir(new_root.as_raw_fd()).map_err(err("chdir"))?;
+    kernel
+        .pivot_root(Path::new("."), Path::new("."))
+        .map_err(err("pivot_root"))?;
+    // The working folder is the new root; `/` leads there too, the old root on top of it
+    // notwithstanding (a lookup does not cross a mount on its starting point).
+    let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
+    kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
+    Ok(Some(OldRoot(old_root)))
+}
+
+/// Detaches the old root that [`pivot`] left on top of the new one, without touching the host.
+/// Its working folder becomes the old root: a caller on a thread of its own unshares its
+/// working folder first (`CLONE_FS`).
+pub fn detach_old_root(
+    kernel: &dyn Kernel,
+    old_root: &OldRoot,
+    rootfs: &Path,
+) -> Result<(), RootfsError> {
+    let err = |step: &'static str| pivot_error(rootfs, step);
+    kernel
+        .fchdir(old_root.0.as_raw_fd())
+        .map_err(err("chdir to old root"))?;
+    // Private rather than slave, as crun does: detaching a tree of slave mounts took up to
+    // 40 ms here (0.1 ms private), and nothing of it propagates back to the host either way.
+    kernel
+        .mount(
+            None,
+            Path::new("."),
+            None,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(err("old root propagation"))?;
+    kernel
+        .umount2(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(err("detach old root"))?;
     let slash = open_dir(Path::new("/")).map_err(err("open new /"))?;
     kernel.fchdir(slash.as_raw_fd()).map_err(err("chdir /"))?;
     Ok(())
 }
 
+/// The host's own complete procfs and sysfs mounts outside the root filesystem, from
+/// mountinfo. Under `--no-pivot` the host's tree stays in the container's mount namespace below
+/// its chroot; the kernel lets a process (root of a user namespace of its own) mount a new procfs
+/// or sysfs when a complete one is in its mount namespace, which would undo the masked paths.
+/// runc hides them the same way (`msMoveRoot`).
+fn host_proc_and_sys(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, filesystem) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let fstype = filesystem.split(' ').next()?;
+            let point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            let complete = fields.get(3) == Some(&"/");
+            (complete && matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+                .then_some(point)
+        })
+        .collect()
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space …) undone.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], code) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detaches a host mount in the container's mount namespace (the root is a slave by now: the host
+/// keeps it); one already gone with a detached parent is skipped, and one that may not be
+/// detached (locked in a user namespace) is covered with an empty tmpfs.
+fn hide_mount(kernel: &dyn Kernel, rootfs: &Path, point: &Path) -> Result<(), RootfsError> {
+    match kernel.umount2(point, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => Ok(()),
+        Err(Errno::EPERM) => kernel
+            .mount(
+                Some(Path::new("tmpfs")),
+                point,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None,
+            )
+            .map_err(|source| RootfsError::Mount {
+                what: "an empty tmpfs to hide the host's".into(),
+                target: point.display().to_string(),
+                source,
+            }),
+        Err(source) => Err(RootfsError::Pivot {
+            rootfs: rootfs.to_path_buf(),
+            step: "detach the host's procfs or sysfs",
+            source,
+        }),
+    }
+}
+
 /// After the switch: masked and read-only paths, the read-only root, the root's propagation.
 pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    finish_joining(kernel, plan, &mut || Ok(()))
+}
+
+/// [`finish`], calling `detached` once the old root must be gone: before the root's
+/// propagation changes (a recursive change would reach the old root's mounts), or at the end.
+pub fn finish_joining<E: From<RootfsError>>(
+    kernel: &dyn Kernel,
+    plan: &RootfsPlan,
+    detached: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<(), E> {
     let root = open_dir(Path::new("/")).map_err(|source| RootfsError::Pivot {
         rootfs: plan.rootfs.clone(),
         step: "open new /",
@@ -209,6 +353,25 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
     })?;
     mask::mask_paths(kernel, &root, plan)?;
     mask::readonly_paths(kernel, &root, plan)?;
+    if plan.dev_readonly {
+        let readonly = |source| RootfsError::Readonly {
+            path: "/dev".into(),
+            source,
+        };
+        let dev = resolve::open_in_root(
+            &root,
+            Path::new("/dev"),
+            nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(readonly)?;
+        let attr = MountAttr {
+            set: Attr::RDONLY,
+            ..MountAttr::default()
+        };
+        kernel
+            .mount_setattr(dev.as_fd(), false, &attr)
+            .map_err(readonly)?;
+    }
     if plan.readonly {
         let readonly = MountAttr {
             set: Attr::RDONLY,
@@ -221,6 +384,7 @@ pub fn finish(kernel: &dyn Kernel, plan: &RootfsPlan) -> Result<(), RootfsError>
                 source,
             })?;
     }
+    detached()?;
     if let Some(propagation) = plan.propagation {
         kernel
             .mount(None, Path::new("/"), None, propagation, None)
@@ -328,6 +492,28 @@ mod tests {
                 "{calls:?}"
             );
         }
+    }
+
+    #[test]
+    fn no_pivot_hides_the_hosts_complete_proc_and_sys_outside_the_root() {
+        let mountinfo = "\
+22 1 8:1 / / rw shared:1 - ext4 /dev/vda rw
+23 22 0:21 / /proc rw,nosuid - proc proc rw
+24 22 0:22 / /sys rw,nosuid - sysfs sysfs rw
+25 23 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+26 22 0:21 /sys /mnt/part rw - proc proc rw
+27 22 0:23 / /var/lib/with\\040space/proc rw - proc proc rw
+28 22 0:24 / /b/rootfs/proc rw - proc proc rw
+29 22 0:25 / /b/rootfs/sys ro - sysfs sysfs ro
+30 22 0:26 / /b/rootfs-other/proc rw - proc proc rw";
+        let hidden = host_proc_and_sys(mountinfo, Path::new("/b/rootfs"));
+        let expected = [
+            "/proc",
+            "/sys",
+            "/var/lib/with space/proc",
+            "/b/rootfs-other/proc",
+        ];
+        assert_eq!(hidden, expected.map(PathBuf::from));
     }
 
     /// Without a mount namespace berth has made the root filesystem's mount (rootfs::host): the

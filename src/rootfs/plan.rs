@@ -66,6 +66,9 @@ pub struct RootfsPlan {
     pub mounts: Vec<MountPlan>,
     /// Whether berth fills `/dev` (not when the spec bind-mounts the host's `/dev`).
     pub setup_dev: bool,
+    /// A read-only filesystem at `/dev`, made read-only only once the devices and the mount
+    /// points of the mounts below it are in it (`finish`), as runc does.
+    pub dev_readonly: bool,
     pub devices: Vec<DevicePlan>,
     pub masked: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
@@ -447,13 +450,25 @@ impl RootfsPlan {
             }
             _ => None,
         };
-        let mounts = spec
+        let mut mounts = spec
             .mounts()
             .iter()
             .flatten()
             .enumerate()
             .map(|(index, mount)| mount_plan(index, mount, bundle))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut dev_readonly = false;
+        for mount in &mut mounts {
+            let at_dev = clean(&mount.destination) == Path::new("dev");
+            if at_dev
+                && matches!(mount.kind, MountKind::Filesystem { .. })
+                && mount.attr.set.contains(Attr::RDONLY)
+            {
+                mount.attr.set.remove(Attr::RDONLY);
+                mount.fs_flags.remove(MsFlags::MS_RDONLY);
+                dev_readonly = true;
+            }
+        }
         let dev_bound = mounts.iter().any(|m| {
             matches!(m.kind, MountKind::Bind { .. }) && clean(&m.destination) == Path::new("dev")
         });
@@ -480,10 +495,13 @@ impl RootfsPlan {
             devices.retain(|d| clean(&d.path) != clean(&plan.path));
             devices.push(plan);
         }
+        // Each path once (a config may repeat one; runc dedups them too): one mount for it.
         let paths = |list: Option<&Vec<String>>| {
+            let mut seen = std::collections::HashSet::new();
             list.into_iter()
                 .flatten()
                 .map(PathBuf::from)
+                .filter(|path| seen.insert(path.clone()))
                 .collect::<Vec<_>>()
         };
         let mut sysctl: Vec<(String, String)> = linux
@@ -501,6 +519,7 @@ impl RootfsPlan {
             propagation,
             mounts,
             setup_dev: !dev_bound,
+            dev_readonly,
             devices,
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),

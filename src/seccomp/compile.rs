@@ -224,6 +224,12 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                 });
                 if args.is_empty() {
                     rules.unconditional.get_or_insert(action);
+                } else if repeats_an_argument(args) {
+                    // runc and crun make such a rule one rule per condition (any of them
+                    // matches): profiles are written for them, and `arg0 == 1, arg0 == 2`
+                    // could never hold as a whole.
+                    let each = args.iter().map(|arg| (action, std::slice::from_ref(arg)));
+                    rules.conditional.extend(each);
                 } else {
                     rules.conditional.push((action, args));
                 }
@@ -269,6 +275,17 @@ pub(super) fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         flags,
         has_notify,
         unknown,
+    })
+}
+
+/// Whether two conditions of a rule compare the same argument.
+fn repeats_an_argument(args: &[LinuxSeccompArg]) -> bool {
+    let mut seen = 0u8;
+    args.iter().any(|arg| {
+        let bit = 1 << arg.index();
+        let repeated = seen & bit != 0;
+        seen |= bit;
+        repeated
     })
 }
 
@@ -759,7 +776,7 @@ mod tests {
                 { "names": ["getppid"], "action": "SCMP_ACT_ALLOW", "args": [
                     { "index": 0, "value": 1, "op": "SCMP_CMP_EQ" },
                     { "index": 5, "value": 10, "op": "SCMP_CMP_GT" },
-                    { "index": 5, "value": 20, "op": "SCMP_CMP_LT" }
+                    { "index": 4, "value": 20, "op": "SCMP_CMP_LT" }
                 ]},
                 { "names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7, "args": [
                     { "index": 0, "value": 2, "op": "SCMP_CMP_EQ" }
@@ -774,15 +791,50 @@ mod tests {
                 &filter,
                 AUDIT_ARCH_X86_64,
                 X86_64_GETPPID,
-                [a0, 0, 0, 0, 0, a5],
+                [a0, 0, 0, 0, 15, a5],
             )
         };
         assert_eq!(call(1, 15), ALLOW);
         assert_eq!(call(1, 10), errno(1), "arg5 > 10 fails");
-        assert_eq!(call(1, 20), errno(1), "arg5 < 20 fails");
+        assert_eq!(
+            verdict(
+                &filter,
+                AUDIT_ARCH_X86_64,
+                X86_64_GETPPID,
+                [1, 0, 0, 0, 20, 15]
+            ),
+            errno(1),
+            "arg4 < 20 fails"
+        );
         assert_eq!(call(0, 15), errno(1), "arg0 == 1 fails");
         assert_eq!(call(2, 15), errno(7), "the first matching rule decides");
         assert_eq!(call(3, 0), libc::SECCOMP_RET_LOG);
+    }
+
+    #[test]
+    fn conditions_on_the_same_argument_are_each_a_rule_of_their_own_as_in_runc_and_crun() {
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                { "names": ["getppid"], "action": "SCMP_ACT_ALLOW", "args": [
+                    { "index": 0, "value": 100, "op": "SCMP_CMP_EQ" },
+                    { "index": 0, "value": 9001, "op": "SCMP_CMP_EQ" },
+                    { "index": 1, "value": 7, "op": "SCMP_CMP_EQ" }
+                ]}
+            ]
+        }));
+        let call = |a0, a1| {
+            verdict(
+                &filter,
+                AUDIT_ARCH_X86_64,
+                X86_64_GETPPID,
+                [a0, a1, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(call(100, 0), ALLOW);
+        assert_eq!(call(9001, 0), ALLOW);
+        assert_eq!(call(0, 7), ALLOW, "any one condition is enough");
+        assert_eq!(call(0, 0), errno(1));
     }
 
     #[test]
