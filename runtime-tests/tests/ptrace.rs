@@ -598,6 +598,16 @@ fn a_container_with_every_capability_gains_nothing_from_300_execs() {
     probe_execs("probe-exec-every", Caps::Every);
 }
 
+/// How many `exec`s race the prober after a created init starts: 60, or `BERTH_TEST_PTRACE_EXECS`
+/// (the cgroup v2 VM lane, where each exec of the sealed debug binary takes seconds, runs a few:
+/// there the created init on a kernel without procfs's pidns option is what it is for).
+fn created_execs() -> usize {
+    std::env::var("BERTH_TEST_PTRACE_EXECS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60)
+}
+
 /// A container created into the prober's pid namespace (a Kubernetes pod with
 /// shareProcessNamespace), held while it waits for `start`, then raced by `exec`s.
 fn probe_created(name: &str, caps: Caps) {
@@ -627,7 +637,7 @@ fn probe_created(name: &str, caps: Caps) {
     // Long enough for the prober to have tried everything on the waiting init.
     std::thread::sleep(std::time::Duration::from_millis(300));
     berth_at(&env, &berth_bin(), &["start", &victim]).ok();
-    let failed = race_execs(&env, &berth_bin(), &victim, 60, 2);
+    let failed = race_execs(&env, &berth_bin(), &victim, created_execs(), 2);
     let report = probe_report(&shared);
     env.berth(&["delete", "--force", &victim]).ok();
     env.berth(&["delete", "--force", &prober]).ok();
