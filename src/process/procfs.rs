@@ -6,13 +6,16 @@
 //! mounts need another way:
 //! - the kernel's `pidns` option (Linux 6.18) names the namespace on the context;
 //! - before it, a helper born in the namespace opens the context and hands it over. Whatever is
-//!   in that namespace sees the helper, so it holds nothing worth having: its parent, outside
-//!   the namespace, gives it a mount namespace of an empty tmpfs (its root and working
-//!   directory), closes every descriptor but the socket to the init (stdio included), and a
-//!   seccomp filter that allows nothing but fsopen, sendmsg and leaving (killing the process
-//!   on anything else). Under ptrace it can be made to open a filesystem context and send it
-//!   to the init, which a holder of CAP_SYS_ADMIN could do itself, and a context is of no use
-//!   without it.
+//!   in that namespace sees the helper, and one holding CAP_SYS_PTRACE can hold it under
+//!   ptrace, so it holds nothing worth having: its parent, outside the namespace, gives it a
+//!   user namespace of its own (fsopen needs CAP_SYS_ADMIN only over the mount namespace's
+//!   owner, and a proc context takes the pid namespace's user namespace, not the opener's, so
+//!   its capabilities are over nothing of the host's), a mount namespace of an empty tmpfs
+//!   owned by it (its root and working directory), closes every descriptor but the socket to
+//!   the init (stdio included), and a seccomp filter that allows nothing but fsopen, sendmsg and
+//!   leaving (killing the process on anything else). Under ptrace it can be made to open a
+//!   filesystem context and send it to the init, which a holder of CAP_SYS_ADMIN could do
+//!   itself, and a context is of no use without it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -67,16 +70,19 @@ pub fn from_helper(pid_ns: BorrowedFd) -> Result<OwnedFd, Errno> {
     }
 }
 
-/// In the helper's parent, outside the pid namespace: a mount namespace of an empty tmpfs,
-/// nothing open but the socket, the filter; then the helper. Returns its exit status.
+/// In the helper's parent, outside the pid namespace: a user namespace of its own owning a mount
+/// namespace of an empty tmpfs, nothing open but the socket, the filter; then the helper.
+/// Returns its exit status.
 fn enter_and_fork(
     pid_ns: BorrowedFd,
     channel: &Channel,
     filter: &crate::seccomp::Filter,
 ) -> Result<i32, Errno> {
     let kernel = crate::syscall::Linux;
+    // The pid namespace first: joining it takes CAP_SYS_ADMIN over the host's user namespace,
+    // which the new user namespace gives up.
     nix::sched::setns(pid_ns, CloneFlags::CLONE_NEWPID)?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
     kernel.mount(
         None,
         Path::new("/"),

@@ -21,8 +21,10 @@
 //! - `reached HOW N`: the host's file opened through `root`, `cwd` or `fd`, a file of the
 //!   host's written through them (`write-root`, `write-cwd`, `write-fd`), `host-mnt` for a
 //!   process in the host's mount namespace, `environ` for the caller's environment;
-//! - `attach CAPBND CAPPRM CAPEFF NNP SECCOMP HOSTMNT EXE N`: each state in which it held a
-//!   process (capability sets in hex as /proc shows them; `EXE` is `own` or `foreign`);
+//! - `attach CAPBND CAPPRM CAPEFF NNP SECCOMP HOSTMNT OWNUSER EXE N`: each state in which it
+//!   held a process (capability sets in hex as /proc shows them, which count over the process's
+//!   own user namespace; `OWNUSER` is 1 when that is the prober's, 0 when it is another;
+//!   `EXE` is `own` or `foreign`);
 //! - `fd KIND TARGET N`: each descriptor it found that is a directory (`dir`), a regular file
 //!   (`file`) or a namespace (`ns`).
 
@@ -47,6 +49,8 @@ struct Probe {
     /// The host's file, without its leading `/`.
     marker: String,
     host_mnt: String,
+    /// The prober's own user namespace, as /proc links name it.
+    user_ns: String,
     secret: String,
     own: HashSet<(u64, u64)>,
     counts: BTreeMap<String, u64>,
@@ -65,6 +69,9 @@ pub fn probe_procs(args: &[String]) -> Outcome {
     let mut probe = Probe {
         marker: read("marker")?.trim_start_matches('/').to_string(),
         host_mnt: read("host-mnt")?,
+        user_ns: fs::read_link("/proc/self/ns/user")
+            .map(|l| l.to_string_lossy().into_owned())
+            .map_err(|e| Failure::io("/proc/self/ns/user", e))?,
         secret: read("secret")?,
         own: ["/bin/busybox", "/proc/self/exe"]
             .iter()
@@ -240,13 +247,17 @@ impl Probe {
             Err(_) => "?",
         };
         format!(
-            "attach {} {} {} {} {} {} {exe}",
+            "attach {} {} {} {} {} {} {} {exe}",
             field("CapBnd:"),
             field("CapPrm:"),
             field("CapEff:"),
             field("NoNewPrivs:"),
             field("Seccomp:"),
             u8::from(self.in_host_mnt(pid)),
+            u8::from(
+                fs::read_link(format!("/proc/{pid}/ns/user"))
+                    .is_ok_and(|link| link.to_string_lossy() == self.user_ns)
+            ),
         )
     }
 }
