@@ -531,33 +531,21 @@ impl Netlink {
 
     /// The IPv4 neighbours (ARP entries) seen on link `index`.
     pub fn neighbours(&mut self, index: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Inet;
-        let messages = self.request(
-            RouteNetlinkMessage::GetNeighbour(message),
-            NLM_F_DUMP,
-            &|| "list neighbours".to_string(),
-        )?;
-        let mut found = Vec::new();
-        for message in messages {
-            let RouteNetlinkMessage::NewNeighbour(neighbour) = message else {
-                continue;
-            };
-            if neighbour.header.ifindex != index {
-                continue;
-            }
-            for attribute in &neighbour.attributes {
-                if let NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) = attribute {
-                    found.push(*ip);
-                }
-            }
-        }
-        Ok(found)
+        self.neighbours_of(index, false)
     }
 
     /// The IPv4 neighbours on link `index` whose entries are permanent: the addresses berths
     /// claimed (see [`Netlink::claim_neighbour`]), not those the kernel learnt from traffic.
     pub fn claimed_neighbours(&mut self, index: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        self.neighbours_of(index, true)
+    }
+
+    /// The IPv4 neighbours on link `index`, only the permanent ones if `permanent_only`.
+    fn neighbours_of(
+        &mut self,
+        index: u32,
+        permanent_only: bool,
+    ) -> Result<Vec<Ipv4Addr>, NetlinkError> {
         let mut message = NeighbourMessage::default();
         message.header.family = AddressFamily::Inet;
         let messages = self.request(
@@ -571,7 +559,7 @@ impl Netlink {
                 continue;
             };
             if neighbour.header.ifindex != index
-                || neighbour.header.state != NeighbourState::Permanent
+                || (permanent_only && neighbour.header.state != NeighbourState::Permanent)
             {
                 continue;
             }
