@@ -512,13 +512,26 @@ impl Env {
     /// fills with the program's output.
     #[track_caller]
     pub fn create(&self, bundle: &Path, id: &str, extra: &[&str]) -> PathBuf {
+        self.create_by(self.berth_command(&[]), bundle, id, extra)
+    }
+
+    /// `create` run by `berth`, a command naming berth (as a user, in a namespace) with no
+    /// arguments yet; the container's output goes to the file returned, `SCRATCH/ID.out`.
+    #[track_caller]
+    pub fn create_by(
+        &self,
+        mut berth: Command,
+        bundle: &Path,
+        id: &str,
+        extra: &[&str],
+    ) -> PathBuf {
         let out = self.scratch.join(format!("{id}.out"));
         let file = std::fs::File::create(&out).unwrap();
         let mut args = vec!["create", "--bundle", bundle.to_str().unwrap()];
         args.extend_from_slice(extra);
         args.push(id);
-        let status = self
-            .berth_command(&args)
+        let status = berth
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -245,21 +245,12 @@ impl TestUser {
     /// output (it keeps berth's stdout and stderr) goes to the file returned, `SCRATCH/ID.out`.
     #[track_caller]
     pub fn create(&self, env: &Env, bundle: &Path, id: &str, extra: &[&str]) -> PathBuf {
-        let out = env.scratch.join(format!("{id}.out"));
-        let file = std::fs::File::create(&out).unwrap();
-        let mut args = vec!["create", "--bundle", bundle.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        args.push(id);
-        let status = self
-            .command(env.netns.as_ref(), &self.berth)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .status()
-            .expect("berth runs");
-        assert!(status.success(), "berth create {id}: {}", read(&out));
-        out
+        env.create_by(
+            self.command(env.netns.as_ref(), &self.berth),
+            bundle,
+            id,
+            extra,
+        )
     }
 
     /// The parsed `berth state ID`, as the user.
