@@ -563,6 +563,26 @@ fn assert_nothing_gained(env: &Env, report: &[(String, u64)], config: &Value, pi
     }
 }
 
+/// What every prober test asserts at its end: the prober gained nothing, wrote no host file,
+/// every exec raced against it worked, and nothing of the containers is left.
+fn assert_probe_ended_clean(
+    env: &Env,
+    report: &[(String, u64)],
+    bundle: &Path,
+    pid_ns: &str,
+    failed: &[String],
+) {
+    assert_nothing_gained(env, report, &config_of(bundle), pid_ns);
+    assert_no_host_file_written(env);
+    assert!(
+        failed.is_empty(),
+        "{} execs failed, the first: {}",
+        failed.len(),
+        failed[0]
+    );
+    env.assert_root_empty();
+}
+
 fn probe_execs(name: &str, caps: Caps) {
     let env = Env::new(name);
     let shared = probe_dir(&env);
@@ -575,15 +595,7 @@ fn probe_execs(name: &str, caps: Caps) {
         count(&report, "processes") > 0,
         "the prober saw none of the exec'd processes: {report:?}"
     );
-    assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
-    assert_no_host_file_written(&env);
-    assert!(
-        failed.is_empty(),
-        "{} execs failed, the first: {}",
-        failed.len(),
-        failed[0]
-    );
-    env.assert_root_empty();
+    assert_probe_ended_clean(&env, &report, &bundle, &pid_ns, &failed);
 }
 
 #[test]
@@ -645,15 +657,7 @@ fn probe_created(name: &str, caps: Caps) {
         count(&report, "attached") > 0,
         "the prober never held the created init: {report:?}"
     );
-    assert_nothing_gained(&env, &report, &config_of(&bundle), &pid_ns);
-    assert_no_host_file_written(&env);
-    assert!(
-        failed.is_empty(),
-        "{} execs failed, the first: {}",
-        failed.len(),
-        failed[0]
-    );
-    env.assert_root_empty();
+    assert_probe_ended_clean(&env, &report, &bundle, &pid_ns, &failed);
 }
 
 #[test]
