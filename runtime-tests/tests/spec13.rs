@@ -335,6 +335,26 @@ fn an_exec_runs_on_its_final_cpus() {
 }
 
 #[test]
+fn a_cpu_list_that_is_not_one_is_refused() {
+    need_root!();
+    let env = Env::new("spec13-badaffinity");
+    // Arabic-Indic digit three: a digit, but no CPU number.
+    for list in ["0-", "0,,1", "\u{663}"] {
+        let id = env.id("cpus");
+        let bundle = env.bundle(&id, &["/bin/true"], |c| {
+            c["process"]["execCPUAffinity"] = json!({"initial": list});
+        });
+        let run = env.run(&bundle, &id);
+        let stderr = run.fails();
+        assert!(
+            stderr.contains("Invalid execCPUAffinity format"),
+            "{list}: {stderr}"
+        );
+        env.assert_gone(&id);
+    }
+}
+
+#[test]
 fn an_impossible_ambient_set_is_warned_about() {
     need_root!();
     let env = Env::new("spec13-ambient");
