@@ -47,7 +47,8 @@ enum Width {
 pub(super) struct ArchTable {
     pub(super) arch: Arch,
     audit: u32,
-    syscalls: &'static [(&'static str, u32)],
+    /// `name number` lines, sorted by name (see `syscall_table`).
+    syscalls: &'static str,
     width: Width,
 }
 
@@ -96,11 +97,32 @@ pub(super) fn native_audit() -> u32 {
 
 /// The syscall's number on this architecture, if the architecture has it.
 fn syscall_number(table: &ArchTable, name: &str) -> Option<u32> {
-    let index = table
-        .syscalls
-        .binary_search_by(|(n, _)| (*n).cmp(name))
-        .ok()?;
-    Some(table.syscalls[index].1)
+    look_up(table.syscalls, name)?.parse().ok()
+}
+
+/// In `lines` (lines sorted by their first word, each ending in a newline), the rest of the line
+/// whose first word is `word`. A binary search over bytes: the line that holds the middle byte
+/// of the range is compared, and the range shrinks to the lines before or after it.
+fn look_up<'t>(lines: &'t str, word: &str) -> Option<&'t str> {
+    let bytes = lines.as_bytes();
+    let (mut low, mut high) = (0, bytes.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let start = bytes[low..middle]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(low, |i| low + i + 1);
+        let end = start + bytes[start..high].iter().position(|&b| b == b'\n')?;
+        // Both ends sit beside a newline, so on character boundaries.
+        let line = &lines[start..end];
+        let (first, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match first.cmp(word) {
+            std::cmp::Ordering::Equal => return Some(rest),
+            std::cmp::Ordering::Less => low = end + 1,
+            std::cmp::Ordering::Greater => high = start,
+        }
+    }
+    None
 }
 
 /// The rules of one syscall on one architecture. As in libseccomp, an unconditional rule (the
@@ -294,7 +316,7 @@ fn repeats_an_argument(args: &[LinuxSeccompArg]) -> bool {
 /// where they do not exist, as libseccomp skips them.
 fn known_to_linux(name: &str) -> bool {
     TABLES.iter().any(|t| syscall_number(t, name).is_some())
-        || syscall_table::ELSEWHERE.binary_search(&name).is_ok()
+        || look_up(syscall_table::ELSEWHERE, name).is_some()
 }
 
 /// Whether the action lets a syscall run (what runc counts as allowing: a tracer, too, should
@@ -1193,12 +1215,20 @@ mod tests {
 
     #[test]
     fn the_syscall_tables_are_sorted_and_hold_known_numbers() {
+        let first_words = |lines: &str| -> Vec<String> {
+            lines
+                .lines()
+                .map(|l| l.split(' ').next().unwrap().to_owned())
+                .collect()
+        };
         for table in &TABLES {
-            assert!(
-                table.syscalls.windows(2).all(|w| w[0].0 < w[1].0),
-                "{:?}",
-                table.arch
-            );
+            let names = first_words(table.syscalls);
+            assert!(names.windows(2).all(|w| w[0] < w[1]), "{:?}", table.arch);
+            // Every name is found, with the number its line gives.
+            for line in table.syscalls.lines() {
+                let (name, nr) = line.split_once(' ').unwrap();
+                assert_eq!(syscall_number(table, name), nr.parse().ok(), "{line}");
+            }
         }
         let number = |arch: Arch, name| {
             let table = TABLES.iter().find(|t| t.arch == arch).unwrap();
@@ -1239,9 +1269,26 @@ mod tests {
             assert_eq!(number(Arch::ScmpArchX86, name), Some(nr), "{name}");
         }
         assert_eq!(number(Arch::ScmpArchAarch64, "fchmodat2"), Some(452));
-        assert!(syscall_table::ELSEWHERE.windows(2).all(|w| w[0] < w[1]));
+        let elsewhere = first_words(syscall_table::ELSEWHERE);
+        assert!(elsewhere.windows(2).all(|w| w[0] < w[1]));
+        assert!(elsewhere.iter().all(|name| known_to_linux(name)));
         assert!(known_to_linux("arm_fadvise64_64"));
         assert!(!known_to_linux("no_such_syscall"));
+    }
+
+    #[test]
+    fn look_up_finds_every_line_and_nothing_between_them() {
+        let lines = "a 1\nab 2\nb 3\nbb\nc 5\n";
+        assert_eq!(look_up(lines, "a"), Some("1"));
+        assert_eq!(look_up(lines, "ab"), Some("2"));
+        assert_eq!(look_up(lines, "b"), Some("3"));
+        assert_eq!(look_up(lines, "bb"), Some(""));
+        assert_eq!(look_up(lines, "c"), Some("5"));
+        for missing in ["", "0", "aa", "abc", "ba", "d", "a 1"] {
+            assert_eq!(look_up(lines, missing), None, "{missing:?}");
+        }
+        assert_eq!(look_up("", "a"), None);
+        assert_eq!(look_up("only 7\n", "only"), Some("7"));
     }
 
     fn docker_profile() -> LinuxSeccomp {
