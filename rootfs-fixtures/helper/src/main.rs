@@ -4,6 +4,7 @@
 //! status: what the subcommand reports (0 for success), 1 when it fails, 2 for a usage mistake.
 #![cfg_attr(not(test), no_main)]
 
+mod attacker;
 mod files;
 mod format;
 mod info;

@@ -31,12 +31,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CString;
 use std::fs;
-use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::attacker::{identity, open, other_pids, own_programs, write_report};
 use crate::{Failure, Outcome};
 
 /// How the prober tries to make a file of the host's.
@@ -73,27 +72,17 @@ pub fn probe_procs(args: &[String]) -> Outcome {
             .map(|l| l.to_string_lossy().into_owned())
             .map_err(|e| Failure::io("/proc/self/ns/user", e))?,
         secret: read("secret")?,
-        own: ["/bin/busybox", "/proc/self/exe"]
-            .iter()
-            .filter_map(|p| fs::metadata(p).ok())
-            .map(|m| (m.dev(), m.ino()))
-            .collect(),
+        own: own_programs(),
         counts: BTreeMap::new(),
     };
-    let me = std::process::id().to_string();
     let mut seen: HashSet<(String, (u64, u64))> = HashSet::new();
     let mut processes = 0u64;
     while !dir.join("stop").exists() {
-        let entries = fs::read_dir("/proc").map_err(|e| Failure::io("/proc", e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
+        for name in other_pids()? {
             // A process whose exe cannot be read (a kernel thread, or one gone) is still probed
             // once: its root and descriptors may be open to us where its exe is not.
             let exe = fs::metadata(format!("/proc/{name}/exe"))
-                .map(|m| (m.dev(), m.ino()))
+                .map(|m| identity(&m))
                 .unwrap_or((0, 0));
             if !seen.insert((name.clone(), exe)) {
                 continue;
@@ -107,13 +96,7 @@ pub fn probe_procs(args: &[String]) -> Outcome {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    let mut report = format!("processes {processes}\n");
-    for (line, count) in &probe.counts {
-        report += &format!("{line} {count}\n");
-    }
-    let tmp = dir.join("report.tmp");
-    fs::write(&tmp, report).map_err(|e| Failure::io(tmp.display().to_string(), e))?;
-    fs::rename(&tmp, dir.join("report")).map_err(|e| Failure::io("report", e))?;
+    write_report(dir, processes, &probe.counts)?;
     Ok(0)
 }
 
@@ -242,7 +225,7 @@ impl Probe {
                 .unwrap_or_else(|| "?".into())
         };
         let exe = match fs::metadata(format!("/proc/{pid}/exe")) {
-            Ok(m) if self.own.contains(&(m.dev(), m.ino())) => "own",
+            Ok(m) if self.own.contains(&identity(&m)) => "own",
             Ok(_) => "foreign",
             Err(_) => "?",
         };
@@ -287,15 +270,4 @@ fn kind_of(file: &OwnedFd, target: &str) -> &'static str {
         libc::S_IFCHR => "chr",
         _ => "other",
     }
-}
-
-fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `path` is a valid C string; the mode is read only with O_CREAT.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -14,13 +14,13 @@
 //! for each attempt on a mount flag.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::attacker::{identity, open, other_pids, own_programs, write_report};
 use crate::{names, Failure, Outcome};
 
 /// What the attacker writes into the runtime's binary when it can.
@@ -34,24 +34,14 @@ pub fn steal_exe(args: &[String]) -> Outcome {
         return Err(Failure::Usage);
     };
     let dir = Path::new(dir);
-    let own: HashSet<(u64, u64)> = ["/bin/busybox", "/proc/self/exe"]
-        .iter()
-        .filter_map(|p| fs::metadata(p).ok())
-        .map(|m| identity(&m))
-        .collect();
-    let me = std::process::id().to_string();
+    let own = own_programs();
     let mut processes = 0u64;
     let mut seen: HashSet<(String, (u64, u64))> = HashSet::new();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     // Files still busy (ETXTBSY): kept open, to try again once the runtime has stopped.
     let mut busy: Vec<(OwnedFd, (u64, u64))> = Vec::new();
     while !dir.join("stop").exists() {
-        let entries = fs::read_dir("/proc").map_err(|e| Failure::io("/proc", e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
+        for name in other_pids()? {
             let Ok(exe) = open(&format!("/proc/{name}/exe"), libc::O_PATH) else {
                 continue;
             };
@@ -90,13 +80,7 @@ pub fn steal_exe(args: &[String]) -> Outcome {
         };
         *outcomes.entry(result).or_default() += 1;
     }
-    let mut report = format!("processes {processes}\n");
-    for (outcome, count) in outcomes {
-        report += &format!("{outcome} {count}\n");
-    }
-    let tmp = dir.join("report.tmp");
-    fs::write(&tmp, report).map_err(|e| Failure::io(tmp.display().to_string(), e))?;
-    fs::rename(&tmp, dir.join("report")).map_err(|e| Failure::io("report", e))?;
+    write_report(dir, processes, &outcomes)?;
     Ok(0)
 }
 
@@ -152,20 +136,4 @@ fn clear_read_only(fd: &OwnedFd) -> io::Result<()> {
     } else {
         Ok(())
     }
-}
-
-fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `path` is a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn identity(meta: &fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
 }
