@@ -134,23 +134,22 @@ pub(super) fn mount_one(
         MountKind::Filesystem { fstype, source } => {
             let fs_flags = mount.fs_flags;
             let data = with_mount_point_mode(&target, fstype, &mount.data);
-            let made = match (fstype.as_str(), plan.proc_pid_ns) {
+            let context = match (fstype.as_str(), plan.proc_pid_ns) {
                 // The container's pid namespace is not this process's (`process::procfs`).
-                ("proc", Some(pid_ns)) => crate::process::procfs::context(kernel, pid_ns)
-                    .map_err(failed("fsopen"))
-                    .and_then(|context| {
-                        configure(
-                            kernel,
-                            context,
-                            fstype,
-                            source,
-                            fs_flags,
-                            &data,
-                            &mount.attr,
-                        )
-                    }),
-                _ => new_filesystem(kernel, fstype, source, fs_flags, &data, &mount.attr),
+                ("proc", Some(pid_ns)) => crate::process::procfs::context(kernel, pid_ns),
+                _ => kernel.fsopen(fstype),
             };
+            let made = context.map_err(failed("fsopen")).and_then(|context| {
+                configure(
+                    kernel,
+                    context,
+                    fstype,
+                    source,
+                    fs_flags,
+                    &data,
+                    &mount.attr,
+                )
+            });
             match made {
                 // Without a network namespace of its own, a user namespace may not mount sysfs:
                 // give it the host's, read-only where asked, as runc does.
