@@ -24,6 +24,14 @@ function value(line,    v) {
     return v
 }
 
+# The value of a map entry whose value is a tuple, without its parentheses.
+function tuple(line,    v) {
+    v = value(line)
+    sub(/^\(/, "", v)
+    sub(/\)$/, "", v)
+    return v
+}
+
 # A kernel stack: its frames follow on lines of their own. What it slept in is named by its
 # first three frames past the scheduler's own.
 /^@K\[/ { keys($0); id = key[1] "," key[2]; why[id] = ""; frames = 0; in_stack = 1; next }
@@ -49,9 +57,7 @@ in_stack && /^[ \t]/ {
 /^@P\[/ { keys($0); print key[1], "P", key[1], key[2]; next }
 /^@S\[/ {
     keys($0)
-    v = value($0)
-    sub(/^\(/, "", v)
-    sub(/\)$/, "", v)
+    v = tuple($0)
     # number, duration, result, then the path or name (which may itself hold ", ")
     split(v, f, ", ")
     arg = v
@@ -61,10 +67,7 @@ in_stack && /^[ \t]/ {
 }
 /^@O\[/ {
     keys($0)
-    v = value($0)
-    sub(/^\(/, "", v)
-    sub(/\)$/, "", v)
-    split(v, f, ", ")
+    split(tuple($0), f, ", ")
     off[key[1] "," key[2]] = sprintf("%.0f O %s %s %s %s", key[1] + f[1], key[1], key[2], f[1], f[2] ? "W" : "R")
     next
 }
