@@ -1,4 +1,5 @@
-//! Records the git commit berth is built from, for `berth --version`.
+//! Records the git commit berth is built from, for `berth --version`, and has berth linked again
+//! when the layout of the release binary's functions changes (scripts/release-build.d/cc-ordered).
 
 fn main() {
     let commit = std::process::Command::new("git")
@@ -11,4 +12,5 @@ fn main() {
     println!("cargo:rustc-env=BERTH_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");
+    println!("cargo:rerun-if-changed=scripts/release-build.d/berth.keys");
 }
