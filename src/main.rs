@@ -1,11 +1,13 @@
 //! The `berth` command line: global flags and one subcommand per file under `commands/`; the
 //! library does the work.
 
+// berth starts from C's `main` (see `main` below).
+#![cfg_attr(not(test), no_main)]
+
 mod commands;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args as _, FromArgMatches as _, Subcommand, ValueEnum};
 
@@ -162,15 +164,57 @@ fn one_subcommand(name: &str) -> Option<clap::Command> {
     Some(if name == "list" { sub.alias("ls") } else { sub })
 }
 
-fn main() -> ExitCode {
+/// berth starts here rather than from Rust's `main`: Rust's start-up sets up what berth does
+/// not use (a signal stack and handlers for a stack-overflow message, found through a read of
+/// /proc/self/maps) at every start, 14 system calls, and berth starts for every command an
+/// engine gives. What of it berth relies on is done here: SIGPIPE ignored (a write to a closed
+/// pipe fails instead of ending berth) and standard streams open (a file berth opens never
+/// becomes its stdout). The arguments come from glibc as before (std reads them at load time).
+// SAFETY: the program's only `main` symbol (the test harness brings its own); glibc's start
+// code calls it as C's main.
+#[cfg_attr(not(test), export_name = "main")]
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn c_main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: sets a signal's disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    open_standard_streams();
+    let code = run();
+    // Rust's start-up would flush stdout on the way out.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    code.into()
+}
+
+/// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, as Rust's start-up does.
+fn open_standard_streams() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes the three pollfd structures given.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for fd in fds.iter().filter(|fd| fd.revents & libc::POLLNVAL != 0) {
+        // SAFETY: opens a path given as a C string; the lowest free descriptor is the closed one.
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if opened != fd.fd {
+            // SAFETY: aborting is always sound.
+            unsafe { libc::abort() };
+        }
+    }
+}
+
+/// The command line's work; the exit status.
+fn run() -> u8 {
     let (cli, command) = parse();
     let Some(command) = command else {
         if cli.version {
             println!("{}", commands::VERSION);
-            return ExitCode::SUCCESS;
+            return 0;
         }
         eprintln!("berth: error: no command given (berth --help lists them)");
-        return ExitCode::from(1);
+        return 1;
     };
     let format = match cli.log_format {
         LogFormat::Text => berth::logging::Format::Text,
@@ -181,13 +225,13 @@ fn main() -> ExitCode {
             "berth: error: cannot open log file {:?}: {err}",
             cli.log.unwrap_or_default()
         );
-        return ExitCode::from(1);
+        return 1;
     }
     let rootless = match berth::rootless::parse_flag(cli.rootless.as_deref().unwrap_or("auto")) {
         Ok(flag) => berth::rootless::rootless_cgroups(flag),
         Err(err) => {
             berth::logging::report_error(&err.to_string());
-            return ExitCode::from(1);
+            return 1;
         }
     };
     let root = match &cli.root {
@@ -198,14 +242,14 @@ fn main() -> ExitCode {
         Ok(root) => root,
         Err(err) => {
             berth::logging::report_error(&err.to_string());
-            return ExitCode::from(1);
+            return 1;
         }
     };
     // berth is never dumpable, so neither is any process it makes, however it makes it, until that
     // process runs the container's program (CVE-2019-5736: see process::clone::undumpable).
     if let Err(err) = berth::process::clone::undumpable() {
         berth::logging::report_error(&format!("cannot make berth non-dumpable: {err}"));
-        return ExitCode::from(1);
+        return 1;
     }
     let global = commands::Global {
         root,
@@ -234,10 +278,10 @@ fn main() -> ExitCode {
         Command::Restore(args) => commands::restore::run(&global, args),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             berth::logging::report_error(&error_text(&err));
-            ExitCode::from(1)
+            1
         }
     }
 }
