@@ -1,7 +1,7 @@
 //! The `berth` command line: global flags and one subcommand per file under `commands/`; the
 //! library does the work.
 
-// berth starts from C's `main` (see `main` below).
+// berth starts from C's `main` (see `c_main` below).
 #![cfg_attr(not(test), no_main)]
 
 mod commands;

@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
     if (!base) { fprintf(stderr, "firsthit: %s is not mapped by the command\n", argv[2]); return 1; }
     int mem = mem_of(first);
     for (size_t i = 0; i < nfns; i++) {
-        /* Several names may share an address (folded code): one breakpoint, the first name. */
+        /* Several names may share an address (folded code): one breakpoint, and all the names
+         * are printed when it is hit. */
         if (i && fns[i].off == fns[i - 1].off) { fns[i].orig = fns[i - 1].orig; continue; }
         unsigned char cc = 0xcc;
         if (pread(mem, &fns[i].orig, 1, base + fns[i].off) != 1 ||
